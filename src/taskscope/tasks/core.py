@@ -1,0 +1,219 @@
+"""The task data model: :class:`Instance`, :class:`Example`, :class:`Template`, :class:`Task`, :class:`TaskSuite`.
+
+Everything downstream (training, extraction, evaluation) consumes these objects, and this
+module imports nothing else from taskscope.
+
+Two kinds of task share one class:
+
+* *plain* tasks (SNI): every :class:`Instance` already carries its ``input`` text;
+* *templated* tasks (FLAN-style, builtin): every instance carries a ``fields`` record and the
+  task carries several :class:`Template` s that turn a record into ``(input, outputs)``.
+  :meth:`Task.render` does that; for plain tasks it returns the instance unchanged.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class TaskError(ValueError):
+    """Bad task data.  The message always names the file (when there is one), the task and the field."""
+
+    def __init__(self, message: str, *, file: str | None = None, task: str | None = None, field: str | None = None):
+        self.file, self.task, self.field = file, task, field
+        where = ", ".join(f"{k} {v!r}" for k, v in (("file", file), ("task", task), ("field", field)) if v)
+        super().__init__(f"{message} ({where})" if where else message)
+
+
+@dataclass(frozen=True)
+class Example:
+    """A demonstration (SNI "Positive/Negative Examples"): input, output and an optional explanation."""
+
+    input: str
+    output: str
+    explanation: str = ""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One input with one or more acceptable reference outputs.
+
+    ``id`` is stable across runs and unique inside its task; splits are drawn from hashes of it,
+    so adding tasks to a suite never reshuffles the instances of the others.
+    ``fields`` holds the raw record of a templated task (empty for plain tasks).
+    """
+
+    id: str
+    input: str
+    outputs: tuple[str, ...]
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+
+
+_FORMATTER = string.Formatter()
+
+
+def template_fields(text: str) -> set[str]:
+    """The record fields a ``str.format`` template names (``"{premise} ..."`` -> ``{"premise"}``)."""
+    names = set()
+    for _, name, _, _ in _FORMATTER.parse(text):
+        if name:
+            names.add(name.split(".")[0].split("[")[0])
+    return names
+
+
+@dataclass(frozen=True)
+class Template:
+    """An instruction template of a templated task.
+
+    ``input`` and ``output`` are ``str.format`` strings over the record fields, e.g.
+    ``input="Premise: {premise}\\nHypothesis: {hypothesis}\\nDoes the premise entail the hypothesis?"``,
+    ``output="{label}"``.  ``verbalizer`` maps a raw field value to words before formatting,
+    e.g. ``{"label": {"0": "yes", "1": "no"}}``.  ``outputs_field`` names a record field holding a
+    list of alternative references (used instead of ``output`` when present in the record).
+    """
+
+    input: str
+    output: str = "{answer}"
+    verbalizer: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    outputs_field: str | None = None
+
+    def fields(self) -> set[str]:
+        return template_fields(self.input) | template_fields(self.output)
+
+    def render(self, record: Mapping[str, Any], *, task: str = "") -> tuple[str, tuple[str, ...]]:
+        values = {}
+        for name in self.fields():
+            if name not in record:
+                raise TaskError(
+                    f"template names unknown field {name!r}; the record has {sorted(record)}",
+                    task=task or None,
+                    field=name,
+                )
+            value = record[name]
+            words = self.verbalizer.get(name)
+            values[name] = words.get(str(value), str(value)) if words else value
+        text = self.input.format(**values)
+        if self.outputs_field and self.outputs_field in record:
+            refs = record[self.outputs_field]
+            refs = (refs,) if isinstance(refs, str) else tuple(str(r) for r in refs)
+            return text, refs
+        return text, (self.output.format(**values),)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task: its description, demonstrations and instances.
+
+    ``clusters`` is the task's cluster / category list (SNI "Categories", FLAN cluster); the
+    first entry is its primary cluster.  ``source`` names where the task came from (``"sni"``,
+    ``"templated"``, ``"builtin"``) and ``sources`` its upstream datasets.
+    """
+
+    name: str
+    instances: tuple[Instance, ...]
+    clusters: tuple[str, ...] = ()
+    definition: str = ""
+    positive_examples: tuple[Example, ...] = ()
+    negative_examples: tuple[Example, ...] = ()
+    domains: tuple[str, ...] = ()
+    source: str = ""
+    sources: tuple[str, ...] = ()
+    input_language: tuple[str, ...] = ("English",)
+    output_language: tuple[str, ...] = ("English",)
+    templates: tuple[Template, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("instances", "clusters", "positive_examples", "negative_examples", "domains",
+                     "sources", "input_language", "output_language", "templates"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.name:
+            raise TaskError("task has an empty name", field="name")
+
+    @property
+    def cluster(self) -> str:
+        """The primary cluster (first category), or ``"uncategorised"``."""
+        return self.clusters[0] if self.clusters else "uncategorised"
+
+    @property
+    def n_instances(self) -> int:
+        return len(self.instances)
+
+    @property
+    def is_templated(self) -> bool:
+        return bool(self.templates)
+
+    def render(self, instance: Instance, template_index: int = 0) -> Instance:
+        """The instance with ``input``/``outputs`` filled from template ``template_index`` (plain tasks: unchanged)."""
+        if not self.templates:
+            return instance
+        template = self.templates[template_index % len(self.templates)]
+        text, outputs = template.render(instance.fields, task=self.name)
+        return replace(instance, input=text, outputs=outputs)
+
+    def with_instances(self, instances: Iterable[Instance]) -> Task:
+        return replace(self, instances=tuple(instances))
+
+
+@dataclass(frozen=True)
+class TaskSuite:
+    """A named, ordered collection of tasks with filters.  Task names are unique."""
+
+    name: str
+    tasks: tuple[Task, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        seen: set[str] = set()
+        for task in self.tasks:
+            if task.name in seen:
+                raise TaskError(f"duplicate task name in suite {self.name!r}", task=task.name, field="name")
+            seen.add(task.name)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, name: str) -> Task:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(f"no task {name!r} in suite {self.name!r}; it has {len(self.tasks)} tasks, e.g. {self.names[:5]}")
+
+    def __contains__(self, name: object) -> bool:
+        return any(task.name == name for task in self.tasks)
+
+    @property
+    def names(self) -> list[str]:
+        return [task.name for task in self.tasks]
+
+    @property
+    def clusters(self) -> list[str]:
+        """Primary clusters in first-seen order."""
+        return list(dict.fromkeys(task.cluster for task in self.tasks))
+
+    def filter(self, predicate: Callable[[Task], bool], name: str | None = None) -> TaskSuite:
+        return TaskSuite(name or self.name, tuple(t for t in self.tasks if predicate(t)))
+
+    def select(self, names: Sequence[str]) -> TaskSuite:
+        """The named tasks, in the order given; unknown names raise ``KeyError``."""
+        return TaskSuite(self.name, tuple(self[n] for n in names))
+
+    def exclude(self, names: Iterable[str]) -> TaskSuite:
+        drop = set(names)
+        return self.filter(lambda t: t.name not in drop)
+
+    def by_cluster(self, clusters: Iterable[str]) -> TaskSuite:
+        keep = set(clusters)
+        return self.filter(lambda t: bool(keep.intersection(t.clusters)))
+
+    def map(self, fn: Callable[[Task], Task]) -> TaskSuite:
+        return TaskSuite(self.name, tuple(fn(t) for t in self.tasks))
