@@ -1,0 +1,80 @@
+"""The `LoadedModel` record and the fingerprint that identifies a model's weights.
+
+The fingerprint is a sha256 hex digest over
+
+1. the model config as canonical JSON (``config.to_json_string(use_diff=False)``, keys sorted), then
+2. either the identity of the checkpoint files (for each ``*.safetensors`` file in name order: the file
+   name, size and mtime in nanoseconds) when the weights come unchanged from a directory on disk, or the
+   weights themselves (every tensor of ``state_dict()`` in name order: name, dtype, shape and raw bytes) for
+   models built or changed in memory (tiny models, LoRA-merged or trained models).
+
+So two loads of the same checkpoint share a fingerprint, and any training step changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to use: the HF model, its tokenizer and facts the other packages need.
+
+    ``num_layers`` counts transformer blocks (the decoder's for T5); ``hidden_size`` is the residual width.
+    """
+
+    model: Any
+    tokenizer: Any
+    spec: str
+    is_encoder_decoder: bool
+    num_layers: int
+    hidden_size: int
+    fingerprint: str
+
+    def refresh_fingerprint(self) -> str:
+        """Recompute the fingerprint from the weights in memory (call after training) and return it."""
+        self.fingerprint = fingerprint_from_weights(self.model)
+        return self.fingerprint
+
+
+def _config_json(config: Any) -> str:
+    data = json.loads(config.to_json_string(use_diff=False))
+    for volatile in ("transformers_version", "_name_or_path", "dtype", "torch_dtype"):
+        data.pop(volatile, None)
+    return json.dumps(data, sort_keys=True)
+
+
+def fingerprint_from_files(config: Any, checkpoint_dir: str | Path) -> str:
+    """Hash the config and the name, size and mtime of each safetensors file in ``checkpoint_dir``."""
+    digest = hashlib.sha256(_config_json(config).encode())
+    for path in sorted(Path(checkpoint_dir).glob("*.safetensors")):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def fingerprint_from_weights(model: Any) -> str:
+    """Hash the config and every tensor of ``model.state_dict()`` (name, dtype, shape, bytes), in name order."""
+    digest = hashlib.sha256(_config_json(model.config).encode())
+    state = model.state_dict()
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def model_dimensions(config: Any) -> tuple[int, int]:
+    """Return ``(num_layers, hidden_size)`` from a HF config, reading the text config of multimodal models."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    num_layers = getattr(text, "num_decoder_layers", None) or getattr(text, "num_hidden_layers", None)
+    if num_layers is None:
+        num_layers = getattr(text, "n_layer", None) or getattr(text, "num_layers")
+    hidden_size = getattr(text, "hidden_size", None) or getattr(text, "d_model", None) or getattr(text, "n_embd")
+    return int(num_layers), int(hidden_size)
