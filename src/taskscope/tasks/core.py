@@ -160,6 +160,19 @@ class Task:
     def with_instances(self, instances: Iterable[Instance]) -> Task:
         return replace(self, instances=tuple(instances))
 
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready overview: name, cluster, categories, n_instances, source, domains, templates, split."""
+        return {
+            "name": self.name,
+            "cluster": self.cluster,
+            "categories": list(self.clusters),
+            "n_instances": self.n_instances,
+            "source": self.source,
+            "domains": list(self.domains),
+            "n_templates": len(self.templates),
+            "split": self.metadata.get("split"),
+        }
+
 
 @dataclass(frozen=True)
 class TaskSuite:

@@ -1,0 +1,231 @@
+"""Prompt formats for the task context r_k, and the examples a model sees.
+
+Five kinds (:class:`PromptFormat` ``kind``), each one documented template; every template string
+is a field of :class:`PromptFormat` and can be overridden:
+
+=========================  ==================================================================
+``definition``             [task name] + definition + query
+``definition_exemplars``   [task name] + definition + up to ``n_exemplars`` positive exemplars + query
+``exemplars``              [task name] + up to ``n_exemplars`` positive exemplars + query
+``task_id``                task name + query
+``none``                   query only
+=========================  ==================================================================
+
+The default strings reproduce the Tk-Instruct data collator (Wang et al., 2022) exactly; with
+``add_task_name=True`` and two exemplars the prompt is::
+
+    {task name}. Definition: {definition}.
+
+     Positive Example 1 -
+    Input: {input}.
+     Output: {output}.
+
+     Positive Example 2 -
+    Input: {input}.
+     Output: {output}.
+
+    Now complete the following example -
+    Input: {x}.
+    Output: 
+
+Order of operations in :func:`format_instance`:
+
+1. choose the template of a templated task (``template_policy``: ``fixed`` = ``template_index``;
+   ``cycle`` = instance position modulo the number of templates; ``sample`` = a draw seeded by
+   ``hash(seed, task name, instance id)``) and render the instance with it - for templated tasks
+   the rendered template *is* the instruction and fills ``{x}``;
+2. Tk-Instruct punctuation (``punctuate=True``): strip each text, then add a final ``"."`` when it
+   does not end in punctuation - to the definition, each exemplar's input, output and explanation,
+   and the query input (never to targets);
+3. build the fixed parts: task name, definition block (omitted when the task has no definition),
+   query;
+4. add exemplars one at a time (explicit ``exemplars``, e.g. from a few-shot pool, else the task's
+   positive examples; explicit :class:`Instance` s are rendered with the same template and an
+   exemplar with the query's id is skipped) while ``count_tokens(prompt) <= max_prompt_tokens``;
+   the first one that does not fit stops the loop, as in Tk-Instruct (which counts with
+   ``" ".join`` of the exemplars and leaves the task name out; we count the exact prompt).
+   A prompt that is too long without exemplars is not truncated here.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskscope.tasks.core import Example, Instance, Task
+from taskscope.tasks.splits import stable_hash
+
+FormatKind = Literal["definition", "definition_exemplars", "exemplars", "task_id", "none"]
+FORMAT_KINDS: tuple[str, ...] = ("definition", "definition_exemplars", "exemplars", "task_id", "none")
+_WITH_DEFINITION = {"definition", "definition_exemplars"}
+_WITH_EXEMPLARS = {"definition_exemplars", "exemplars"}
+
+
+class PromptFormat(BaseModel):
+    """How a task context r_k and an input become a prompt.  Defaults: Tk-Instruct, definition + 2 exemplars."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: FormatKind = "definition_exemplars"
+    n_exemplars: int = Field(default=2, ge=0)
+    add_task_name: bool = False
+    add_explanation: bool = False
+    punctuate: bool = True
+    max_prompt_tokens: int | None = Field(default=None, ge=1)
+    template_policy: Literal["fixed", "cycle", "sample"] = "fixed"
+    template_index: int = Field(default=0, ge=0)
+
+    task_name_template: str = "{task_name}. "
+    definition_template: str = "Definition: {definition}\n\n"
+    exemplar_template: str = " Positive Example {number} -\nInput: {input}\n Output: {output}\n{explanation}\n"
+    explanation_template: str = " Explanation: {explanation}\n"
+    query_template: str = "Now complete the following example -\nInput: {input}\nOutput: "
+
+
+@dataclass(frozen=True)
+class FormattedExample:
+    """One prompt as a model sees it, with every reference target."""
+
+    task: str
+    instance_id: str
+    prompt: str
+    targets: tuple[str, ...]
+    template_index: int
+
+
+def count_words(text: str) -> int:
+    """The default token counter: whitespace-separated words."""
+    return len(text.split())
+
+
+def tk_punctuate(text: str) -> str:
+    """Tk-Instruct's rule: strip, then add ``"."`` unless the text ends in ``string.punctuation``."""
+    text = text.strip()
+    return text if text and text[-1] in string.punctuation else text + "."
+
+
+def choose_template(task: Task, instance: Instance, fmt: PromptFormat, *, position: int = 0, seed: int = 0) -> int:
+    """The template index for ``instance`` (0 for plain tasks); see step 1 of the module docstring."""
+    n = len(task.templates)
+    if n == 0:
+        return 0
+    if fmt.template_policy == "fixed":
+        return fmt.template_index % n
+    if fmt.template_policy == "cycle":
+        return position % n
+    return stable_hash(seed, task.name, instance.id) % n
+
+
+def _exemplar_text(fmt: PromptFormat, number: int, example: Example) -> str:
+    fix = tk_punctuate if fmt.punctuate else str.strip
+    explanation = ""
+    if fmt.add_explanation and example.explanation:
+        explanation = fmt.explanation_template.format(explanation=fix(example.explanation))
+    return fmt.exemplar_template.format(
+        number=number, input=fix(example.input), output=fix(example.output), explanation=explanation
+    )
+
+
+def _exemplar_pool(task: Task, instance: Instance, template_index: int,
+                   exemplars: Sequence[Example | Instance] | None) -> list[Example]:
+    if exemplars is None:
+        return list(task.positive_examples)
+    pool = []
+    for item in exemplars:
+        if isinstance(item, Instance):
+            if item.id == instance.id:
+                continue
+            rendered = task.render(item, template_index)
+            item = Example(input=rendered.input, output=rendered.outputs[0] if rendered.outputs else "")
+        pool.append(item)
+    return pool
+
+
+def format_instance(
+    task: Task,
+    instance: Instance,
+    fmt: PromptFormat | None = None,
+    *,
+    exemplars: Sequence[Example | Instance] | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+    seed: int = 0,
+    position: int = 0,
+) -> FormattedExample:
+    """Format one instance; see the module docstring for the order of operations."""
+    fmt = fmt or PromptFormat()
+    count = count_tokens or count_words
+    template_index = choose_template(task, instance, fmt, position=position, seed=seed)
+    rendered = task.render(instance, template_index)
+    fix = tk_punctuate if fmt.punctuate else str.strip
+
+    head = ""
+    if fmt.kind == "task_id" or (fmt.add_task_name and fmt.kind != "none"):
+        head += fmt.task_name_template.format(task_name=task.name)
+    if fmt.kind in _WITH_DEFINITION and task.definition.strip():
+        head += fmt.definition_template.format(definition=fix(task.definition))
+    query = fmt.query_template.format(input=fix(rendered.input))
+
+    shots = ""
+    if fmt.kind in _WITH_EXEMPLARS and fmt.n_exemplars > 0:
+        pool = _exemplar_pool(task, instance, template_index, exemplars)
+        for number, example in enumerate(pool[: fmt.n_exemplars], start=1):
+            candidate = shots + _exemplar_text(fmt, number, example)
+            if fmt.max_prompt_tokens is not None and count(head + candidate + query) > fmt.max_prompt_tokens:
+                break
+            shots = candidate
+    return FormattedExample(
+        task=task.name,
+        instance_id=instance.id,
+        prompt=head + shots + query,
+        targets=tuple(rendered.outputs),
+        template_index=template_index,
+    )
+
+
+def format_task(
+    task: Task,
+    instances: Sequence[Instance] | None = None,
+    fmt: PromptFormat | None = None,
+    *,
+    seed: int = 0,
+    count_tokens: Callable[[str], int] | None = None,
+    exemplars: Sequence[Example | Instance] | None = None,
+) -> list[FormattedExample]:
+    """Format ``instances`` (default: all of the task's) in order; ``position`` drives the ``cycle`` policy."""
+    chosen = task.instances if instances is None else instances
+    return [
+        format_instance(task, inst, fmt, exemplars=exemplars, count_tokens=count_tokens, seed=seed, position=i)
+        for i, inst in enumerate(chosen)
+    ]
+
+
+def example_record(example: FormattedExample, **extra: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a formatted example (for export)."""
+    return {"task": example.task, "instance_id": example.instance_id, "prompt": example.prompt,
+            "targets": list(example.targets), "template_index": example.template_index, **extra}
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """One token of ``prompt + target (+ eos)`` and whether training computes loss on it."""
+
+    token_id: int
+    text: str
+    trained: bool
+
+
+def label_tokens(tokenizer: Any, example: FormattedExample, target_index: int = 0) -> list[TokenView]:
+    """The tokens of the training sequence of ``example``: prompt (with the tokenizer's special
+    tokens, masked), then target ``target_index`` (no special tokens, trained), then the EOS token
+    when the tokenizer has one (trained).  ``tokenizer`` is any Hugging Face tokenizer."""
+    prompt_ids = tokenizer(example.prompt, add_special_tokens=True)["input_ids"]
+    target_ids = tokenizer(example.targets[target_index], add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        target_ids = [*target_ids, tokenizer.eos_token_id]
+    return [TokenView(i, tokenizer.convert_ids_to_tokens(i), False) for i in prompt_ids] + [
+        TokenView(i, tokenizer.convert_ids_to_tokens(i), True) for i in target_ids
+    ]

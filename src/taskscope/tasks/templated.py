@@ -1,0 +1,208 @@
+"""The ``templated:PATH`` source: FLAN-style datasets of records plus instruction templates.
+
+``PATH`` is a YAML or JSON spec (read with ``yaml.safe_load``; nothing in it is executed)::
+
+    name: my-suite                      # optional, defaults to the file name
+    datasets:
+      - name: review_sentiment          # task name
+        cluster: sentiment              # or clusters: [sentiment, classification]
+        records: data/reviews.jsonl     # JSONL / JSON list / CSV / parquet, relative to the spec file
+        # records: {hf: imdb, split: train, config: null}   # a Hugging Face dataset (needs network)
+        definition: Say whether the review is positive or negative.   # optional
+        id_field: review_id             # optional; default "<name>-<row index>"
+        max_records: 1000               # optional; the first N records
+        templates:
+          - input: "Review: {text}\nIs this review positive or negative?"
+            output: "{label}"
+            verbalizer: {label: {"0": negative, "1": positive}}
+          - input: "{text}\nDid the writer like it?"
+            output: "{label}"
+            verbalizer: {label: {"0": "no", "1": "yes"}}
+
+Order of operations in :func:`load_templated`:
+
+1. read and validate the spec (pydantic; unknown keys are errors naming the file and key);
+2. per dataset: load its records, check every template against the first record (a template naming
+   an unknown field raises :class:`TaskError` naming file, task and field), and build instances
+   whose ``fields`` hold the record and whose ``input``/``outputs`` are template 0's rendering;
+3. optionally cap each task to ``n_instances`` by a seeded draw.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from taskscope.tasks.core import Instance, Task, TaskError, TaskSuite, Template
+from taskscope.tasks.registry import register_source
+from taskscope.tasks.splits import cap_instances
+
+
+class TemplateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: str
+    output: str = "{answer}"
+    verbalizer: dict[str, dict[str, str]] = Field(default_factory=dict)
+    outputs_field: str | None = None
+
+
+class HFRecords(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hf: str
+    split: str = "train"
+    config: str | None = None
+
+
+class DatasetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    cluster: str | None = None
+    clusters: list[str] = Field(default_factory=list)
+    records: str | HFRecords
+    templates: list[TemplateSpec] = Field(min_length=1)
+    definition: str = ""
+    id_field: str | None = None
+    max_records: int | None = Field(default=None, ge=1)
+    domains: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+
+
+class TemplatedSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    datasets: list[DatasetSpec] = Field(min_length=1)
+
+
+def _read_spec(path: Path) -> TemplatedSpec:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+    except OSError as err:
+        raise TaskError(f"cannot read templated spec: {err}", file=str(path)) from err
+    except yaml.YAMLError as err:
+        raise TaskError(f"malformed YAML/JSON: {err}", file=str(path)) from err
+    try:
+        return TemplatedSpec.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = list(first["loc"])
+        task = None
+        if len(loc) >= 2 and loc[0] == "datasets" and isinstance(raw, dict):
+            try:
+                task = raw["datasets"][loc[1]].get("name")
+            except (IndexError, KeyError, TypeError, AttributeError):
+                task = None
+        where = ".".join(str(part) for part in loc)
+        raise TaskError(f"invalid templated spec: {first['msg']} ({err.error_count()} error(s))",
+                        file=str(path), task=task, field=where or None) from err
+
+
+def read_records(spec: DatasetSpec, base: Path, *, file: str) -> list[dict[str, Any]]:
+    """The dataset's records as dicts: local JSONL / JSON / CSV / parquet, or a Hugging Face dataset."""
+    if isinstance(spec.records, HFRecords):
+        try:
+            import datasets
+
+            data = datasets.load_dataset(spec.records.hf, spec.records.config, split=spec.records.split)
+        except Exception as err:  # offline, unknown name, bad split: all reported the same way
+            raise TaskError(f"cannot load Hugging Face dataset {spec.records.hf!r}: {err}",
+                            file=file, task=spec.name, field="records") from err
+        records = [dict(row) for row in data]
+    else:
+        path = (base / spec.records).resolve()
+        if not path.is_file():
+            raise TaskError(f"records file not found: {path}", file=file, task=spec.name, field="records")
+        suffix = path.suffix.lower()
+        try:
+            if suffix == ".jsonl":
+                lines = path.read_text(encoding="utf-8").splitlines()
+                records = [json.loads(line) for line in lines if line.strip()]
+            elif suffix == ".json":
+                records = json.loads(path.read_text(encoding="utf-8"))
+            elif suffix in (".csv", ".tsv"):
+                import pandas as pd
+
+                frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+                records = frame.to_dict("records")
+            elif suffix == ".parquet":
+                import pandas as pd
+
+                records = pd.read_parquet(path).to_dict("records")
+            else:
+                raise TaskError(f"unsupported records format {suffix!r} (use .jsonl, .json, .csv, .tsv, .parquet)",
+                                file=str(path), task=spec.name, field="records")
+        except (ValueError, OSError) as err:
+            if isinstance(err, TaskError):
+                raise
+            raise TaskError(f"cannot read records: {err}", file=str(path), task=spec.name, field="records") from err
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise TaskError("records must be a list of objects", file=file, task=spec.name, field="records")
+    if spec.max_records is not None:
+        records = records[: spec.max_records]
+    if not records:
+        raise TaskError("dataset has no records", file=file, task=spec.name, field="records")
+    return records
+
+
+def build_task(spec: DatasetSpec, records: list[dict[str, Any]], *, file: str) -> Task:
+    """A templated :class:`Task`; every template is checked against the first record."""
+    templates = tuple(Template(input=t.input, output=t.output, verbalizer=t.verbalizer, outputs_field=t.outputs_field)
+                      for t in spec.templates)
+    first = records[0]
+    for i, template in enumerate(templates):
+        unknown = sorted(template.fields() - set(first))
+        if unknown:
+            raise TaskError(f"template {i} names unknown field {unknown[0]!r}; the records have {sorted(first)}",
+                            file=file, task=spec.name, field=f"templates[{i}].{unknown[0]}")
+    if spec.id_field is not None and spec.id_field not in first:
+        raise TaskError(f"id_field {spec.id_field!r} is not a record field; the records have {sorted(first)}",
+                        file=file, task=spec.name, field="id_field")
+    instances = []
+    seen: set[str] = set()
+    for index, record in enumerate(records):
+        inst_id = str(record[spec.id_field]) if spec.id_field else f"{spec.name}-{index}"
+        if inst_id in seen:
+            raise TaskError(f"duplicate instance id {inst_id!r} in record {index}", file=file, task=spec.name,
+                            field=spec.id_field or "id")
+        seen.add(inst_id)
+        try:
+            text, outputs = templates[0].render(record, task=spec.name)
+        except TaskError as err:
+            raise TaskError(f"record {index}: {err}", file=file, task=spec.name, field=err.field) from err
+        instances.append(Instance(id=inst_id, input=text, outputs=outputs, fields=record))
+    clusters = list(spec.clusters) or ([spec.cluster] if spec.cluster else [])
+    if spec.cluster and spec.cluster not in clusters:
+        clusters.insert(0, spec.cluster)
+    return Task(
+        name=spec.name,
+        instances=tuple(instances),
+        clusters=tuple(clusters),
+        definition=spec.definition,
+        domains=tuple(spec.domains),
+        source="templated",
+        sources=tuple(spec.sources),
+        templates=templates,
+        metadata={"file": file},
+    )
+
+
+@register_source("templated")
+def load_templated(path: str | None, *, n_instances: int | None = None, seed: int = 0) -> TaskSuite:
+    """Load the datasets of a templated spec file; see the module docstring for the order of operations."""
+    if not path:
+        raise TaskError("the templated source needs a spec file: 'templated:PATH'", field="spec")
+    spec_path = Path(path).expanduser()
+    spec = _read_spec(spec_path)
+    tasks = []
+    for dataset in spec.datasets:
+        records = read_records(dataset, spec_path.parent, file=str(spec_path))
+        task = build_task(dataset, records, file=str(spec_path))
+        tasks.append(cap_instances(task, n_instances, seed) if n_instances is not None else task)
+    return TaskSuite(name=spec.name or spec_path.stem, tasks=tuple(tasks))
