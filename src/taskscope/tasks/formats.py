@@ -49,9 +49,13 @@ Order of operations in :func:`format_instance`:
 
 from __future__ import annotations
 
+import json
+import os
 import string
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -229,3 +233,19 @@ def label_tokens(tokenizer: Any, example: FormattedExample, target_index: int = 
     return [TokenView(i, tokenizer.convert_ids_to_tokens(i), False) for i in prompt_ids] + [
         TokenView(i, tokenizer.convert_ids_to_tokens(i), True) for i in target_ids
     ]
+
+
+def export_jsonl(examples: Sequence[dict[str, Any]], out_path: str | Path) -> int:
+    """Write one JSON object per line atomically (temp file in the same folder, then ``os.replace``)."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for record in examples:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(tmp, out_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(examples)
