@@ -46,7 +46,7 @@ class TemplateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: str
-    output: str = "{answer}"
+    output: str | None = None  # default "{answer}", or "" when outputs_field holds the references
     verbalizer: dict[str, dict[str, str]] = Field(default_factory=dict)
     outputs_field: str | None = None
 
@@ -153,11 +153,14 @@ def read_records(spec: DatasetSpec, base: Path, *, file: str) -> list[dict[str, 
 
 def build_task(spec: DatasetSpec, records: list[dict[str, Any]], *, file: str) -> Task:
     """A templated :class:`Task`; every template is checked against the first record."""
-    templates = tuple(Template(input=t.input, output=t.output, verbalizer=t.verbalizer, outputs_field=t.outputs_field)
-                      for t in spec.templates)
+    templates = tuple(
+        Template(input=t.input, output=t.output if t.output is not None else "" if t.outputs_field else "{answer}",
+                 verbalizer=t.verbalizer, outputs_field=t.outputs_field)
+        for t in spec.templates
+    )
     first = records[0]
     for i, template in enumerate(templates):
-        unknown = sorted(template.fields() - set(first))
+        unknown = sorted((template.fields() | {template.outputs_field} - {None}) - set(first))
         if unknown:
             raise TaskError(f"template {i} names unknown field {unknown[0]!r}; the records have {sorted(first)}",
                             file=file, task=spec.name, field=f"templates[{i}].{unknown[0]}")
