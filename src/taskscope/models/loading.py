@@ -1,0 +1,225 @@
+"""`load_model`: one spec string to a `LoadedModel`.
+
+Order of operations:
+
+1. parse the spec (`taskscope.models.spec`);
+2. build or load the base model:
+   * ``tiny:``  -> `tiny_model`;
+   * hub id     -> ``huggingface_hub.snapshot_download`` of the config, tokenizer and ``*.safetensors`` files
+     only, then as a local directory;
+   * directory  -> check it holds ``config.json`` and safetensors weights, read the config, pick
+     ``AutoModelForSeq2SeqLM`` when ``config.is_encoder_decoder`` else ``AutoModelForCausalLM``, load with
+     ``use_safetensors=True``;
+   * ``gguf:``  -> load through transformers' ``gguf_file=`` and copy into a plain (non-quantised) model;
+   * ``embedded`` -> the cached safetensors checkpoint of `taskscope.models.embedded` (converted on first use);
+3. if the spec names ``+lora:ADAPTER_DIR``: attach the adapter and merge it into the weights;
+4. give a tokenizer without a pad token ``pad = eos`` (error if it has no eos either);
+5. if ``lora=`` settings are given: wrap the model in fresh trainable LoRA adapters (`add_lora`);
+6. move to the device and dtype.
+
+The fingerprint is the sha256 of, in order: the base fingerprint (`taskscope.models.loaded`: config plus
+safetensors file identities, or plus the weights for tiny and GGUF models), the LoRA adapter's config text and
+weight-file size/mtime (``+lora:``), the ``lora=`` settings, and the final dtype.
+
+The tokenizer keeps its own ``padding_side``; code that needs left padding (hidden-state extraction,
+generation) sets it itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+from .loaded import LoadedModel, fingerprint_from_files, fingerprint_from_weights, model_dimensions
+from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, add_lora, check_adapter_dir, load_adapter, merge
+from .spec import ModelSpec, ModelSpecError, parse_spec
+from .tiny import tiny_model
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "tokenizer*"]
+UNSAFE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` means CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, config: Any | None = None) -> torch.dtype:
+    """``"auto"`` means the checkpoint's own dtype (float32 when it states none)."""
+    if dtype == "auto":
+        stated = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+        if isinstance(stated, str):
+            stated = DTYPES.get(stated)
+        return stated if isinstance(stated, torch.dtype) else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join([*DTYPES, 'auto'])}")
+    return DTYPES[dtype]
+
+
+def model_class(config: Any) -> type:
+    """``AutoModelForSeq2SeqLM`` for encoder-decoder configs (T5), ``AutoModelForCausalLM`` otherwise."""
+    return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+
+
+def check_checkpoint_dir(path: Path, spec: str) -> None:
+    """Raise `ModelSpecError` naming ``spec`` unless ``path`` holds ``config.json`` and safetensors weights."""
+    if not path.exists():
+        raise ModelSpecError(f"model spec {spec!r}: path {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise ModelSpecError(f"model spec {spec!r}: {str(path)!r} is not a checkpoint directory "
+                             "(use gguf:PATH for a GGUF file)")
+    if not (path / "config.json").is_file():
+        raise ModelSpecError(f"model spec {spec!r}: {str(path)!r} has no config.json")
+    if not any(path.glob("*.safetensors")):
+        unsafe = sorted(p.name for pattern in UNSAFE_WEIGHTS for p in path.glob(pattern))
+        detail = f"only {', '.join(unsafe)} (pickle-based weights are refused)" if unsafe else "no weight files"
+        raise ModelSpecError(f"model spec {spec!r}: {str(path)!r} has no *.safetensors weights, {detail}")
+
+
+def _download_hub(repo_id: str, spec: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
+    except Exception as error:  # network, auth, missing repo: all end the same way for the user
+        raise ModelSpecError(
+            f"model spec {spec!r}: not a local directory, and downloading it from the Hugging Face hub "
+            f"failed ({type(error).__name__}: {error})"
+        ) from error
+
+
+def _load_pretrained_dir(path: Path, spec: str, dtype: str, trust_remote_code: bool) -> tuple[Any, Any]:
+    check_checkpoint_dir(path, spec)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = model_class(config).from_pretrained(
+        path, config=config, dtype=resolve_dtype(dtype, config), use_safetensors=True,
+        trust_remote_code=trust_remote_code,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return model, tokenizer
+
+
+def plain_copy(model: Any) -> Any:
+    """Copy a GGUF-loaded model into an ordinary float32 model of the same class, without the quantisation
+    config (a model loaded with ``gguf_file=`` cannot be saved with ``save_pretrained``)."""
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = model_class(config).from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(model.state_dict())
+    return fresh.eval()
+
+
+def load_gguf(path: str | Path, spec: str | None = None) -> tuple[Any, Any]:
+    """Dequantise the GGUF file at ``path`` into a plain float32 model and its tokenizer."""
+    path = Path(path).expanduser()
+    spec = spec or f"gguf:{path}"
+    if not path.is_file():
+        raise ModelSpecError(f"model spec {spec!r}: GGUF file {str(path)!r} does not exist")
+    if path.suffix != ".gguf":
+        raise ModelSpecError(f"model spec {spec!r}: {str(path)!r} is not a .gguf file")
+    config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+    quantised = model_class(config).from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    return plain_copy(quantised), tokenizer
+
+
+def ensure_pad_token(model: Any, tokenizer: Any, spec: str) -> None:
+    """Set ``pad = eos`` on a tokenizer (and model config) that has no pad token; raise if there is no eos."""
+    if tokenizer.pad_token_id is not None:
+        return
+    if tokenizer.eos_token is None:
+        raise ModelSpecError(f"model spec {spec!r}: the tokenizer has neither a pad nor an eos token")
+    tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def _adapter_identity(adapter_dir: Path) -> str:
+    config_text = (adapter_dir / ADAPTER_CONFIG).read_text()
+    weights = (adapter_dir / ADAPTER_WEIGHTS).stat()
+    return f"{config_text}:{weights.st_size}:{weights.st_mtime_ns}"
+
+
+def _combine(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _load_base(parsed: ModelSpec, spec: str, dtype: str, trust_remote_code: bool) -> tuple[Any, Any, str]:
+    """Step 2: the base model, its tokenizer and its fingerprint."""
+    if parsed.kind == "tiny":
+        try:
+            loaded = tiny_model(parsed.location, n_layers=parsed.n_layers or 2)
+        except ValueError as error:
+            raise ModelSpecError(f"model spec {spec!r}: {error}") from error
+        return loaded.model, loaded.tokenizer, loaded.fingerprint
+    if parsed.kind == "gguf":
+        path = Path(parsed.location).expanduser()
+        model, tokenizer = load_gguf(path, spec)
+        stat = path.stat()
+        return model, tokenizer, _combine(fingerprint_from_weights(model), f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    if parsed.kind == "embedded":
+        from .embedded import embedded_checkpoint
+
+        path = embedded_checkpoint()
+    else:
+        path = Path(parsed.location).expanduser()
+        looks_local = path.exists() or parsed.location.startswith((".", "/", "~")) or parsed.location.count("/") > 1
+        if not looks_local:
+            path = _download_hub(parsed.location, spec)
+    model, tokenizer = _load_pretrained_dir(path, spec, dtype, trust_remote_code)
+    return model, tokenizer, fingerprint_from_files(model.config, path)
+
+
+def load_model(
+    spec: str | ModelSpec,
+    *,
+    dtype: str = "float32",
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+    lora: Mapping[str, Any] | None = None,
+) -> LoadedModel:
+    """Load the model named by ``spec`` (see module docstring and docs/models.md).
+
+    ``dtype``: ``float32`` | ``bfloat16`` | ``float16`` | ``auto`` (the checkpoint's dtype).
+    ``device``: ``cpu`` | ``cuda`` | ``auto``.  ``lora``: keyword arguments of `add_lora` to wrap the model
+    in fresh trainable adapters (``{}`` for the defaults), or ``None``.
+    """
+    parsed = parse_spec(spec)
+    spec_text = str(spec)
+    model, tokenizer, fingerprint = _load_base(parsed, spec_text, dtype, trust_remote_code)
+    if parsed.lora_adapter is not None:
+        adapter_dir = check_adapter_dir(parsed.lora_adapter, spec_text)
+        model = merge(load_adapter(model, adapter_dir))
+        fingerprint = _combine(fingerprint, _adapter_identity(adapter_dir))
+    ensure_pad_token(model, tokenizer, spec_text)
+    num_layers, hidden_size = model_dimensions(model.config)
+    is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    if lora is not None:
+        model = add_lora(model, **lora)
+        fingerprint = _combine(fingerprint, "lora", json.dumps(dict(lora), sort_keys=True, default=str))
+    torch_dtype = resolve_dtype(dtype, model.config)
+    model = model.to(device=resolve_device(device), dtype=torch_dtype).eval()
+    fingerprint = _combine(fingerprint, str(torch_dtype))
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        spec=spec_text,
+        is_encoder_decoder=is_encoder_decoder,
+        num_layers=num_layers,
+        hidden_size=hidden_size,
+        fingerprint=fingerprint,
+    )
