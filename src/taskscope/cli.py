@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,13 +26,14 @@ app.add_typer(tasks_app, name="tasks")
 console = Console()
 err_console = Console(stderr=True)
 
-SEED = typer.Option(0, "--seed", help="Seed for instance draws and template sampling.")
-SKIP_BAD = typer.Option(False, "--skip-bad", help="Skip bad task files with a warning instead of failing.")
-N_INSTANCES = typer.Option(None, "--n-instances", help="Cap every task to N instances (seeded draw).")
-FORMAT = typer.Option("definition_exemplars", "--format", help=f"Task context: {', '.join(FORMAT_KINDS)}.")
-N_EXEMPLARS = typer.Option(2, "--n-exemplars", help="Positive exemplars for exemplar formats.")
-TASK_NAME = typer.Option(False, "--task-name/--no-task-name", help="Start prompts with the task name.")
-TEMPLATE_POLICY = typer.Option("fixed", "--template-policy", help="Templated tasks: fixed, cycle or sample.")
+Seed = Annotated[int, typer.Option("--seed", help="Seed for instance draws and template sampling.")]
+SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip bad task files with a warning instead of failing.")]
+NInstances = Annotated[int | None, typer.Option("--n-instances", help="Cap every task to N instances (seeded draw).")]
+Kind = Annotated[str, typer.Option("--format", help=f"Task context: {', '.join(FORMAT_KINDS)}.")]
+NExemplars = Annotated[int, typer.Option("--n-exemplars", help="Positive exemplars for exemplar formats.")]
+TaskName = Annotated[bool, typer.Option("--task-name/--no-task-name", help="Start prompts with the task name.")]
+Spec = Annotated[str, typer.Argument(help="Suite spec, e.g. sni:/data/sni, templated:spec.yaml, builtin.")]
+TemplatePolicy = Annotated[str, typer.Option("--template-policy", help="Templated tasks: fixed, cycle or sample.")]
 
 
 def _fail(err: Exception) -> typer.Exit:
@@ -61,11 +62,11 @@ def _format(kind: str, n_exemplars: int, task_name: bool, policy: str) -> Prompt
 
 @tasks_app.command("list")
 def tasks_list(
-    spec: str = typer.Argument(..., help="Suite spec, e.g. sni:/data/sni, templated:spec.yaml, builtin."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON array, one object per task."),
-    seed: int = SEED,
-    skip_bad: bool = SKIP_BAD,
-    n_instances: int | None = N_INSTANCES,
+    spec: Spec,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array, one object per task.")] = False,
+    seed: Seed = 0,
+    skip_bad: SkipBad = False,
+    n_instances: NInstances = None,
 ) -> None:
     """List the tasks of a suite with their cluster, categories and instance counts."""
     suite = _load(spec, seed, skip_bad, n_instances)
@@ -84,16 +85,16 @@ def tasks_list(
 
 @tasks_app.command("show")
 def tasks_show(
-    spec: str = typer.Argument(..., help="Suite spec."),
-    name: str = typer.Argument(..., help="Task name."),
-    kind: str = FORMAT,
-    n: int = typer.Option(3, "--n", help="Number of instances to show (the task's first N)."),
-    n_exemplars: int = N_EXEMPLARS,
-    task_name: bool = TASK_NAME,
-    template_policy: str = TEMPLATE_POLICY,
-    tokenizer: str | None = typer.Option(None, "--tokenizer", help="Local tokenizer folder: show trained tokens."),
-    seed: int = SEED,
-    skip_bad: bool = SKIP_BAD,
+    spec: Spec,
+    name: Annotated[str, typer.Argument(help="Task name.")],
+    kind: Kind = "definition_exemplars",
+    n: Annotated[int, typer.Option("--n", help="Number of instances to show (the task's first N).")] = 3,
+    n_exemplars: NExemplars = 2,
+    task_name: TaskName = False,
+    template_policy: TemplatePolicy = "fixed",
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Local tokenizer folder: show trained tokens.")] = None,
+    seed: Seed = 0,
+    skip_bad: SkipBad = False,
 ) -> None:
     """Show formatted prompts and targets exactly as a model sees them."""
     suite = _load(spec, seed, skip_bad, None)
@@ -128,15 +129,15 @@ def tasks_show(
 
 @tasks_app.command("export")
 def tasks_export(
-    spec: str = typer.Argument(..., help="Suite spec."),
-    out: Path = typer.Argument(..., help="Output JSONL file."),
-    kind: str = FORMAT,
-    n_exemplars: int = N_EXEMPLARS,
-    task_name: bool = TASK_NAME,
-    template_policy: str = TEMPLATE_POLICY,
-    seed: int = SEED,
-    skip_bad: bool = SKIP_BAD,
-    n_instances: int | None = N_INSTANCES,
+    spec: Spec,
+    out: Annotated[Path, typer.Argument(help="Output JSONL file.")],
+    kind: Kind = "definition_exemplars",
+    n_exemplars: NExemplars = 2,
+    task_name: TaskName = False,
+    template_policy: TemplatePolicy = "fixed",
+    seed: Seed = 0,
+    skip_bad: SkipBad = False,
+    n_instances: NInstances = None,
 ) -> None:
     """Write every formatted instance of a suite to JSONL (one object per instance)."""
     suite = _load(spec, seed, skip_bad, n_instances)
