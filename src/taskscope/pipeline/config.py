@@ -1,0 +1,177 @@
+"""`StudyConfig`: everything a MOSSA study needs, validated (pydantic, ``extra="forbid"``), read from YAML.
+
+YAML is read with ``yaml.safe_load`` (no code execution).  :func:`load_config` turns validation
+errors into a :class:`ConfigError` whose message names the file and each bad field by its dotted
+path (``similarity.n_bootstrap: Input should be greater than or equal to 0``).
+
+Training and prompt-format sections are dicts handed to ``taskscope.train.config.TrainConfig`` and
+``taskscope.tasks.formats.PromptFormat``; when those packages are importable they are validated here
+too, so a typo fails before any work starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from taskscope.analysis.layer_map import LayerMapParams
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+
+
+class ConfigError(ValueError):
+    """A study config that does not validate; the message names the file and the fields."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskSelection(_Strict):
+    """Which tasks, and how many instances of each for training and for the MOSSA inputs."""
+
+    source: str = "builtin"  # a task-source spec for taskscope.tasks.load_suite
+    options: dict[str, Any] = Field(default_factory=dict)  # keyword options of the source
+    tasks: list[str] | None = None  # keep only these (in this order)
+    clusters: list[str] | None = None  # keep only tasks in these clusters
+    max_tasks_per_cluster: int | None = Field(None, ge=1)
+    n_inputs: int = Field(48, ge=4)  # MOSSA inputs per task (the task's test split)
+    n_train: int | None = Field(64, ge=1)  # training instances per task (None: all the rest)
+    seed: int = 0
+
+
+class ExperimentalModel(_Strict):
+    """An experimental model: the pre-trained base, or the base instruction-tuned on the suite minus held-out tasks."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["pretrained", "multitask"]
+    heldout_tasks: list[str] = Field(default_factory=list)
+    heldout_clusters: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _heldout_needs_training(self) -> ExperimentalModel:
+        if self.kind == "pretrained" and (self.heldout_tasks or self.heldout_clusters):
+            raise ValueError("a 'pretrained' model sees no tasks; heldout_tasks/heldout_clusters apply to 'multitask'")
+        return self
+
+
+def _default_models() -> list[ExperimentalModel]:
+    return [ExperimentalModel(name="pretrained", kind="pretrained"),
+            ExperimentalModel(name="instruction_tuned", kind="multitask")]
+
+
+class ExtractionConfig(_Strict):
+    batch_size: int = Field(16, ge=1)
+    pooling: Literal["last", "mean"] = "last"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+
+class BootstrapConfig(_Strict):
+    n_resamples: int = Field(0, ge=0)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+class SimilarityConfig(_Strict):
+    kernels: list[str] = Field(default_factory=lambda: ["linear"], min_length=1)
+    debiased: bool = False
+    kernel_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+
+
+class ReportConfig(_Strict):
+    title: str | None = None
+    figure_formats: list[Literal["png", "pdf"]] = Field(default_factory=lambda: ["png", "pdf"])
+    baseline_model: str = "pretrained"  # differences are reported against this model
+
+
+class StudyConfig(_Strict):
+    name: str = "quickstart"
+    model: str = "embedded"  # a taskscope.models.load_model spec
+    device: str = "cpu"
+    tasks: TaskSelection = Field(default_factory=TaskSelection)
+    prompt_format: dict[str, Any] = Field(default_factory=lambda: {"kind": "definition"})
+    experimental_models: list[ExperimentalModel] = Field(default_factory=_default_models, min_length=1)
+    control_training: dict[str, Any] = Field(default_factory=dict)
+    multitask_training: dict[str, Any] = Field(default_factory=dict)
+    extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)
+    similarity: SimilarityConfig = Field(default_factory=SimilarityConfig)
+    layer_map: LayerMapParams = Field(default_factory=LayerMapParams)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    output_dir: Path = Path("runs")
+
+    @field_validator("prompt_format")
+    @classmethod
+    def _prompt_format_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _validate_with("taskscope.tasks.formats", "PromptFormat", value)
+        return value
+
+    @field_validator("control_training", "multitask_training")
+    @classmethod
+    def _training_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _validate_with("taskscope.train.config", "TrainConfig", value)
+        return value
+
+    @model_validator(mode="after")
+    def _names_consistent(self) -> StudyConfig:
+        names = [m.name for m in self.experimental_models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experimental_models: names must be unique, got {names}")
+        if self.layer_map.reference_model not in names:
+            raise ValueError(f"layer_map.reference_model {self.layer_map.reference_model!r} is not one of the "
+                             f"experimental_models {names}")
+        if self.report.baseline_model not in names:
+            raise ValueError(f"report.baseline_model {self.report.baseline_model!r} is not one of the "
+                             f"experimental_models {names}")
+        return self
+
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.experimental_models]
+
+
+def _validate_with(module: str, cls_name: str, value: dict[str, Any]) -> None:
+    """Validate ``value`` with ``module.cls_name`` when that package is installed (errors keep their field names)."""
+    try:
+        target = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError):
+        return
+    target.model_validate(value)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid study config {source}:"]
+    for item in err.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> StudyConfig:
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read a YAML study config (``yaml.safe_load``) and validate it; a bare name looks in ``configs/``."""
+    path = Path(path)
+    if not path.exists() and not path.suffix and (CONFIG_DIR / f"{path}.yaml").exists():
+        path = CONFIG_DIR / f"{path}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"study config {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"study config {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"study config {path} must hold a mapping, got {type(data).__name__}")
+    return config_from_dict(data, str(path))
+
+
+def dump_config(config: StudyConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,244 @@
+"""The MOSSA study as stages: tasks -> controls, experimental -> extract -> similarity -> analysis -> report.
+
+=============  ===========================================  =======================================
+stage          reads (config slice + upstream)              writes
+=============  ===========================================  =======================================
+tasks          ``tasks``, ``prompt_format``                 ``tasks.json`` (formatted train / input
+                                                            examples and the cluster of each task)
+controls       ``model``, ``control_training`` + tasks      ``items/{task}/`` one control C_t each
+experimental   ``model``, ``multitask_training``,           ``items/{model}/`` one instruction-tuned
+               ``experimental_models`` + tasks              model each (pre-trained: nothing to train)
+extract        ``extraction`` + tasks, controls,            ``items/{control-task | exp-model}/
+               experimental                                 states.safetensors`` ``(L+1, n, d)`` per task
+similarity     ``similarity`` + tasks, extract              ``mossa.csv``
+analysis       ``layer_map``, ``report.baseline_model``     ``layer_map.json``, ``layer_summary.csv``,
+               + similarity                                 ``cluster_summary.csv``, ``differences.csv``
+report         the whole config + tasks, analysis           ``figures/``, ``report.html``
+=============  ===========================================  =======================================
+
+Fan-out stages (controls, experimental, extract) run one job per item through the executor; a job
+is a top-level function of plain arguments so Ray can ship it.  The heavy packages (models, train,
+represent) are imported inside the jobs, so this module imports cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from taskscope.pipeline.cache import atomic_write_json, atomic_write_text
+from taskscope.pipeline.config import StudyConfig, dump_config
+from taskscope.pipeline.stages import Stage, StageContext
+
+CHECKPOINT_FILE = "model.json"
+STATES_FILE = "states.safetensors"
+
+
+# ---------------------------------------------------------------- tasks
+def select_suite(config: StudyConfig):
+    """Load the task source, then keep ``tasks`` (in order) or ``clusters``, then cap tasks per cluster."""
+    from taskscope.tasks import load_suite
+
+    sel = config.tasks
+    suite = load_suite(sel.source, **sel.options)
+    if sel.tasks is not None:
+        suite = suite.select(sel.tasks)
+    if sel.clusters is not None:
+        suite = suite.by_cluster(sel.clusters)
+    if sel.max_tasks_per_cluster is not None:
+        counts: dict[str, int] = {}
+
+        def keep(task) -> bool:
+            counts[task.cluster] = counts.get(task.cluster, 0) + 1
+            return counts[task.cluster] <= sel.max_tasks_per_cluster
+
+        suite = suite.filter(keep)
+    if len(suite) == 0:
+        raise ValueError(f"tasks: the selection from {sel.source!r} is empty")
+    return suite
+
+
+def run_tasks(ctx: StageContext) -> None:
+    """Split every task (``n_inputs`` MOSSA inputs as the test split, ``n_train`` for training) and format both."""
+    from taskscope.tasks.formats import PromptFormat, format_task
+    from taskscope.tasks.splits import split_task
+
+    config: StudyConfig = ctx.config
+    fmt = PromptFormat.model_validate(config.prompt_format)
+    out = {}
+    for task in select_suite(config):
+        split = split_task(task, test=config.tasks.n_inputs, train=config.tasks.n_train, seed=config.tasks.seed)
+        out[task.name] = {
+            "cluster": task.cluster,
+            "train": [asdict(e) for e in format_task(task, split.train, fmt, seed=config.tasks.seed)],
+            "inputs": [asdict(e) for e in format_task(task, split.test, fmt, seed=config.tasks.seed)],
+        }
+    atomic_write_json(ctx.out_dir / "tasks.json", out)
+
+
+def read_tasks(folder: Path) -> dict[str, dict[str, Any]]:
+    return json.loads((Path(folder) / "tasks.json").read_text())
+
+
+def _examples(records: list[dict]):
+    from taskscope.tasks.formats import FormattedExample
+
+    return [FormattedExample(**{**r, "targets": tuple(r["targets"])}) for r in records]
+
+
+# ---------------------------------------------------------------- training
+def train_job(base_spec: str, device: str, train_config: dict, data: dict[str, list[dict]], out_dir: Path) -> None:
+    """Load the base model, train it on ``data`` (task -> formatted examples), record how to reload it."""
+    from taskscope.models import load_model
+    from taskscope.train.config import TrainConfig
+    from taskscope.train.loop import train
+
+    loaded = load_model(base_spec, device=device)
+    result = train(loaded, {task: _examples(records) for task, records in data.items()},
+                   TrainConfig.model_validate(train_config), Path(out_dir) / "train")
+    checkpoint = Path(result.final_checkpoint).resolve().relative_to(Path(out_dir).resolve())
+    atomic_write_json(Path(out_dir) / CHECKPOINT_FILE, {"base": base_spec, "checkpoint": str(checkpoint),
+                                                        "steps": result.steps})
+
+
+def trained_spec(item_dir: Path) -> str:
+    """The ``load_model`` spec of a trained item: ``BASE+lora:DIR`` for an adapter, else the checkpoint folder."""
+    info = json.loads((Path(item_dir) / CHECKPOINT_FILE).read_text())
+    checkpoint = (Path(item_dir) / info["checkpoint"]).resolve()
+    if (checkpoint / "adapter_config.json").exists():
+        return f"{info['base']}+lora:{checkpoint}"
+    return str(checkpoint)
+
+
+def run_controls(ctx: StageContext) -> None:
+    config: StudyConfig = ctx.config
+    tasks = read_tasks(ctx.inputs["tasks"])
+    jobs = {name: (config.model, config.device, config.control_training, {name: info["train"]})
+            for name, info in tasks.items()}
+    ctx.map_items(train_job, jobs, "train control models", atomic=False)
+
+
+def seen_tasks(config: StudyConfig, tasks: dict[str, dict], model_name: str) -> list[str]:
+    """Tasks the experimental model trains on: all minus its held-out tasks and clusters."""
+    spec = next(m for m in config.experimental_models if m.name == model_name)
+    return [t for t, info in tasks.items()
+            if t not in spec.heldout_tasks and info["cluster"] not in spec.heldout_clusters]
+
+
+def run_experimental(ctx: StageContext) -> None:
+    config: StudyConfig = ctx.config
+    tasks = read_tasks(ctx.inputs["tasks"])
+    jobs = {}
+    for model in config.experimental_models:
+        if model.kind != "multitask":
+            continue
+        seen = seen_tasks(config, tasks, model.name)
+        if not seen:
+            raise ValueError(f"experimental model {model.name!r} holds out every task")
+        jobs[model.name] = (config.model, config.device, config.multitask_training,
+                            {t: tasks[t]["train"] for t in seen})
+    ctx.map_items(train_job, jobs, "instruction-tune experimental models", atomic=False)
+
+
+# ---------------------------------------------------------------- extraction
+def extract_job(model_spec: str, device: str, extraction: dict, prompts: dict[str, list[str]], out_dir: Path) -> None:
+    """Hidden states ``(L+1, n, d)`` of every task's prompts, saved as one safetensors file (tensor per task)."""
+    from safetensors.torch import save_file
+
+    from taskscope.models import load_model
+    from taskscope.represent import extract_hidden_states
+
+    loaded = load_model(model_spec, device=device, dtype=extraction["dtype"])
+    states = {task: extract_hidden_states(loaded.model, loaded.tokenizer, texts, batch_size=extraction["batch_size"],
+                                          pooling=extraction["pooling"]).contiguous()
+              for task, texts in prompts.items()}
+    save_file(states, str(Path(out_dir) / STATES_FILE))
+
+
+def run_extract(ctx: StageContext) -> None:
+    config: StudyConfig = ctx.config
+    tasks = read_tasks(ctx.inputs["tasks"])
+    prompts = {t: [e["prompt"] for e in info["inputs"]] for t, info in tasks.items()}
+    extraction = config.extraction.model_dump()
+    jobs = {f"control-{t}": (trained_spec(ctx.inputs["controls"] / "items" / t), config.device, extraction,
+                             {t: prompts[t]}) for t in tasks}
+    for model in config.experimental_models:
+        spec = config.model if model.kind == "pretrained" else trained_spec(ctx.inputs["experimental"] / "items" / model.name)
+        jobs[f"exp-{model.name}"] = (spec, config.device, extraction, prompts)
+    ctx.map_items(extract_job, jobs, "extract hidden states")
+
+
+def load_states(extract_dir: Path, item: str) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(extract_dir) / "items" / item / STATES_FILE))
+
+
+# ---------------------------------------------------------------- similarity and analysis
+def run_similarity(ctx: StageContext) -> None:
+    from taskscope.analysis.mossa import mossa_table
+
+    config: StudyConfig = ctx.config
+    tasks = read_tasks(ctx.inputs["tasks"])
+    controls = {t: load_states(ctx.inputs["extract"], f"control-{t}")[t] for t in tasks}
+    experimental = {m: load_states(ctx.inputs["extract"], f"exp-{m}") for m in config.model_names()}
+    heldout = {m.name: set(tasks) - set(seen_tasks(config, tasks, m.name))
+               for m in config.experimental_models if m.kind == "multitask"}
+    sim = config.similarity
+    table = mossa_table(experimental, controls, {t: info["cluster"] for t, info in tasks.items()},
+                        kernels=sim.kernels, debiased=sim.debiased, n_bootstrap=sim.bootstrap.n_resamples,
+                        confidence=sim.bootstrap.confidence, seed=sim.bootstrap.seed, heldout=heldout,
+                        kernel_args=sim.kernel_args)
+    atomic_write_text(ctx.out_dir / "mossa.csv", table.to_csv(index=False))
+
+
+def run_analysis(ctx: StageContext) -> None:
+    from taskscope.analysis import cluster_summary, find_layer_map, layer_summary, model_differences
+
+    config: StudyConfig = ctx.config
+    table = pd.read_csv(ctx.inputs["similarity"] / "mossa.csv")
+    atomic_write_text(ctx.out_dir / "layer_map.json", find_layer_map(table, config.layer_map).to_json())
+    atomic_write_text(ctx.out_dir / "layer_summary.csv", layer_summary(table).to_csv(index=False))
+    atomic_write_text(ctx.out_dir / "cluster_summary.csv", cluster_summary(table).to_csv(index=False))
+    diffs = (model_differences(table, config.report.baseline_model) if table["experimental_model"].nunique() > 1
+             else pd.DataFrame(columns=["experimental_model", "baseline", "task", "cluster", "layer", "kernel", "cka_diff"]))
+    atomic_write_text(ctx.out_dir / "differences.csv", diffs.to_csv(index=False))
+
+
+def run_report(ctx: StageContext) -> None:
+    from taskscope.analysis.layer_map import LayerMap
+    from taskscope.report import write_report
+
+    config: StudyConfig = ctx.config
+    table = pd.read_csv(ctx.inputs["similarity"] / "mossa.csv")
+    layer_map = LayerMap.from_dict(json.loads((ctx.inputs["analysis"] / "layer_map.json").read_text()))
+    write_report(table, layer_map, ctx.out_dir, title=config.report.title or f"taskscope MOSSA study: {config.name}",
+                 config_text=dump_config(config), figure_formats=config.report.figure_formats)
+
+
+def study_stages() -> list[Stage]:
+    """The stages of a MOSSA study, in run order, with the config slice each one reads."""
+    dump = lambda model: model.model_dump(mode="json")  # noqa: E731
+    return [
+        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "prompt_format": c.prompt_format}),
+        Stage("controls", run_controls, lambda c: {"model": c.model, "train": c.control_training}, needs=("tasks",)),
+        Stage("experimental", run_experimental,
+              lambda c: {"model": c.model, "train": c.multitask_training,
+                         "models": [dump(m) for m in c.experimental_models if m.kind == "multitask"]},
+              needs=("tasks",)),
+        Stage("extract", run_extract,
+              lambda c: {"extraction": dump(c.extraction), "models": [dump(m) for m in c.experimental_models]},
+              needs=("tasks", "controls", "experimental")),
+        Stage("similarity", run_similarity, lambda c: {"similarity": dump(c.similarity)},
+              needs=("tasks", "extract"), publish=("mossa.csv",)),
+        Stage("analysis", run_analysis,
+              lambda c: {"layer_map": dump(c.layer_map), "baseline": c.report.baseline_model},
+              needs=("similarity",),
+              publish=("layer_map.json", "layer_summary.csv", "cluster_summary.csv", "differences.csv")),
+        Stage("report", run_report, lambda c: c.model_dump(mode="json"), needs=("similarity", "analysis"),
+              publish=("report.html", "figures")),
+    ]

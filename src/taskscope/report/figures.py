@@ -1,0 +1,131 @@
+"""Static figures (matplotlib) mirroring the Layer-by-Layer paper, saved as PNG and PDF.
+
+* ``cka_distribution_{kernel}``: per experimental model, the distribution of CKA across tasks at
+  every layer (box per layer), with the layer-map bands shaded;
+* ``cluster_curves_{kernel}``: per experimental model, mean CKA per cluster vs layer;
+* ``heldout_comparison_{kernel}``: mean CKA vs layer per model; for models with held-out tasks, the
+  held-out tasks' curve dashed next to the seen tasks' curve;
+* ``layer_map``: the reference model's mean curve +- spread, thresholds and the bands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from taskscope.analysis.layer_map import BANDS, LayerMap  # noqa: E402
+
+BAND_COLOURS = {"shared": "#4c9be8", "transition": "#f2b447", "refinement": "#e8684c"}
+
+
+def shade_bands(ax, layer_map: LayerMap) -> None:
+    """Shade the layer map's non-empty bands on an axis whose x is the layer index."""
+    for name in BANDS:
+        start, stop = getattr(layer_map, name)
+        if stop > start:
+            ax.axvspan(start - 0.5, stop - 0.5, color=BAND_COLOURS[name], alpha=0.12, lw=0, label=f"{name} band")
+
+
+def _save(fig, out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
+    paths = []
+    for fmt in formats:
+        path = out_dir / f"{stem}.{fmt}"
+        fig.savefig(path, bbox_inches="tight", dpi=150)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _panels(n: int, title: str):
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), sharey=True, squeeze=False)
+    fig.suptitle(title)
+    return fig, axes[0]
+
+
+def cka_distribution(table: pd.DataFrame, layer_map: LayerMap, kernel: str, out_dir: Path, formats: Sequence[str]):
+    rows = table[table["kernel"] == kernel]
+    models = list(dict.fromkeys(rows["experimental_model"]))
+    fig, axes = _panels(len(models), f"CKA with the task's control model across tasks ({kernel} kernel)")
+    for ax, model in zip(axes, models):
+        sub = rows[rows["experimental_model"] == model]
+        layers = sorted(sub["layer"].unique())
+        ax.boxplot([sub.loc[sub["layer"] == layer, "cka"].to_numpy() for layer in layers], positions=layers,
+                   widths=0.6, showfliers=False)
+        shade_bands(ax, layer_map)
+        ax.set_title(model)
+        ax.set_xlabel("layer")
+        ax.set_xticks(layers[:: max(1, len(layers) // 8)])
+    axes[0].set_ylabel("CKA")
+    return _save(fig, out_dir, f"cka_distribution_{kernel}", formats)
+
+
+def cluster_curves(table: pd.DataFrame, kernel: str, out_dir: Path, formats: Sequence[str]):
+    rows = table[table["kernel"] == kernel]
+    models = list(dict.fromkeys(rows["experimental_model"]))
+    fig, axes = _panels(len(models), f"Mean CKA per task cluster ({kernel} kernel)")
+    for ax, model in zip(axes, models):
+        sub = rows[rows["experimental_model"] == model].groupby(["cluster", "layer"])["cka"].mean().reset_index()
+        for cluster, curve in sub.groupby("cluster"):
+            ax.plot(curve["layer"], curve["cka"], marker=".", label=cluster)
+        ax.set_title(model)
+        ax.set_xlabel("layer")
+    axes[0].set_ylabel("mean CKA")
+    axes[-1].legend(fontsize=7, loc="best")
+    return _save(fig, out_dir, f"cluster_curves_{kernel}", formats)
+
+
+def heldout_comparison(table: pd.DataFrame, kernel: str, out_dir: Path, formats: Sequence[str]):
+    rows = table[table["kernel"] == kernel]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for model, sub in rows.groupby("experimental_model", sort=False):
+        if sub["heldout"].any():
+            for heldout, part in sub.groupby("heldout"):
+                curve = part.groupby("layer")["cka"].mean()
+                ax.plot(curve.index, curve.values, ls="--" if heldout else "-",
+                        label=f"{model} ({'held-out' if heldout else 'seen'} tasks)")
+        else:
+            curve = sub.groupby("layer")["cka"].mean()
+            ax.plot(curve.index, curve.values, label=model)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("mean CKA across tasks")
+    ax.set_title(f"Experimental models compared ({kernel} kernel)")
+    ax.legend(fontsize=7)
+    return _save(fig, out_dir, f"heldout_comparison_{kernel}", formats)
+
+
+def layer_map_figure(layer_map: LayerMap, out_dir: Path, formats: Sequence[str]):
+    params = layer_map.params
+    layers = list(range(layer_map.num_layers))
+    mean = pd.Series(layer_map.mean_cka)
+    spread = pd.Series(layer_map.spread)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    shade_bands(ax, layer_map)
+    ax.plot(layers, mean, color="black", marker=".", label=f"{params['reference_model']} mean CKA")
+    ax.fill_between(layers, mean - spread, mean + spread, color="grey", alpha=0.3, label=f"+- {params['spread']}")
+    ax.axhline(params["shared_min_cka"], color=BAND_COLOURS["shared"], ls=":", label="shared_min_cka")
+    ax.axhline(params["refinement_max_cka"], color=BAND_COLOURS["refinement"], ls=":", label="refinement_max_cka")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("CKA")
+    ax.set_title("Layer map")
+    ax.legend(fontsize=7)
+    return _save(fig, out_dir, "layer_map", formats)
+
+
+def write_figures(table: pd.DataFrame, layer_map: LayerMap, out_dir: Path,
+                  formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Every figure of the module docstring, for every kernel in ``table``; returns the written paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kernel in dict.fromkeys(table["kernel"]):
+        paths += cka_distribution(table, layer_map, kernel, out_dir, formats)
+        paths += cluster_curves(table, kernel, out_dir, formats)
+        paths += heldout_comparison(table, kernel, out_dir, formats)
+    paths += layer_map_figure(layer_map, out_dir, formats)
+    return paths

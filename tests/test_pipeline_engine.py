@@ -1,0 +1,167 @@
+"""The cached stage engine on small stages: reuse, reruns of dependants only, resume after a crash, executors."""
+
+import json
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from taskscope.pipeline.cache import atomic_dir, is_done, read_marker, stable_hash
+from taskscope.pipeline.executors import EXECUTORS, get_executor
+from taskscope.pipeline.stages import Stage, run_stages
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    x: int = 1
+    y: int = 10
+    items: tuple[str, ...] = ("p", "q", "r")
+    fail_on: str = ""  # the fan-out job raises on this item
+    log: str = ""  # file every job call appends its item to
+
+
+def _count(log: str, name: str) -> None:
+    with open(log, "a") as handle:
+        handle.write(name + "\n")
+
+
+def _calls(config: ToyConfig) -> list[str]:
+    path = Path(config.log)
+    return path.read_text().split() if path.exists() else []
+
+
+def square_job(item: str, value: int, fail_on: str, log: str, out_dir: Path) -> None:
+    if item == fail_on:
+        raise RuntimeError(f"planted failure on {item}")
+    _count(log, f"job:{item}")
+    (Path(out_dir) / "value.txt").write_text(str(value * value))
+
+
+def run_a(ctx):
+    _count(ctx.config.log, "a")
+    (ctx.out_dir / "a.txt").write_text(str(ctx.config.x))
+
+
+def run_b(ctx):
+    _count(ctx.config.log, "b")
+    a = int((ctx.inputs["a"] / "a.txt").read_text())
+    (ctx.out_dir / "b.txt").write_text(str(a + ctx.config.y))
+
+
+def run_c(ctx):
+    _count(ctx.config.log, "c")
+    b = int((ctx.inputs["b"] / "b.txt").read_text())
+    c = ctx.config
+    done = ctx.map_items(square_job, {i: (i, b + k, c.fail_on, c.log) for k, i in enumerate(c.items)}, "squares")
+    total = sum(int((folder / "value.txt").read_text()) for folder in done.values())
+    (ctx.out_dir / "c.json").write_text(json.dumps({"total": total}))
+
+
+STAGES = [
+    Stage("a", run_a, lambda c: {"x": c.x}),
+    Stage("b", run_b, lambda c: {"y": c.y}, needs=("a",)),
+    Stage("c", run_c, lambda c: {"items": c.items}, needs=("b",), publish=("c.json",)),
+]
+
+
+@pytest.fixture
+def config(tmp_path):
+    return ToyConfig(log=str(tmp_path / "calls.log"))
+
+
+def _run(config, run_dir, executor="local", **kw):
+    runner = get_executor(executor)
+    try:
+        return run_stages(STAGES, config, run_dir, runner, **kw)
+    finally:
+        runner.close()
+
+
+def test_first_run_runs_everything_and_publishes(config, tmp_path):
+    records = _run(config, tmp_path / "run")
+    assert [r.cached for r in records.values()] == [False, False, False]
+    assert _calls(config) == ["a", "b", "c", "job:p", "job:q", "job:r"]
+    assert json.loads((tmp_path / "run" / "c.json").read_text()) == {"total": 11**2 + 12**2 + 13**2}
+    assert all(is_done(r.folder) for r in records.values())
+    assert json.loads((tmp_path / "run" / "stages.json").read_text())["c"]["cached"] is False
+
+
+def test_second_run_reuses_every_stage(config, tmp_path):
+    first = _run(config, tmp_path / "run")
+    calls = _calls(config)
+    second = _run(config, tmp_path / "run")
+    assert [r.cached for r in second.values()] == [True, True, True]
+    assert _calls(config) == calls
+    assert {n: read_marker(r.folder)["finished_at"] for n, r in first.items()} == \
+        {n: read_marker(r.folder)["finished_at"] for n, r in second.items()}
+
+
+def test_changed_field_reruns_only_dependent_stages(config, tmp_path):
+    first = _run(config, tmp_path / "run")
+    n_before = len(_calls(config))
+    second = _run(replace(config, y=20), tmp_path / "run")
+    assert second["a"].cached and not second["b"].cached and not second["c"].cached
+    assert second["a"].folder == first["a"].folder and second["b"].folder != first["b"].folder
+    assert _calls(config)[n_before:] == ["b", "c", "job:p", "job:q", "job:r"]
+    assert json.loads((tmp_path / "run" / "c.json").read_text()) == {"total": 21**2 + 22**2 + 23**2}
+
+
+def test_crash_mid_stage_resumes_without_redoing_finished_work(config, tmp_path):
+    with pytest.raises(RuntimeError, match="planted failure on r"):
+        _run(replace(config, fail_on="r"), tmp_path / "run")
+    assert _calls(config) == ["a", "b", "c", "job:p", "job:q"]
+    records = _run(config, tmp_path / "run")
+    assert records["a"].cached and records["b"].cached and not records["c"].cached
+    # the finished items p and q are not recomputed; only r runs
+    assert _calls(config)[5:] == ["c", "job:r"]
+    assert json.loads((tmp_path / "run" / "c.json").read_text()) == {"total": 11**2 + 12**2 + 13**2}
+
+
+def test_force_named_stage_reruns_it(config, tmp_path):
+    _run(config, tmp_path / "run")
+    records = _run(config, tmp_path / "run", force=["b"])
+    assert records["a"].cached and not records["b"].cached and records["c"].cached
+
+
+def test_stage_order_is_checked(config, tmp_path):
+    with pytest.raises(ValueError, match="stage 'b' needs \\['a'\\]"):
+        run_stages(STAGES[1:], config, tmp_path, get_executor("local"))
+
+
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "item"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "half.txt").write_text("x")
+            raise RuntimeError("boom")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_stable_hash_ignores_key_order_and_sees_values():
+    assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
+    assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+def test_unknown_executor_names_the_known_ones():
+    with pytest.raises(ValueError, match="known executors: \\['local', 'ray'\\]"):
+        get_executor("slurm")
+    assert {"local", "ray"} <= set(EXECUTORS)
+
+
+def test_ray_executor_fans_out_and_resumes(config, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        with pytest.raises(Exception, match="planted failure on q"):
+            _run(replace(config, fail_on="q"), tmp_path / "run", executor="ray")
+        assert ray.is_initialized()  # a session the executor did not start stays up
+        # every job is awaited before the failure is raised, so p and r are finished items now
+        assert sorted(_calls(config)[3:]) == ["job:p", "job:r"]
+        records = _run(config, tmp_path / "run", executor="ray")
+    finally:
+        ray.shutdown()
+    assert not records["c"].cached
+    assert json.loads((tmp_path / "run" / "c.json").read_text()) == {"total": 11**2 + 12**2 + 13**2}
+    assert _calls(config)[5:] == ["c", "job:q"]
