@@ -53,6 +53,7 @@ class BuiltinTaskSpec:
     templates: tuple[Template, ...]
     generate: Generator
     labels: tuple[str, ...] = ()
+    finite: bool = False
 
     @property
     def task_type(self) -> str:
@@ -70,15 +71,20 @@ def builtin_task(
     definition: str,
     templates: tuple[Template, ...],
     labels: tuple[str, ...] = (),
+    finite: bool = False,
 ) -> Callable[[Generator], Generator]:
-    """Register a record generator as the builtin task ``name`` (needs at least 3 templates)."""
+    """Register a record generator as the builtin task ``name`` (needs at least 3 templates).
+
+    ``finite=True`` declares that the task has only a few hundred distinct inputs (a fixed set of
+    facts), so large ``n_instances`` repeat inputs; it is recorded as ``metadata["finite_inputs"]``.
+    """
 
     def decorate(generate: Generator) -> Generator:
         if name in TASK_SPECS:
             raise TaskError("builtin task declared twice", task=name, field="name")
         if len(templates) < 3:
             raise TaskError("a builtin task needs at least 3 templates", task=name, field="templates")
-        TASK_SPECS[name] = BuiltinTaskSpec(name, cluster, domains, definition, tuple(templates), generate, labels)
+        TASK_SPECS[name] = BuiltinTaskSpec(name, cluster, domains, definition, tuple(templates), generate, labels, finite)
         return generate
 
     return decorate
@@ -139,7 +145,7 @@ def build_task(spec: BuiltinTaskSpec, *, n_instances: int, seed: int) -> Task:
         _, outputs = spec.templates[0].render(record, task=spec.name)
         instances.append(Instance(f"{spec.name}-{seed}-{i}", text, outputs, record))
 
-    metadata: dict[str, Any] = {"task_type": spec.task_type, "seed": seed, "generator": "taskscope.builtin"}
+    metadata: dict[str, Any] = {"task_type": spec.task_type, "seed": seed, "finite_inputs": spec.finite}
     if spec.labels:
         metadata["labels"] = list(spec.labels)
     return Task(

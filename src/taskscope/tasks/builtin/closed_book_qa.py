@@ -21,6 +21,7 @@ from taskscope.tasks.core import Template
         Template("Answer this geography question in a few words. {question}", "{answer}"),
         Template("{question}", "{answer}"),
     ),
+    finite=True,
 )
 def _qa_capitals(rng, label):
     city, country = rng.choice(CAPITALS)
@@ -56,6 +57,7 @@ OPPOSITES = {
         Template("Word: {word}\nAntonym:", "{answer}", outputs_field="answers"),
         Template("Name a word with the opposite meaning of {word}.", "{answer}", outputs_field="answers"),
     ),
+    finite=True,
 )
 def _qa_opposites(rng, label):
     word = rng.choice(sorted(OPPOSITES))
@@ -86,6 +88,7 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
         Template("{question} Answer in one word.", "{answer}", outputs_field="answers"),
         Template("Animal quiz. {question}", "{answer}", outputs_field="answers"),
     ),
+    finite=True,
 )
 def _qa_animals(rng, label):
     animal = rng.choice(sorted(ANIMALS))

@@ -89,23 +89,26 @@ SEQUENCES = {
     "commonsense_order",
     cluster="commonsense",
     domains=("time",),
-    definition="Answer which day, month, season or meal comes right after or right before the given one "
-    "(days, months and seasons wrap around; meals of one day do not).",
+    definition="Answer which day, month, season or meal comes one or two places after or before the given one. "
+    "Days, months and seasons wrap around (after Sunday comes Monday); the meals of one day do not.",
     templates=(
-        Template("What {kind} comes {direction} {item}?", "{answer}"),
-        Template("Question: Which {kind} is {direction} {item}?\nAnswer:", "{answer}"),
-        Template("Name the {kind} that comes {direction} {item}.", "{answer}"),
+        Template("What {kind} comes {step} {direction} {item}?", "{answer}"),
+        Template("Question: Which {kind} is {step} {direction} {item}?\nAnswer:", "{answer}"),
+        Template("Name the {kind} that comes {step} {direction} {item}.", "{answer}"),
     ),
+    finite=True,
 )
 def _commonsense_order(rng, label):
     kind = rng.choice(sorted(SEQUENCES))
     sequence = SEQUENCES[kind]
     direction = rng.choice(("after", "before"))
-    if kind == "meal":
-        position = rng.randrange(1, len(sequence)) if direction == "before" else rng.randrange(len(sequence) - 1)
+    step = rng.choice((1, 2)) * (1 if direction == "after" else -1)
+    if kind == "meal":  # no wrap-around: only steps that stay inside the day
+        step = 1 if direction == "after" else -1
+        position = rng.randrange(len(sequence) - 1) + (0 if step > 0 else 1)
     else:
         position = rng.randrange(len(sequence))
-    step = 1 if direction == "after" else -1
     item, answer = sequence[position], sequence[(position + step) % len(sequence)]
-    return {"kind": kind, "direction": direction, "item": item, "answer": answer,
-            "rationale": f"In the order of {kind}s, {answer} comes {direction} {item}."}
+    distance = "right" if abs(step) == 1 else f"two {kind}s"
+    return {"kind": kind, "step": distance, "direction": direction, "item": item, "answer": answer,
+            "rationale": f"In the order of {kind}s, {answer} comes {distance} {direction} {item}."}
