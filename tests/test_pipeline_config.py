@@ -1,0 +1,61 @@
+"""StudyConfig: presets validate, bad fields are named, YAML is read safely."""
+
+from pathlib import Path
+
+import pytest
+
+from taskscope.pipeline.config import CONFIG_DIR, ConfigError, StudyConfig, config_from_dict, dump_config, load_config
+
+PRESETS = sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+def test_presets_exist():
+    names = {p.stem for p in PRESETS}
+    assert {"quickstart", "tiny", "paper_llama2_7b", "paper_llama2_7b_heldout"} <= names
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_every_preset_validates_and_round_trips(path):
+    config = load_config(path)
+    assert config_from_dict(__import__("yaml").safe_load(dump_config(config))) == config
+
+
+def test_quickstart_is_the_default_config():
+    assert load_config("quickstart").model == "embedded"
+    assert load_config("quickstart").tasks.source.startswith("builtin")
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    ({"tasks": {"n_inputs": 2}}, "tasks.n_inputs"),
+    ({"similarity": {"bootstrap": {"n_resamples": -1}}}, "similarity.bootstrap.n_resamples"),
+    ({"extraction": {"pooling": "max"}}, "extraction.pooling"),
+    ({"layer_map": {"shared_min_cka": 2}}, "layer_map.shared_min_cka"),
+    ({"modle": "embedded"}, "modle"),
+    ({"experimental_models": [{"name": "a b", "kind": "pretrained"}]}, "experimental_models.0.name"),
+    ({"experimental_models": [{"name": "p", "kind": "pretrained", "heldout_tasks": ["x"]}]}, "experimental_models.0"),
+    ({"layer_map": {"reference_model": "nope"}}, "layer_map.reference_model"),
+])
+def test_validation_errors_name_the_field(data, field, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(__import__("yaml").safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert field in str(info.value) and str(path) in str(info.value)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_defaults_compare_pretrained_and_instruction_tuned():
+    config = StudyConfig()
+    assert [m.kind for m in config.experimental_models] == ["pretrained", "multitask"]
+    assert config.output_dir == Path("runs")
