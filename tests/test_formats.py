@@ -14,6 +14,7 @@ TOY = Task(
     definition="Say whether the sentence is happy or sad",
     positive_examples=(Example("I won", "happy", "Winning is good"), Example("I lost.", "sad", "Losing is bad."),
                        Example("Rain?", "sad!")),
+    negative_examples=(Example("I lost it ", "happy", "Wrong label"),),
     instances=(Instance("q0", "  the sun shines ", ("happy", "glad")), Instance("q1", "it rains!", ("sad",))),
     clusters=("Sentiment Analysis",),
 )
@@ -47,6 +48,9 @@ def test_default_reproduces_tk_instruct_with_task_name() -> None:
         (PromptFormat(kind="definition_exemplars", n_exemplars=1, add_explanation=True),
          "Definition: Say whether the sentence is happy or sad.\n\n"
          " Positive Example 1 -\nInput: I won.\n Output: happy.\n Explanation: Winning is good.\n\n" + QUERY),
+        (PromptFormat(kind="exemplars", n_exemplars=1, n_negative_exemplars=1, add_explanation=True),
+         " Positive Example 1 -\nInput: I won.\n Output: happy.\n Explanation: Winning is good.\n\n"
+         " Negative Example 1 -\nInput: I lost it.\n Output: happy.\n Explanation: Wrong label.\n\n" + QUERY),
         (PromptFormat(kind="definition", definition_template="Task: {definition}\n", query_template="Q: {input}\nA:",
                       punctuate=False),
          "Task: Say whether the sentence is happy or sad\nQ: the sun shines\nA:"),
@@ -149,3 +153,14 @@ def test_label_tokens_masks_prompt_and_trains_target_and_eos() -> None:
     assert [v.token_id for v in views] == [*prompt_ids, words.index("happy"), words.index("</s>")]
     assert [v.trained for v in views] == [False] * len(prompt_ids) + [True, True]
     assert views[-2].text == "happy"
+
+
+def test_every_real_sni_task_formats_in_the_tk_layout(sni_sample) -> None:
+    from taskscope.tasks import load_suite
+
+    for task in load_suite(f"sni:{sni_sample}"):
+        for instance, example in zip(task.instances[:2], format_task(task, task.instances[:2]), strict=True):
+            assert example.prompt.startswith("Definition: ")
+            assert example.prompt.count(" Positive Example ") == min(2, len(task.positive_examples))
+            assert example.prompt.endswith(f"Input: {tk_punctuate(instance.input)}\nOutput: ")
+            assert example.targets == instance.outputs

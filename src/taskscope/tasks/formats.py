@@ -41,8 +41,9 @@ Order of operations in :func:`format_instance`:
    query;
 4. add exemplars one at a time (explicit ``exemplars``, e.g. from a few-shot pool, else the task's
    positive examples; explicit :class:`Instance` s are rendered with the same template and an
-   exemplar with the query's id is skipped) while ``count_tokens(prompt) <= max_prompt_tokens``;
-   the first one that does not fit stops the loop, as in Tk-Instruct (which counts with
+   exemplar with the query's id is skipped), then ``n_negative_exemplars`` negative examples
+   (default 0, as Tk-Instruct's default), while ``count_tokens(prompt) <= max_prompt_tokens``;
+   the first one of each group that does not fit stops that group, as in Tk-Instruct (which counts with
    ``" ".join`` of the exemplars and leaves the task name out; we count the exact prompt).
    A prompt that is too long without exemplars is not truncated here.
 """
@@ -76,6 +77,7 @@ class PromptFormat(BaseModel):
 
     kind: FormatKind = "definition_exemplars"
     n_exemplars: int = Field(default=2, ge=0)
+    n_negative_exemplars: int = Field(default=0, ge=0)
     add_task_name: bool = False
     add_explanation: bool = False
     punctuate: bool = True
@@ -86,6 +88,7 @@ class PromptFormat(BaseModel):
     task_name_template: str = "{task_name}. "
     definition_template: str = "Definition: {definition}\n\n"
     exemplar_template: str = " Positive Example {number} -\nInput: {input}\n Output: {output}\n{explanation}\n"
+    negative_exemplar_template: str = " Negative Example {number} -\nInput: {input}\n Output: {output}\n{explanation}\n"
     explanation_template: str = " Explanation: {explanation}\n"
     query_template: str = "Now complete the following example -\nInput: {input}\nOutput: "
 
@@ -124,12 +127,12 @@ def choose_template(task: Task, instance: Instance, fmt: PromptFormat, *, positi
     return stable_hash(seed, task.name, instance.id) % n
 
 
-def _exemplar_text(fmt: PromptFormat, number: int, example: Example) -> str:
+def _exemplar_text(fmt: PromptFormat, number: int, example: Example, template: str) -> str:
     fix = tk_punctuate if fmt.punctuate else str.strip
     explanation = ""
     if fmt.add_explanation and example.explanation:
         explanation = fmt.explanation_template.format(explanation=fix(example.explanation))
-    return fmt.exemplar_template.format(
+    return template.format(
         number=number, input=fix(example.input), output=fix(example.output), explanation=explanation
     )
 
@@ -174,13 +177,17 @@ def format_instance(
     query = fmt.query_template.format(input=fix(rendered.input))
 
     shots = ""
-    if fmt.kind in _WITH_EXEMPLARS and fmt.n_exemplars > 0:
-        pool = _exemplar_pool(task, instance, template_index, exemplars)
-        for number, example in enumerate(pool[: fmt.n_exemplars], start=1):
-            candidate = shots + _exemplar_text(fmt, number, example)
-            if fmt.max_prompt_tokens is not None and count(head + candidate + query) > fmt.max_prompt_tokens:
-                break
-            shots = candidate
+    if fmt.kind in _WITH_EXEMPLARS:
+        groups = (
+            (_exemplar_pool(task, instance, template_index, exemplars)[: fmt.n_exemplars], fmt.exemplar_template),
+            (list(task.negative_examples[: fmt.n_negative_exemplars]), fmt.negative_exemplar_template),
+        )
+        for pool, template in groups:
+            for number, example in enumerate(pool, start=1):
+                candidate = shots + _exemplar_text(fmt, number, example, template)
+                if fmt.max_prompt_tokens is not None and count(head + candidate + query) > fmt.max_prompt_tokens:
+                    break
+                shots = candidate
     return FormattedExample(
         task=task.name,
         instance_id=instance.id,
