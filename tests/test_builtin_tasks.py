@@ -17,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskscope.tasks import TaskError, TaskSuite, load_suite
-from taskscope.tasks.builtin import TASK_SPECS, load_builtin, parse_options
+from taskscope.tasks.builtin import CLUSTERS, TASK_SPECS, load_builtin, parse_options
+from taskscope.tasks.builtin.catalog import render_catalog
 from taskscope.tasks.builtin.commonsense import SEQUENCES, SIZES
-from taskscope.tasks.builtin.sentiment import NEGATIVE, POSITIVE
+from taskscope.tasks.builtin.sentiment import POSITIVE
 from taskscope.tasks.builtin.translation import ZORBIC_ADJECTIVES
 from taskscope.tasks.builtin.words import CITIES, FEMALE_NAMES, MALE_NAMES
 
@@ -47,6 +48,7 @@ def test_suite_covers_enough_tasks_and_clusters(suite):
     clusters = Counter(task.cluster for task in suite)
     assert len(clusters) >= 8
     assert all(count >= 2 for count in clusters.values()), clusters
+    assert sum(bool(task.negative_examples) for task in suite) >= len(suite) - 2
 
 
 def test_every_task_is_described_and_templated(suite):
@@ -59,6 +61,9 @@ def test_every_task_is_described_and_templated(suite):
         assert 2 <= len(task.positive_examples) <= 3
         for example in task.positive_examples:
             assert example.input and example.output and example.explanation, task.name
+        for negative in task.negative_examples:
+            correct = next(e.output for e in task.positive_examples if e.input == negative.input)
+            assert negative.output != correct and correct in negative.explanation, task.name
 
 
 def test_classification_labels_are_template_zero_outputs(suite):
@@ -206,11 +211,35 @@ def test_arithmetic_answers_are_correct(seed):
         assert int(instance.outputs[0]) == start + sign * first - sign * second >= 0
 
 
+_FUNCTIONS = {"max": max, "min": min, "len": len, "sum": sum, "sorted": sorted}
+
+
 def _run_program(program: str) -> str:
+    """Interpret our one-line snippets independently: assignments and one ``print`` over a small AST subset."""
+    env: dict[str, object] = {}
     printed: list[str] = []
-    allowed = {"print": lambda v: printed.append(str(v)), "max": max, "min": min, "len": len, "sum": sum,
-               "sorted": sorted}
-    exec(compile(program, "<builtin task>", "exec"), {"__builtins__": allowed})  # test-only check of our snippets
+
+    def value(node):
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            return env[node.id]
+        if isinstance(node, ast.List):
+            return [value(item) for item in node.elts]
+        if isinstance(node, ast.Subscript):
+            return value(node.value)[value(node.slice)]
+        if isinstance(node, ast.BinOp):
+            return _OPS[type(node.op)](value(node.left), value(node.right))
+        if isinstance(node, ast.Call):
+            return _FUNCTIONS[node.func.id](*[value(arg) for arg in node.args])
+        raise AssertionError(f"unexpected syntax {ast.dump(node)} in {program!r}")
+
+    for statement in ast.parse(program).body:
+        if isinstance(statement, ast.Assign):
+            env[statement.targets[0].id] = value(statement.value)
+        else:
+            assert statement.value.func.id == "print", program
+            printed.append(str(value(statement.value.args[0])))
     assert len(printed) == 1
     return printed[0]
 
@@ -328,4 +357,10 @@ def test_finite_tasks_still_vary():
 
 def test_registry_lists_every_task_once():
     suite = load_builtin(n_instances=1)
-    assert suite.names == list(TASK_SPECS)
+    assert sorted(suite.names) == sorted(TASK_SPECS)
+    assert suite.clusters == [c for c in CLUSTERS if c in suite.clusters]  # grouped, in the declared order
+
+
+def test_docs_catalog_is_current():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "builtin_tasks.md").read_text()
+    assert render_catalog() in docs, "regenerate with: python -m taskscope.tasks.builtin.catalog"

@@ -24,11 +24,17 @@ from taskscope.tasks.builtin import (  # noqa: F401  (imported to register their
     summarization,
     translation,
 )
-from taskscope.tasks.builtin.base import TASK_SPECS, BuiltinTaskSpec, build_task, builtin_task
+from taskscope.tasks.builtin.base import (
+    CLUSTERS,
+    TASK_SPECS,
+    BuiltinTaskSpec,
+    build_task,
+    builtin_task,
+)
 from taskscope.tasks.core import TaskError, TaskSuite
 from taskscope.tasks.registry import register_source
 
-__all__ = ["TASK_SPECS", "BuiltinTaskSpec", "build_task", "builtin_task", "load_builtin", "parse_options"]
+__all__ = ["CLUSTERS", "TASK_SPECS", "BuiltinTaskSpec", "build_task", "builtin_task", "load_builtin", "parse_options"]
 
 _INT_OPTIONS = ("n_instances", "seed")
 _LIST_OPTIONS = ("tasks", "clusters")
@@ -56,14 +62,14 @@ def _selected_specs(tasks: list[str] | None, clusters: list[str] | None) -> list
     for name in tasks or ():
         if name not in TASK_SPECS:
             raise TaskError(f"unknown builtin task; known: {sorted(TASK_SPECS)}", task=name, field="tasks")
-    known_clusters = {spec.cluster for spec in TASK_SPECS.values()}
     for cluster in clusters or ():
-        if cluster not in known_clusters:
-            raise TaskError(f"unknown builtin cluster {cluster!r}; known: {sorted(known_clusters)}", field="clusters")
-    return [
+        if cluster not in CLUSTERS:
+            raise TaskError(f"unknown builtin cluster {cluster!r}; known: {list(CLUSTERS)}", field="clusters")
+    selected = [
         spec for spec in TASK_SPECS.values()
         if (tasks is None or spec.name in tasks) and (clusters is None or spec.cluster in clusters)
     ]
+    return sorted(selected, key=lambda spec: CLUSTERS.index(spec.cluster))
 
 
 @register_source("builtin")
@@ -75,7 +81,7 @@ def load_builtin(
     tasks: list[str] | None = None,
     clusters: list[str] | None = None,
 ) -> TaskSuite:
-    """The builtin suite (name ``"builtin"``), tasks in declaration order (grouped by cluster).
+    """The builtin suite (name ``"builtin"``): tasks grouped by cluster in :data:`CLUSTERS` order.
 
     Order of operations: parse the options in ``path`` (they replace keyword defaults; a keyword
     given with a different value is an error), select tasks by name and cluster, then build each

@@ -6,6 +6,7 @@ from taskscope.tasks.builtin.base import builtin_task
 from taskscope.tasks.builtin.words import NAMES
 from taskscope.tasks.core import Template
 
+
 def _evaluate(numbers: list[int], operators: list[str]) -> int:
     """``a op b op c ...`` over ``+``, ``-``, ``*``: first fold each ``*`` into its term, then add/subtract left to right."""
     terms, signs = [numbers[0]], []
@@ -52,7 +53,7 @@ ITEMS = ("apples", "marbles", "stickers", "cookies", "books", "balloons", "penci
     "arith_word_problem",
     cluster="arithmetic",
     domains=("mathematics",),
-    definition="Solve the short word problem: add what a person gets, subtract what they give away or use, "
+    definition="Solve the short word problem: add what a person gets, subtract what they give away, "
     "and answer with the final number.",
     templates=(
         Template("{problem}\nAnswer with a number.", "{answer}"),

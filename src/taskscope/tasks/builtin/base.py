@@ -14,7 +14,8 @@ The record is a ``dict`` of field values; ``label`` (classification tasks) or ``
 :func:`build_task` builds a task in this order:
 
 1. seed a private :class:`random.Random` from ``sha256(f"{seed}/{name}/...")`` (stable across processes);
-2. draw 3 positive examples from their own stream, rendered with template 0;
+2. draw 3 positive examples from their own stream, rendered with template 0, and one negative
+   example (the first example's input with the second example's output);
 3. draw instances from the instance stream; classification labels cycle through shuffled
    blocks of all labels, so the counts differ by at most one;
 4. redraw (up to :data:`MAX_REDRAWS` times) any record whose template-0 input was already seen
@@ -62,6 +63,10 @@ class BuiltinTaskSpec:
 
 TASK_SPECS: dict[str, BuiltinTaskSpec] = {}
 
+# the builtin clusters, in the order of the FLAN 2021 cluster list (suites list tasks in this order)
+CLUSTERS = ("nli", "commonsense", "sentiment", "paraphrase", "closed_book_qa", "struct_to_text", "translation",
+            "reading_comprehension", "coreference", "summarization", "arithmetic", "program_execution")
+
 
 def builtin_task(
     name: str,
@@ -82,6 +87,8 @@ def builtin_task(
     def decorate(generate: Generator) -> Generator:
         if name in TASK_SPECS:
             raise TaskError("builtin task declared twice", task=name, field="name")
+        if cluster not in CLUSTERS:
+            raise TaskError(f"unknown builtin cluster {cluster!r}; add it to CLUSTERS", task=name, field="cluster")
         if len(templates) < 3:
             raise TaskError("a builtin task needs at least 3 templates", task=name, field="templates")
         TASK_SPECS[name] = BuiltinTaskSpec(name, cluster, domains, definition, tuple(templates), generate, labels, finite)
@@ -121,6 +128,15 @@ def _check_record(spec: BuiltinTaskSpec, record: Record, label: str | None) -> N
                         task=spec.name, field="label")
 
 
+def _negative_examples(examples: list[Example]) -> tuple[Example, ...]:
+    """One wrong demonstration: the first example's input with the second example's (different) output."""
+    first, second = examples[0], examples[1]
+    if first.output == second.output:
+        return ()
+    why = f"The output should be \"{first.output}\", not \"{second.output}\". {first.explanation}".strip()
+    return (Example(first.input, second.output, why),)
+
+
 def build_task(spec: BuiltinTaskSpec, *, n_instances: int, seed: int) -> Task:
     """Generate ``n_instances`` instances and the demonstrations of one builtin task (see module doc)."""
     if n_instances < 0:
@@ -134,6 +150,7 @@ def build_task(spec: BuiltinTaskSpec, *, n_instances: int, seed: int) -> Task:
         record, text = _draw_unique(spec, example_rng, label, seen)
         _, outputs = spec.templates[0].render(record, task=spec.name)
         examples.append(Example(text, outputs[0], record.get("rationale", "")))
+    negatives = _negative_examples(examples)
 
     instance_rng = stable_rng(seed, spec.name, "instances")
     labels = _label_cycle(stable_rng(seed, spec.name, "labels"), spec.labels) if spec.labels else None
@@ -154,6 +171,7 @@ def build_task(spec: BuiltinTaskSpec, *, n_instances: int, seed: int) -> Task:
         clusters=(spec.cluster,),
         definition=spec.definition,
         positive_examples=tuple(examples),
+        negative_examples=negatives,
         domains=spec.domains,
         source="builtin",
         templates=spec.templates,

@@ -22,12 +22,12 @@ _SENTIMENT_TEMPLATES = (
 )
 
 
-def _clause(rng, polarity: str, aspect: str) -> tuple[str, str]:
+def _clause(rng, polarity: str, aspect: str) -> str:
     """A clause ``"the X was (not) ADJ"`` with the given polarity; negation flips the adjective's."""
     negate = rng.random() < 0.5
     lexicon_polarity = ("negative" if polarity == "positive" else "positive") if negate else polarity
     adjective = rng.choice(POSITIVE if lexicon_polarity == "positive" else NEGATIVE)
-    return f"the {aspect} was {'not ' if negate else ''}{adjective}", adjective
+    return f"the {aspect} was {'not ' if negate else ''}{adjective}"
 
 
 @builtin_task(
@@ -41,8 +41,7 @@ def _clause(rng, polarity: str, aspect: str) -> tuple[str, str]:
 )
 def _sentiment_negation(rng, label):
     first, second = rng.sample(ASPECTS, 2)
-    clause_a, adj_a = _clause(rng, label, first)
-    clause_b, adj_b = _clause(rng, label, second)
+    clause_a, clause_b = _clause(rng, label, first), _clause(rng, label, second)
     text = f"At this {rng.choice(SUBJECTS)}, {clause_a} and {clause_b}."
     return {"text": text, "label": label,
             "rationale": f"Both '{clause_a}' and '{clause_b}' express a {label} opinion."}
@@ -60,8 +59,7 @@ def _sentiment_negation(rng, label):
 def _sentiment_contrast(rng, label):
     other = "negative" if label == "positive" else "positive"
     first, second = rng.sample(ASPECTS, 2)
-    opening, _ = _clause(rng, other, first)
-    closing, _ = _clause(rng, label, second)
+    opening, closing = _clause(rng, other, first), _clause(rng, label, second)
     text = f"{opening.capitalize()}, but {closing}."
     return {"text": text, "label": label,
             "rationale": f"The part after 'but', '{closing}', is {label}, so the review is {label}."}

@@ -26,7 +26,7 @@ DETAILS = ("The decision came after months of debate.", "Local people were pleas
     "summ_headline",
     cluster="summarization",
     domains=("news",),
-    definition="Write a short headline (at most eight words) that states the main event of the news text.",
+    definition="Write a short headline that states the main event of the news text.",
     templates=(
         Template("{article}\nWrite a headline for this article.", "{answer}", outputs_field="answers"),
         Template("Article: {article}\nHeadline:", "{answer}", outputs_field="answers"),
