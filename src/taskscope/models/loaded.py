@@ -75,6 +75,6 @@ def model_dimensions(config: Any) -> tuple[int, int]:
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     num_layers = getattr(text, "num_decoder_layers", None) or getattr(text, "num_hidden_layers", None)
     if num_layers is None:
-        num_layers = getattr(text, "n_layer", None) or getattr(text, "num_layers")
-    hidden_size = getattr(text, "hidden_size", None) or getattr(text, "d_model", None) or getattr(text, "n_embd")
+        num_layers = getattr(text, "n_layer", None) or text.num_layers
+    hidden_size = getattr(text, "hidden_size", None) or getattr(text, "d_model", None) or text.n_embd
     return int(num_layers), int(hidden_size)

@@ -34,10 +34,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
-from .loaded import LoadedModel, fingerprint_from_files, fingerprint_from_weights, model_dimensions
-from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, add_lora, check_adapter_dir, load_adapter, merge
+from .embedded import embedded_checkpoint
+from .gguf import load_gguf, model_class
+from .loaded import (
+    LoadedModel,
+    fingerprint_from_files,
+    fingerprint_from_weights,
+    model_dimensions,
+)
+from .lora import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    add_lora,
+    check_adapter_dir,
+    load_adapter,
+    merge,
+)
 from .spec import ModelSpec, ModelSpecError, parse_spec
 from .tiny import tiny_model
 
@@ -63,11 +77,6 @@ def resolve_dtype(dtype: str, config: Any | None = None) -> torch.dtype:
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join([*DTYPES, 'auto'])}")
     return DTYPES[dtype]
-
-
-def model_class(config: Any) -> type:
-    """``AutoModelForSeq2SeqLM`` for encoder-decoder configs (T5), ``AutoModelForCausalLM`` otherwise."""
-    return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
 
 
 def check_checkpoint_dir(path: Path, spec: str) -> None:
@@ -106,31 +115,6 @@ def _load_pretrained_dir(path: Path, spec: str, dtype: str, trust_remote_code: b
     )
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     return model, tokenizer
-
-
-def plain_copy(model: Any) -> Any:
-    """Copy a GGUF-loaded model into an ordinary float32 model of the same class, without the quantisation
-    config (a model loaded with ``gguf_file=`` cannot be saved with ``save_pretrained``)."""
-    config = model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    fresh = model_class(config).from_config(config, dtype=torch.float32)
-    fresh.load_state_dict(model.state_dict())
-    return fresh.eval()
-
-
-def load_gguf(path: str | Path, spec: str | None = None) -> tuple[Any, Any]:
-    """Dequantise the GGUF file at ``path`` into a plain float32 model and its tokenizer."""
-    path = Path(path).expanduser()
-    spec = spec or f"gguf:{path}"
-    if not path.is_file():
-        raise ModelSpecError(f"model spec {spec!r}: GGUF file {str(path)!r} does not exist")
-    if path.suffix != ".gguf":
-        raise ModelSpecError(f"model spec {spec!r}: {str(path)!r} is not a .gguf file")
-    config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
-    quantised = model_class(config).from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    return plain_copy(quantised), tokenizer
 
 
 def ensure_pad_token(model: Any, tokenizer: Any, spec: str) -> None:
@@ -172,8 +156,6 @@ def _load_base(parsed: ModelSpec, spec: str, dtype: str, trust_remote_code: bool
         stat = path.stat()
         return model, tokenizer, _combine(fingerprint_from_weights(model), f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
     if parsed.kind == "embedded":
-        from .embedded import embedded_checkpoint
-
         path = embedded_checkpoint()
     else:
         path = Path(parsed.location).expanduser()

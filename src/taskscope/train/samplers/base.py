@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-SAMPLERS: dict[str, type["TaskSampler"]] = {}
+SAMPLERS: dict[str, type[TaskSampler]] = {}
 
 
-def register(name: str) -> Callable[[type["TaskSampler"]], type["TaskSampler"]]:
+def register(name: str) -> Callable[[type[TaskSampler]], type[TaskSampler]]:
     """Class decorator: add a `TaskSampler` subclass to `SAMPLERS` under ``name``."""
 
     def decorate(cls: type[TaskSampler]) -> type[TaskSampler]:
@@ -39,7 +39,7 @@ def register(name: str) -> Callable[[type["TaskSampler"]], type["TaskSampler"]]:
     return decorate
 
 
-def make_sampler(name: str, sizes: Sequence[int], *, seed: int = 0, **kwargs: Any) -> "TaskSampler":
+def make_sampler(name: str, sizes: Sequence[int], *, seed: int = 0, **kwargs: Any) -> TaskSampler:
     """Build the sampler registered as ``name`` for tasks of the given sizes."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown task sampler {name!r}; known samplers: {', '.join(sorted(SAMPLERS))}")
