@@ -1,0 +1,114 @@
+"""The whole MOSSA study on a tiny random model: outputs, Run object, resume after a crash, partial reruns, CLI."""
+
+import importlib
+import json
+import re
+import shutil
+
+import pytest
+
+from taskscope.pipeline import Run, load_config, run_study
+from taskscope.pipeline import study as study_module
+
+NEEDED = {"taskscope.represent": "extract_hidden_states", "taskscope.train.loop": "train",
+          "taskscope.similarity": "cka", "taskscope.models": "load_model"}
+
+
+def _missing_components() -> list[str]:
+    missing = []
+    for module, name in NEEDED.items():
+        try:
+            getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            missing.append(f"{module}.{name}")
+    return missing
+
+
+pytestmark = pytest.mark.skipif(bool(_missing_components()), reason=f"components missing: {_missing_components()}")
+
+
+@pytest.fixture(scope="module")
+def tiny_config():
+    return load_config("tiny")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_config, tmp_path_factory):
+    return run_study(tiny_config, tmp_path_factory.mktemp("tiny") / "run")
+
+
+def test_whole_pipeline_outputs(finished_run, tiny_config):
+    table = finished_run.tables["mossa"]
+    assert {"experimental_model", "task", "cluster", "layer", "kernel", "cka", "ci_low", "ci_high"} <= set(table.columns)
+    n_tasks = table.task.nunique()
+    assert n_tasks == 4 and set(table.experimental_model) == set(tiny_config.model_names())
+    assert len(table) == 3 * n_tasks * 3  # models x tasks x (2 blocks + embeddings)
+    # LoRA leaves the embeddings alone: every model matches every control exactly at layer 0
+    assert table.loc[table.layer == 0, "cka"].to_numpy() == pytest.approx(1.0, abs=1e-4)
+    assert table.cka.between(-1e-6, 1 + 1e-6).all() and (table.ci_low <= table.ci_high + 1e-9).all()
+    heldout = table[table.heldout]
+    assert set(heldout.experimental_model) == {"instruction_tuned_heldout"} and set(heldout.cluster) == {"nli"}
+
+    layer_map = finished_run.layer_map
+    assert layer_map.num_layers == 3 and layer_map.params == tiny_config.layer_map.model_dump()
+    assert sorted(finished_run.tables) == ["cluster_summary", "differences", "layer_summary", "mossa"]
+
+    html = finished_run.report_path.read_text()
+    assert not re.search(r"<script[^>]+src=[\"']?https?:", html) and "max_spread" in html
+    assert (finished_run.figures_dir / "layer_map.png").is_file()
+    assert (finished_run.run_dir / "logs" / "run.log").read_text().count("stage report: done") == 1
+    assert finished_run.config == tiny_config
+
+
+def test_changing_one_field_reruns_only_dependent_stages(finished_run, tiny_config, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run.run_dir, run_dir)
+    changed = tiny_config.model_copy(update={"layer_map": tiny_config.layer_map.model_copy(update={"max_spread": 0.5})})
+    run = run_study(changed, run_dir)
+    cached = {name: info["cached"] for name, info in run.stages.items()}
+    assert cached == {"tasks": True, "controls": True, "experimental": True, "extract": True, "similarity": True,
+                      "analysis": False, "report": False}
+    assert run.layer_map.params["max_spread"] == 0.5
+
+
+def test_killed_mid_extract_resumes_without_redoing_finished_work(tiny_config, tmp_path, monkeypatch):
+    real_job = study_module.extract_job
+    calls = []
+
+    def crashing_job(*args):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed during extraction")
+        calls.append(args[0])
+        return real_job(*args)
+
+    monkeypatch.setattr(study_module, "extract_job", crashing_job)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(tiny_config, tmp_path / "run")
+    stage_dirs = {p.name.split("-")[0]: p for p in (tmp_path / "run" / "stages").iterdir()}
+    markers = {name: (stage_dirs[name] / "_done.json").read_text() for name in ("tasks", "controls", "experimental")}
+    assert not (stage_dirs["extract"] / "_done.json").exists()
+
+    resumed = []
+    monkeypatch.setattr(study_module, "extract_job", lambda *args: (resumed.append(args[0]), real_job(*args)))
+    run = run_study(tiny_config, tmp_path / "run")
+    assert {n: run.stages[n]["cached"] for n in markers} == {n: True for n in markers}
+    assert {n: (stage_dirs[n] / "_done.json").read_text() for n in markers} == markers  # untouched
+    n_items = 4 + 3  # one control per task + one per experimental model
+    assert len(resumed) == n_items - 2 and not set(resumed) & set(calls)
+    assert len(run.tables["mossa"]) == 3 * 4 * 3
+
+
+def test_cli_function_reuses_a_finished_run(finished_run):
+    typer = pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    from taskscope.pipeline import run_command
+
+    app = typer.Typer()
+    app.command("run")(run_command)
+    app.command("noop")(lambda: None)  # a second command keeps "run" a subcommand
+    config_path = finished_run.run_dir / "study.yaml"
+    result = CliRunner().invoke(app, ["run", str(config_path), "--run-dir", str(finished_run.run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "report.html" in result.output
+    assert all(info["cached"] for info in Run(finished_run.run_dir).stages.values())
