@@ -1,0 +1,199 @@
+"""On-disk cache of extracted hidden states: one safetensors file per key plus a JSON sidecar.
+
+Layout under ``root``::
+
+    {fingerprint[:16]}/{task}-{digest[:16]}.safetensors   tensor "states", float32, (layers, n, d)
+    {fingerprint[:16]}/{task}-{digest[:16]}.json          {"format": 1, "key": {...}, "digest": ...,
+                                                            "sha256": <of the .safetensors bytes>,
+                                                            "shape": [...], "dtype": "float32"}
+
+The key (`ActivationKey`) holds the model fingerprint, the task, the prompt format id, the sha256 of the
+exact prompt list (JSON-encoded, so order and boundaries count), the pooling, the layers, the compute dtype
+and ``max_length``; ``digest`` is the sha256 of its canonical JSON.
+
+`ActivationCache.store` writes the tensor file first and the sidecar last, each to a temporary file in the
+same folder followed by ``os.replace``; the sidecar therefore marks a complete entry.
+`ActivationCache.load` reads the sidecar, checks that its key equals the requested one, reads the tensor
+file, checks its sha256 and shape, and only then returns it; a missing, truncated or altered entry is a miss
+(with a warning when it was corrupt), so `get_or_compute` recomputes and rewrites it instead of using it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from .extract import extract_hidden_states, resolve_dtype
+
+FORMAT_VERSION = 1
+TENSOR_NAME = "states"
+
+
+def hash_prompts(prompts: Sequence[str]) -> str:
+    """sha256 of the JSON list of prompts: any change of text, order or count changes it."""
+    return hashlib.sha256(json.dumps(list(prompts), ensure_ascii=False).encode()).hexdigest()
+
+
+def dtype_name(dtype: str | torch.dtype | None) -> str | None:
+    resolved = resolve_dtype(dtype)
+    return None if resolved is None else str(resolved).removeprefix("torch.")
+
+
+@dataclass(frozen=True)
+class ActivationKey:
+    """What determines a cached tensor; build it with `ActivationKey.for_prompts`."""
+
+    fingerprint: str
+    task: str
+    prompt_format: str
+    prompts_sha256: str
+    pooling: str = "last"
+    layers: tuple[int, ...] | None = None
+    dtype: str | None = None
+    max_length: int | None = None
+
+    @classmethod
+    def for_prompts(
+        cls,
+        fingerprint: str,
+        task: str,
+        prompt_format: str,
+        prompts: Sequence[str],
+        *,
+        pooling: str = "last",
+        layers: Sequence[int] | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_length: int | None = None,
+    ) -> ActivationKey:
+        return cls(fingerprint=fingerprint, task=task, prompt_format=prompt_format,
+                   prompts_sha256=hash_prompts(prompts), pooling=pooling,
+                   layers=None if layers is None else tuple(int(i) for i in layers),
+                   dtype=dtype_name(dtype), max_length=max_length)
+
+    def parts(self) -> dict[str, Any]:
+        """The key as a JSON-ready dict (layers as a list)."""
+        parts = asdict(self)
+        parts["layers"] = None if self.layers is None else list(self.layers)
+        return parts
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.parts(), sort_keys=True).encode()).hexdigest()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80] or "_"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+class ActivationCache:
+    """Hidden-state tensors on disk under ``root``, keyed by `ActivationKey` (see the module docstring)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def paths(self, key: ActivationKey) -> tuple[Path, Path]:
+        """``(tensor_file, sidecar_file)`` of ``key``."""
+        stem = f"{_slug(key.task)}-{key.digest()[:16]}"
+        folder = self.root / _slug(key.fingerprint[:16])
+        return folder / f"{stem}.safetensors", folder / f"{stem}.json"
+
+    def load(self, key: ActivationKey) -> torch.Tensor | None:
+        """The cached tensor of ``key``, or ``None`` when absent, of another key, or corrupt (warns)."""
+        tensor_path, sidecar_path = self.paths(key)
+        if not sidecar_path.is_file():
+            return None
+        try:
+            sidecar = json.loads(sidecar_path.read_text())
+            if sidecar.get("key") != key.parts():
+                return None
+            data = tensor_path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != sidecar["sha256"]:
+                raise ValueError("checksum mismatch (truncated or altered file)")
+            tensor = load_safetensors(data)[TENSOR_NAME]
+            if list(tensor.shape) != sidecar["shape"]:
+                raise ValueError(f"shape {list(tensor.shape)} differs from the sidecar's {sidecar['shape']}")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            warnings.warn(f"activation cache entry {tensor_path} for task {key.task!r} is unusable ({error}); "
+                          "recomputing it", stacklevel=2)
+            return None
+        return tensor
+
+    def store(self, key: ActivationKey, tensor: torch.Tensor) -> Path:
+        """Write ``tensor`` (as float32) for ``key`` atomically: tensor file first, sidecar last."""
+        tensor_path, sidecar_path = self.paths(key)
+        tensor_path.parent.mkdir(parents=True, exist_ok=True)
+        data = save_safetensors({TENSOR_NAME: tensor.detach().to("cpu", torch.float32).contiguous()},
+                                metadata={"task": key.task, "digest": key.digest()})
+        _atomic_write_bytes(tensor_path, data)
+        sidecar = {"format": FORMAT_VERSION, "key": key.parts(), "digest": key.digest(),
+                   "sha256": hashlib.sha256(data).hexdigest(), "shape": list(tensor.shape), "dtype": "float32"}
+        _atomic_write_bytes(sidecar_path, json.dumps(sidecar, indent=1).encode())
+        return tensor_path
+
+    def get_or_compute(self, key: ActivationKey, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The cached tensor of ``key``; on a miss, ``compute()`` it, store it, and return it as float32."""
+        cached = self.load(key)
+        if cached is not None:
+            return cached
+        tensor = compute()
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"compute for task {key.task!r} returned {type(tensor).__name__}, not a tensor")
+        tensor = tensor.detach().to("cpu", torch.float32)
+        self.store(key, tensor)
+        return tensor
+
+
+def extract_to_cache(
+    cache: ActivationCache,
+    model: Any,
+    tokenizer: Any,
+    prompts_by_task: Mapping[str, Sequence[str]],
+    *,
+    fingerprint: str,
+    prompt_format: str,
+    batch_size: int = 16,
+    pooling: str = "last",
+    layers: Sequence[int] | None = None,
+    max_length: int | None = None,
+    dtype: str | torch.dtype | None = None,
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Hidden states of every task's prompts, one cache entry per task, in ``prompts_by_task`` order.
+
+    Each task is looked up, and on a miss extracted (`extract_hidden_states`) and written before the next
+    task starts, so an interrupted run keeps its finished tasks.  The key's dtype is the compute dtype:
+    ``dtype`` when given, else the dtype of the model's embedding weights.
+    """
+    compute_dtype = dtype if dtype is not None else model.get_input_embeddings().weight.dtype
+    states = {}
+    for task, prompts in prompts_by_task.items():
+        key = ActivationKey.for_prompts(fingerprint, task, prompt_format, prompts, pooling=pooling, layers=layers,
+                                        dtype=compute_dtype, max_length=max_length)
+        states[task] = cache.get_or_compute(key, lambda prompts=prompts, task=task: extract_hidden_states(
+            model, tokenizer, prompts, batch_size=batch_size, pooling=pooling, layers=layers,
+            max_length=max_length, dtype=dtype, progress=progress, description=f"extract {task}"))
+    return states

@@ -1,0 +1,226 @@
+"""Layer-wise hidden states of a batch of prompts: one pooled vector per prompt at every layer.
+
+Layer indexing (the same for every architecture): layer 0 is the input of the first block (the embedding
+output, including Gemma's sqrt(d) scaling and GPT-2's position embeddings); layer ``l`` (1..L) is the output
+of block ``l``, the residual stream BEFORE the stack's final norm.  So layers 0..L-1 equal Hugging Face's
+``output_hidden_states`` entries, while our layer L is HF's last entry with the final norm not applied
+(for Llama, Gemma, GPT-2 and T5 HF applies ``norm`` / ``ln_f`` / ``final_layer_norm`` to that entry).
+For encoder-decoder models (T5) the states are the encoder's.
+
+`extract_hidden_states` works in this order:
+
+1. tokenise every prompt the way the tokenizer does by default (special tokens added, e.g. Gemma's BOS);
+   with ``max_length`` the tokenizer truncates (on its ``truncation_side``);
+2. sort prompts by token count, longest first, and cut the order into batches of ``batch_size``;
+3. per batch: right-pad to the batch's longest prompt and build the attention mask, so every real token
+   keeps positions 0..len-1 (no position-id fix-ups needed, GPT-2 included) and, in causal models, never
+   sees a pad; for T5's bidirectional encoder the mask hides the pads;
+4. run the stack (no LM head, no KV cache) under ``torch.inference_mode`` (and ``torch.autocast`` when
+   ``dtype`` differs from the weights); hooks on the blocks pool each layer at once: ``"last"`` gathers the
+   last position whose mask is 1 (so a real token equal to the pad id is still found), ``"mean"`` averages
+   the positions whose mask is 1 (pads are excluded with ``masked_fill``, so even non-finite pad rows
+   cannot leak in); the forward stops after the highest requested layer;
+5. write the pooled float32 rows back to the prompts' original positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from torch import nn
+
+from .backbone import Backbone, find_backbone
+
+Pooler = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def pool_last(hidden: torch.Tensor, mask: torch.Tensor, last_index: torch.Tensor) -> torch.Tensor:
+    """``(B, T, d) -> (B, d)``: the state at each row's last real position."""
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_index].float()
+
+
+def pool_mean(hidden: torch.Tensor, mask: torch.Tensor, last_index: torch.Tensor) -> torch.Tensor:
+    """``(B, T, d) -> (B, d)``: the float32 mean over each row's real positions."""
+    keep = mask.bool().unsqueeze(-1)
+    total = hidden.float().masked_fill(~keep, 0.0).sum(dim=1)
+    return total / mask.sum(dim=1, keepdim=True).to(total.dtype)
+
+
+POOLINGS: dict[str, Pooler] = {"last": pool_last, "mean": pool_mean}
+
+
+class _StopForward(Exception):
+    """Raised by a hook once every requested layer is captured, to skip the remaining blocks."""
+
+
+def resolve_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
+    """Indices into 0..num_layers (negative ones count from the end); ``None`` means all of them."""
+    if layers is None:
+        return list(range(num_layers + 1))
+    resolved = []
+    for layer in layers:
+        index = int(layer) + num_layers + 1 if int(layer) < 0 else int(layer)
+        if not 0 <= index <= num_layers:
+            raise ValueError(f"layer {layer} out of range: the model has layers 0..{num_layers} (0 = embeddings)")
+        resolved.append(index)
+    if not resolved:
+        raise ValueError("layers is empty; pass None for every layer")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16', 'float16'")
+    return value
+
+
+def tokenize(tokenizer: Any, prompts: Sequence[str], max_length: int | None) -> list[list[int]]:
+    """Token ids of every prompt with the tokenizer's default special tokens; errors name the empty prompt."""
+    if not prompts:
+        return []
+    encoded = tokenizer(list(prompts), add_special_tokens=True, truncation=max_length is not None,
+                        max_length=max_length)["input_ids"]
+    for index, ids in enumerate(encoded):
+        if len(ids) == 0:
+            raise ValueError(f"prompt {index} ({prompts[index][:40]!r}) has no tokens")
+    return [list(ids) for ids in encoded]
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Prompt indices sorted by length (longest first, ties in prompt order), cut into batches."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def right_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)`` of shape ``(B, longest)``, real tokens first."""
+    longest = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, :len(row)] = 1
+    return input_ids.to(device), mask.to(device)
+
+
+def last_real_index(mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last position whose mask is 1, per row (works for any padding side)."""
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    return positions.masked_fill(mask == 0, -1).amax(dim=1)
+
+
+class _LayerRecorder:
+    """Hooks on the blocks that pool the requested layers of the current batch into ``pooled``."""
+
+    def __init__(self, backbone: Backbone, wanted: set[int], pooler: Pooler) -> None:
+        self.wanted = wanted
+        self.last_needed = max(wanted)
+        self.pooler = pooler
+        self.pooled: dict[int, torch.Tensor] = {}
+        self.mask: torch.Tensor | None = None
+        self.last_index: torch.Tensor | None = None
+        self.handles = [backbone.blocks[0].register_forward_pre_hook(self._embeddings, with_kwargs=True)]
+        for index, block in enumerate(backbone.blocks[:self.last_needed], start=1):
+            self.handles.append(block.register_forward_hook(self._block_hook(index)))
+
+    def start_batch(self, mask: torch.Tensor) -> None:
+        self.pooled, self.mask, self.last_index = {}, mask, last_real_index(mask)
+
+    def _record(self, layer: int, hidden: torch.Tensor) -> None:
+        if layer in self.wanted:
+            self.pooled[layer] = self.pooler(hidden, self.mask.to(hidden.device), self.last_index.to(hidden.device))
+        if layer == self.last_needed:
+            raise _StopForward
+
+    def _embeddings(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self._record(0, args[0] if args else kwargs["hidden_states"])
+
+    def _block_hook(self, layer: int) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            self._record(layer, output[0] if isinstance(output, tuple) else output)
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _progress_bar(enabled: bool, description: str) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), disable=not enabled,
+                    transient=False)
+
+
+def extract_hidden_states(
+    model: nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    batch_size: int = 16,
+    pooling: str = "last",
+    layers: Sequence[int] | None = None,
+    max_length: int | None = None,
+    dtype: str | torch.dtype | None = None,
+    progress: bool = True,
+    description: str = "extract hidden states",
+) -> torch.Tensor:
+    """Pooled hidden states ``(len(layers), n, d)`` (``(L + 1, n, d)`` by default), float32 on CPU, prompt order.
+
+    ``model`` is a HF model (causal LM, base model, encoder-decoder or PEFT-wrapped); its device is used.
+    ``pooling``: ``"last"`` (last non-padding token) or ``"mean"`` (over non-padding tokens).  ``layers``
+    picks and orders layers (0 = embeddings, L = last block; negative counts from the end).  ``dtype``
+    (e.g. ``"bfloat16"``) runs the forward under autocast in that dtype; the result is float32 anyway.
+    See the module docstring for the order of operations and what each layer index means.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; known: {', '.join(POOLINGS)}")
+    backbone = find_backbone(model)
+    wanted = resolve_layers(layers, backbone.num_layers)
+    compute_dtype = resolve_dtype(dtype)
+    embeddings = backbone.stack.get_input_embeddings()
+    device = embeddings.weight.device
+    hidden_size = embeddings.embedding_dim
+    token_ids = tokenize(tokenizer, prompts, max_length)
+    states = torch.zeros((len(wanted), len(token_ids), hidden_size), dtype=torch.float32)
+    if not token_ids:
+        return states
+    pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+    autocast = compute_dtype is not None and compute_dtype != embeddings.weight.dtype
+    recorder = _LayerRecorder(backbone, set(wanted), POOLINGS[pooling])
+    was_training = model.training
+    model.eval()
+    try:
+        with _progress_bar(progress, description) as bar, torch.inference_mode(), \
+                torch.autocast(device.type, dtype=compute_dtype, enabled=autocast):
+            task = bar.add_task(description, total=sum(len(ids) for ids in token_ids))
+            for batch in length_sorted_batches([len(ids) for ids in token_ids], batch_size):
+                input_ids, mask = right_pad([token_ids[i] for i in batch], pad_id, device)
+                recorder.start_batch(mask)
+                try:
+                    backbone.forward(input_ids, mask)
+                except _StopForward:
+                    pass
+                rows = torch.tensor(batch, dtype=torch.long)
+                for slot, layer in enumerate(wanted):
+                    states[slot, rows] = recorder.pooled[layer].to("cpu", torch.float32)
+                bar.advance(task, int(mask.sum()))
+    finally:
+        recorder.remove()
+        model.train(was_training)
+    return states

@@ -1,0 +1,189 @@
+"""extract_hidden_states: padding-invariance, layer semantics, pooling, layer selection, no LM head."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from taskscope.models import tiny_model
+from taskscope.represent import extract_hidden_states, find_backbone
+from taskscope.represent.extract import last_real_index, length_sorted_batches
+
+ARCHS = ("llama", "gemma", "gpt2", "t5")
+# mixed lengths (bytes = tokens for the tiny byte tokenizer); the longest exceeds Gemma's sliding window (32)
+PROMPTS = [
+    "Definition: say if the review is positive. Input: great film, loved it. Output:",
+    "hi",
+    "Input: two plus two? Output:",
+    "abc",
+    "Input: the cat sat on the mat and looked around. Output:",
+    "xyz",
+]
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def loaded(request):
+    return tiny_model(request.param, n_layers=2, hidden_size=32, seed=1)
+
+
+def one_at_a_time(model, tokenizer, prompts, **kwargs) -> torch.Tensor:
+    return torch.cat([extract_hidden_states(model, tokenizer, [p], batch_size=1, progress=False, **kwargs)
+                      for p in prompts], dim=1)
+
+
+def max_relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual - expected).abs().max() / expected.abs().max())
+
+
+def hf_hidden_states(loaded, prompt: str) -> tuple[torch.Tensor, ...]:
+    """HF's own hidden states for one unpadded prompt (the reference)."""
+    stack = find_backbone(loaded.model).stack
+    encoded = loaded.tokenizer(prompt, return_tensors="pt")
+    with torch.no_grad():
+        return stack(**encoded, output_hidden_states=True).hidden_states
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_batched_states_equal_one_at_a_time_states_in_float32(loaded, pooling):
+    batched = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, batch_size=4, pooling=pooling,
+                                    progress=False)
+    single = one_at_a_time(loaded.model, loaded.tokenizer, PROMPTS, pooling=pooling)
+    assert batched.shape == (loaded.num_layers + 1, len(PROMPTS), loaded.hidden_size)
+    assert batched.dtype == torch.float32 and batched.device.type == "cpu"
+    assert max_relative_error(batched, single) < 1e-5
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "t5"])
+def test_batched_states_equal_one_at_a_time_states_in_bfloat16(arch):
+    loaded = tiny_model(arch, n_layers=2, hidden_size=32, seed=2)
+    loaded.model.to(torch.bfloat16)
+    batched = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, batch_size=4, progress=False)
+    single = one_at_a_time(loaded.model, loaded.tokenizer, PROMPTS)
+    assert batched.dtype == torch.float32
+    assert max_relative_error(batched, single) < 3e-2
+
+
+def test_layers_below_the_last_equal_hf_hidden_states_and_the_last_is_before_the_final_norm(loaded):
+    ours = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, batch_size=4, progress=False)
+    backbone = find_backbone(loaded.model)
+    assert backbone.num_layers == loaded.num_layers and backbone.final_norm is not None
+    for index, prompt in enumerate(PROMPTS):
+        hf = hf_hidden_states(loaded, prompt)
+        assert len(hf) == loaded.num_layers + 1
+        for layer in range(loaded.num_layers):
+            torch.testing.assert_close(ours[layer, index], hf[layer][0, -1], rtol=1e-5, atol=1e-5)
+        with torch.no_grad():
+            normed = backbone.final_norm(ours[-1, index])
+        torch.testing.assert_close(normed, hf[-1][0, -1], rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(ours[-1, index], hf[-1][0, -1])
+
+
+def test_mean_pooling_averages_the_real_tokens(loaded):
+    ours = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, batch_size=3, pooling="mean",
+                                 progress=False)
+    for index, prompt in enumerate(PROMPTS):
+        hf = hf_hidden_states(loaded, prompt)
+        for layer in range(loaded.num_layers):
+            torch.testing.assert_close(ours[layer, index], hf[layer][0].mean(dim=0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_a_real_token_equal_to_the_pad_id_is_taken_as_last(arch):
+    loaded = tiny_model(arch, n_layers=2, hidden_size=32, seed=3)
+    tokenizer = loaded.tokenizer
+    tokenizer.pad_token = tokenizer.eos_token  # pad id == eos id, as for many real models
+    prompts = ["a much longer prompt that forces padding", "short" + tokenizer.eos_token]
+    ids = tokenizer(prompts[1])["input_ids"]
+    assert ids[-1] == tokenizer.pad_token_id
+    batched = extract_hidden_states(loaded.model, tokenizer, prompts, batch_size=2, progress=False)
+    single = one_at_a_time(loaded.model, tokenizer, prompts)
+    torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
+    before_eos = extract_hidden_states(loaded.model, tokenizer, ["short"], progress=False)
+    assert not torch.allclose(batched[1:, 1], before_eos[1:, 0])
+    hf = hf_hidden_states(loaded, prompts[1])
+    torch.testing.assert_close(batched[1, 1], hf[1][0, -1], rtol=1e-5, atol=1e-5)
+
+
+def test_layers_select_and_order_layers_and_reject_out_of_range(loaded):
+    full = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, progress=False)
+    picked = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, layers=[-1, 0, 1], progress=False)
+    torch.testing.assert_close(picked, full[[loaded.num_layers, 0, 1]], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="layer 3 out of range"):
+        extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, layers=[3], progress=False)
+
+
+def test_the_lm_head_never_runs(loaded):
+    head = loaded.model.get_output_embeddings()
+
+    def fail(*args):
+        raise AssertionError("the LM head ran")
+
+    handle = head.register_forward_hook(fail)
+    try:
+        states = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS[:2], progress=False)
+    finally:
+        handle.remove()
+    assert torch.isfinite(states).all()
+
+
+def test_autocast_dtype_runs_in_bfloat16_and_returns_float32():
+    loaded = tiny_model("llama", n_layers=2, hidden_size=32, seed=4)
+    exact = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, progress=False)
+    low = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, dtype="bfloat16", progress=False)
+    assert low.dtype == torch.float32
+    assert loaded.model.get_input_embeddings().weight.dtype == torch.float32
+    assert not torch.equal(low, exact)
+    assert max_relative_error(low, exact) < 5e-2
+
+
+def test_peft_wrapped_model_reads_the_base_blocks():
+    from peft import LoraConfig, get_peft_model
+
+    loaded = tiny_model("llama", n_layers=2, hidden_size=32, seed=5)
+    plain = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, progress=False)
+    wrapped = get_peft_model(loaded.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    assert find_backbone(wrapped).num_layers == 2
+    # a fresh LoRA adapter is the identity (B = 0), so the states are unchanged
+    torch.testing.assert_close(extract_hidden_states(wrapped, loaded.tokenizer, PROMPTS, progress=False), plain)
+
+
+def test_bad_input_gets_clear_errors_and_empty_input_an_empty_tensor():
+    loaded = tiny_model("gpt2", n_layers=2, hidden_size=32, seed=6)
+    with pytest.raises(ValueError, match="unknown pooling 'max'"):
+        extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, pooling="max", progress=False)
+    with pytest.raises(ValueError, match="prompt 1 .* has no tokens"):
+        extract_hidden_states(loaded.model, loaded.tokenizer, ["ok", ""], progress=False)
+    empty = extract_hidden_states(loaded.model, loaded.tokenizer, [], progress=False)
+    assert empty.shape == (3, 0, 32)
+
+
+def test_training_mode_is_restored_and_dropout_is_off_during_extraction():
+    loaded = tiny_model("gpt2", n_layers=2, hidden_size=32, seed=7)
+    for module in loaded.model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
+    reference = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, progress=False)
+    loaded.model.train()
+    again = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, progress=False)
+    assert loaded.model.training
+    torch.testing.assert_close(again, reference)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 50), min_size=0, max_size=40), st.integers(1, 9))
+def test_length_sorted_batches_partition_the_prompts_longest_first(lengths, batch_size):
+    batches = length_sorted_batches(lengths, batch_size)
+    flat = [i for batch in batches for i in batch]
+    assert sorted(flat) == list(range(len(lengths)))
+    assert all(len(batch) <= batch_size for batch in batches)
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.booleans(), min_size=6, max_size=6).filter(any), min_size=1, max_size=5))
+def test_last_real_index_is_the_last_position_with_mask_one(rows):
+    mask = torch.tensor(rows, dtype=torch.long)
+    expected = [max(j for j, bit in enumerate(row) if bit) for row in rows]
+    assert last_real_index(mask).tolist() == expected
