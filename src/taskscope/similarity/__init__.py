@@ -1,22 +1,40 @@
 """taskscope.similarity: representation similarity maths (numpy / torch / scipy only, nothing else of ours).
 
-Public entry points: :func:`cka`, :func:`cka_grid`, :func:`hsic`, :class:`MinibatchCKA`,
-:func:`bootstrap_ci`, :func:`permutation_test`, :func:`cka_sensitivity`, :func:`similarity` with the
-measure registry :data:`MEASURES`, and the kernel registry :data:`KERNELS`.
+Entry points: :func:`cka` (batched), :func:`cka_grid` (every stack of one list against every stack of
+another, each Gram once), :func:`hsic`, :class:`MinibatchCKA` (streaming), :func:`bootstrap_ci`,
+:func:`permutation_test`, :func:`cka_sensitivity` (robustness), :func:`similarity` with the measure
+registry :data:`MEASURES` (``cka``, ``procrustes``, ``svcca``, ``pwcca``, ``rsa``, ``mutual_knn``) and
+the kernel registry :data:`KERNELS` (``linear``, ``rbf``, ``poly``).  See docs/similarity.md.
 """
 
 from taskscope.similarity.cka import cka, cka_grid
 from taskscope.similarity.hsic import hsic
 from taskscope.similarity.inputs import SimilarityWarning
 from taskscope.similarity.kernels import KERNELS, Kernel, get_kernel, register_kernel
+from taskscope.similarity.measures import MEASURES, Measure, get_measure, register, similarity
+from taskscope.similarity.minibatch import MinibatchCKA
+from taskscope.similarity.robustness import SensitivityReport, cka_sensitivity
+from taskscope.similarity.uncertainty import BootstrapResult, PermutationResult, bootstrap_ci, permutation_test
 
 __all__ = [
     "KERNELS",
+    "MEASURES",
+    "BootstrapResult",
     "Kernel",
+    "Measure",
+    "MinibatchCKA",
+    "PermutationResult",
+    "SensitivityReport",
     "SimilarityWarning",
+    "bootstrap_ci",
     "cka",
     "cka_grid",
+    "cka_sensitivity",
     "get_kernel",
+    "get_measure",
     "hsic",
+    "permutation_test",
+    "register",
     "register_kernel",
+    "similarity",
 ]
