@@ -1,0 +1,198 @@
+"""Training data: tokenisation with prompt masking, truncation, reference choice, length-grouped batches.
+
+Order of operations:
+
+1. `encode_tasks` tokenises every example once: the prompt (with the tokenizer's special tokens, e.g. BOS)
+   and every reference target (without special tokens, then ``eos`` appended).  A task with no examples
+   raises `TrainDataError` naming it.
+2. `choose_reference` picks one reference per example per epoch, seeded by
+   ``hash(seed, task, instance id, epoch)``.
+3. `fit_lengths` applies ``max_length``: targets longer than ``max_target_length`` and prompts that do not
+   fit are truncated (target from the right, prompt from the **left**, keeping its end - the query - and the
+   whole target) or, with ``truncation="fail"``, raise `TrainDataError` naming task and instance.
+   Causal LMs see ``prompt + target`` in ``max_length`` tokens; T5 sees the prompt (``max_length``) in the
+   encoder and the target (``max_target_length``) in the decoder.
+4. `epoch_batches` orders one epoch: a seeded permutation, cut into mega-batches of 50 micro-batches, each
+   sorted by length and cut into micro-batches, then the micro-batches shuffled (so padding is small and the
+   order still random); `group_by_length=False` keeps the permutation.
+5. `collate` right-pads a micro-batch into tensors; label ``-100`` marks every position that is not a target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from taskscope.tasks.splits import stable_hash
+
+IGNORE_INDEX = -100
+MEGABATCH_FACTOR = 50
+
+
+class TrainDataError(ValueError):
+    """Training data that cannot be used as given (empty task, over-long input with truncation="fail")."""
+
+
+class ExampleLike(Protocol):
+    """What training needs of an example (`taskscope.tasks.formats.FormattedExample` satisfies it)."""
+
+    task: str
+    instance_id: str
+    prompt: str
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    """One example as token ids: the prompt and every reference target (each ending in eos)."""
+
+    task: str
+    instance_id: str
+    prompt_ids: tuple[int, ...]
+    target_ids: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One training sequence after reference choice and truncation."""
+
+    task_index: int
+    prompt_ids: tuple[int, ...]
+    target_ids: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + len(self.target_ids)
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """The id used for padding: the pad token, else eos (padding is masked out, so its value is irrelevant)."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    raise TrainDataError(
+        f"tokenizer {type(tokenizer).__name__} has neither a pad token nor an eos token; "
+        "set tokenizer.pad_token before training"
+    )
+
+
+def encode_tasks(tokenizer: Any, data: Mapping[str, Sequence[ExampleLike]]) -> dict[str, list[EncodedExample]]:
+    """Tokenise every example of every task (order kept); raise naming any task left without examples."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise TrainDataError(f"tokenizer {type(tokenizer).__name__} has no eos token; targets need one to end")
+    encoded: dict[str, list[EncodedExample]] = {}
+    for task, examples in data.items():
+        if len(examples) == 0:
+            raise TrainDataError(f"task {task!r} has no training examples (left empty by caps or splits?)")
+        prompts = tokenizer([ex.prompt for ex in examples], add_special_tokens=True)["input_ids"]
+        rows = []
+        for example, prompt_ids in zip(examples, prompts):
+            if not example.targets:
+                raise TrainDataError(f"task {task!r}, instance {example.instance_id!r}: no target to train on")
+            targets = tokenizer(list(example.targets), add_special_tokens=False)["input_ids"]
+            rows.append(EncodedExample(
+                task=task, instance_id=example.instance_id, prompt_ids=tuple(prompt_ids),
+                target_ids=tuple(tuple(t) + (eos,) for t in targets),
+            ))
+        encoded[task] = rows
+    return encoded
+
+
+def choose_reference(seed: int, example: EncodedExample, epoch: int) -> tuple[int, ...]:
+    """The reference target trained on in ``epoch``: a draw seeded by (seed, task, instance id, epoch)."""
+    if len(example.target_ids) == 1:
+        return example.target_ids[0]
+    return example.target_ids[stable_hash(seed, example.task, example.instance_id, epoch) % len(example.target_ids)]
+
+
+def fit_lengths(
+    example: EncodedExample,
+    target_ids: tuple[int, ...],
+    *,
+    task_index: int,
+    max_length: int,
+    max_target_length: int,
+    truncation: str,
+    is_encoder_decoder: bool,
+) -> Item:
+    """Truncate (or refuse) one sequence so it fits; see the module docstring, step 3."""
+    where = f"task {example.task!r}, instance {example.instance_id!r}"
+    if len(target_ids) > max_target_length:
+        if truncation == "fail":
+            raise TrainDataError(f"{where}: target has {len(target_ids)} tokens > max_target_length {max_target_length}")
+        target_ids = target_ids[:max_target_length]
+    prompt_budget = max_length if is_encoder_decoder else max_length - len(target_ids)
+    prompt_ids = example.prompt_ids
+    if len(prompt_ids) > prompt_budget:
+        if truncation == "fail":
+            raise TrainDataError(
+                f"{where}: prompt has {len(prompt_ids)} tokens, only {prompt_budget} fit in max_length {max_length}"
+                + ("" if is_encoder_decoder else f" with its {len(target_ids)}-token target")
+            )
+        prompt_ids = prompt_ids[len(prompt_ids) - prompt_budget:]
+    return Item(task_index=task_index, prompt_ids=prompt_ids, target_ids=target_ids)
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator, group_by_length: bool) -> list[list[int]]:
+    """Indices of one epoch cut into micro-batches (step 4 of the module docstring); the last may be short."""
+    order = rng.permutation(len(lengths))
+    if not group_by_length:
+        return [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    megabatch = batch_size * MEGABATCH_FACTOR
+    batches: list[list[int]] = []
+    for start in range(0, len(order), megabatch):
+        chunk = sorted(order[start:start + megabatch].tolist(), key=lambda i: -lengths[i])
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def group_by_length(items: Sequence[Item], batch_size: int) -> list[list[Item]]:
+    """Sort the items of one optimizer step by length (longest first) and cut them into micro-batches."""
+    ordered = sorted(items, key=len, reverse=True)
+    return [list(ordered[i:i + batch_size]) for i in range(0, len(ordered), batch_size)]
+
+
+def collate(items: Sequence[Item], *, pad_id: int, is_encoder_decoder: bool, decoder_start_id: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad ``items`` into tensors.
+
+    Causal LM: ``input_ids``/``attention_mask`` of ``prompt + target`` and ``labels`` equal to the input at
+    target positions, ``-100`` elsewhere (the loss shifts them).  T5: encoder ``input_ids``/``attention_mask``
+    from the prompt, ``decoder_input_ids`` (target shifted right after ``decoder_start_id``),
+    ``decoder_attention_mask`` and ``labels`` (the target, ``-100`` on padding).  ``task_index`` per row.
+    """
+    task_index = torch.tensor([item.task_index for item in items], dtype=torch.long)
+    if not is_encoder_decoder:
+        width = max(len(item) for item in items)
+        input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            sequence = item.prompt_ids + item.target_ids
+            input_ids[row, :len(sequence)] = torch.tensor(sequence)
+            attention_mask[row, :len(sequence)] = 1
+            labels[row, len(item.prompt_ids):len(sequence)] = torch.tensor(item.target_ids)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "task_index": task_index}
+    if decoder_start_id is None:
+        raise TrainDataError("an encoder-decoder model needs config.decoder_start_token_id")
+    enc_width = max(len(item.prompt_ids) for item in items)
+    dec_width = max(len(item.target_ids) for item in items)
+    input_ids = torch.full((len(items), enc_width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(items), enc_width), dtype=torch.long)
+    decoder_input_ids = torch.full((len(items), dec_width), pad_id, dtype=torch.long)
+    decoder_attention_mask = torch.zeros((len(items), dec_width), dtype=torch.long)
+    labels = torch.full((len(items), dec_width), IGNORE_INDEX, dtype=torch.long)
+    for row, item in enumerate(items):
+        n_prompt, n_target = len(item.prompt_ids), len(item.target_ids)
+        input_ids[row, :n_prompt] = torch.tensor(item.prompt_ids)
+        attention_mask[row, :n_prompt] = 1
+        decoder_input_ids[row, :n_target] = torch.tensor((decoder_start_id,) + item.target_ids[:-1])
+        decoder_attention_mask[row, :n_target] = 1
+        labels[row, :n_target] = torch.tensor(item.target_ids)
+    return {
+        "input_ids": input_ids, "attention_mask": attention_mask, "decoder_input_ids": decoder_input_ids,
+        "decoder_attention_mask": decoder_attention_mask, "labels": labels, "task_index": task_index,
+    }

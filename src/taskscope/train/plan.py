@@ -1,0 +1,132 @@
+"""Data order: which examples each optimizer step trains on, as a resumable cursor.
+
+Every process computes the same global plan; `rank_share` then gives process ``r`` of ``W`` the micro-batches
+``r, r + W, ...`` of the step (cycling when a short final step has fewer micro-batches than processes).
+
+* `EpochPlan` (no sampler): epochs over all examples of all tasks (each task's first ``cap`` examples when
+  ``cap`` is set).  Epoch ``e`` is `data.epoch_batches` with a generator seeded by ``hash(seed, "epoch", e)``;
+  a step is the next ``grad_accum * W`` micro-batches.  Cursor: ``(epoch, step in epoch)``.
+* `SamplerPlan`: each step draws ``batch_size * grad_accum * W`` task indices from the sampler's
+  ``P_s(K)`` and takes the next example of each drawn task from that task's own stream (a permutation seeded
+  by ``hash(seed, task, pass)``, renewed when used up); the drawn items are grouped by length into
+  micro-batches.  Cursor: per task ``(pass, position)``; the sampler's RNG is saved with it.
+
+References: an example seen in epoch (pass) ``e`` trains on `data.choose_reference` for ``e``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from taskscope.tasks.splits import stable_hash
+
+from .data import EncodedExample, Item, choose_reference, epoch_batches, fit_lengths, group_by_length
+
+
+class ItemMaker:
+    """Turns (example, epoch) into a truncated `Item` under the length settings of the run."""
+
+    def __init__(self, *, seed: int, max_length: int, max_target_length: int, truncation: str, is_encoder_decoder: bool) -> None:
+        self.seed = seed
+        self.lengths = {"max_length": max_length, "max_target_length": max_target_length,
+                        "truncation": truncation, "is_encoder_decoder": is_encoder_decoder}
+
+    def __call__(self, example: EncodedExample, task_index: int, epoch: int) -> Item:
+        return fit_lengths(example, choose_reference(self.seed, example, epoch), task_index=task_index, **self.lengths)
+
+
+def rank_share(microbatches: Sequence[list[Item]], rank: int, world: int) -> list[list[Item]]:
+    """The micro-batches of process ``rank``: every ``world``-th, cycling if there are fewer than ``world``."""
+    if len(microbatches) >= world:
+        return list(microbatches[rank::world])
+    return [microbatches[rank % len(microbatches)]]
+
+
+class EpochPlan:
+    """Seeded epochs over the pooled examples of all tasks (see the module docstring)."""
+
+    def __init__(self, data: dict[str, list[EncodedExample]], make_item: ItemMaker, *, batch_size: int,
+                 grad_accum: int, world: int, cap: int | None, seed: int, group_by_length: bool) -> None:
+        self.pool = [(k, ex) for k, examples in enumerate(data.values()) for ex in examples[:cap]]
+        self.make_item = make_item
+        self.batch_size = batch_size
+        self.per_step = grad_accum * world
+        self.seed = seed
+        self.group = group_by_length
+        self.lengths = [len(ex.prompt_ids) + len(ex.target_ids[0]) for _, ex in self.pool]
+        self.epoch, self.position = 0, 0
+        self._batches = self._epoch(0)
+
+    def _epoch(self, epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng(stable_hash(self.seed, "epoch", epoch))
+        return epoch_batches(self.lengths, self.batch_size, rng, self.group)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self._batches) / self.per_step)
+
+    def next_step(self, step: int) -> list[list[Item]]:
+        """All micro-batches of the next step (every process), advancing the cursor."""
+        if self.position >= self.steps_per_epoch:
+            self.epoch, self.position = self.epoch + 1, 0
+            self._batches = self._epoch(self.epoch)
+        chosen = self._batches[self.position * self.per_step:(self.position + 1) * self.per_step]
+        self.position += 1
+        return [[self.make_item(self.pool[i][1], self.pool[i][0], self.epoch) for i in batch] for batch in chosen]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._batches = self._epoch(self.epoch)
+
+
+class SamplerPlan:
+    """Per-step task draws from a `TaskSampler`, examples from per-task seeded streams."""
+
+    def __init__(self, data: dict[str, list[EncodedExample]], make_item: ItemMaker, sampler: Any, *,
+                 batch_size: int, grad_accum: int, world: int, seed: int) -> None:
+        self.tasks = list(data)
+        self.data = data
+        self.make_item = make_item
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.per_step_examples = batch_size * grad_accum * world
+        self.seed = seed
+        self.cursor = {task: [0, 0] for task in self.tasks}
+        self._orders: dict[str, tuple[int, np.ndarray]] = {}
+
+    def steps_for(self, epochs: float) -> int:
+        """Steps of ``epochs`` passes over the capped task sizes the sampler uses."""
+        return max(1, math.ceil(epochs * float(np.sum(self.sampler.sizes)) / self.per_step_examples))
+
+    def _order(self, task: str, epoch: int) -> np.ndarray:
+        cached = self._orders.get(task)
+        if cached is None or cached[0] != epoch:
+            cached = (epoch, np.random.default_rng(stable_hash(self.seed, task, epoch)).permutation(len(self.data[task])))
+            self._orders[task] = cached
+        return cached[1]
+
+    def next_step(self, step: int) -> list[list[Item]]:
+        items = []
+        for _ in range(self.per_step_examples):
+            k = self.sampler.sample(step)
+            task = self.tasks[k]
+            epoch, position = self.cursor[task]
+            if position >= len(self.data[task]):
+                epoch, position = epoch + 1, 0
+            items.append(self.make_item(self.data[task][int(self._order(task, epoch)[position])], k, epoch))
+            self.cursor[task] = [epoch, position + 1]
+        return group_by_length(items, self.batch_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"cursor": {task: list(c) for task, c in self.cursor.items()}, "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.cursor = {task: list(c) for task, c in state["cursor"].items()}
+        self.sampler.load_state_dict(state["sampler"])
