@@ -1,4 +1,4 @@
-"""MOSSA bootstrap: row-space projection (ours) vs resampling the full (n, d) states, same resamples, same process.
+"""MOSSA bootstrap: gathered Gram matrices (ours, linear kernel) vs resampling the full (n, d) states, same process.
 
 Usage: PYTHONPATH=src python benchmarks/bench_mossa_bootstrap.py [--layers 19 --n 64 --d 640 --resamples 200]
 Prints both timings, the ratio and the largest difference between the two sets of curves.
@@ -42,7 +42,7 @@ def main() -> None:
     t2 = time.perf_counter()
     print(f"grid: {args.layers} layers x n {args.n} x d {args.d}, {args.resamples} resamples (one task, linear CKA)")
     print(f"naive resampling of (n, d) states: {t1 - t0:.3f} s")
-    print(f"row-space projection (ours):       {t2 - t1:.3f} s")
+    print(f"gathered Gram matrices (ours):     {t2 - t1:.3f} s")
     print(f"speed-up: {(t1 - t0) / (t2 - t1):.1f}x   max |difference|: {np.abs(base - ours).max():.2e}")
 
 

@@ -98,6 +98,10 @@ def test_killed_mid_extract_resumes_without_redoing_finished_work(tiny_config, t
     assert len(run.tables["mossa"]) == 3 * 4 * 3
 
 
+def _version() -> None:
+    print("taskscope")
+
+
 def test_cli_function_reuses_a_finished_run(finished_run):
     typer = pytest.importorskip("typer")
     from typer.testing import CliRunner
@@ -106,7 +110,7 @@ def test_cli_function_reuses_a_finished_run(finished_run):
 
     app = typer.Typer()
     app.command("run")(run_command)
-    app.command("noop")(lambda: None)  # a second command keeps "run" a subcommand
+    app.command("version")(_version)  # a second command keeps "run" a subcommand
     config_path = finished_run.run_dir / "study.yaml"
     result = CliRunner().invoke(app, ["run", str(config_path), "--run-dir", str(finished_run.run_dir)])
     assert result.exit_code == 0, result.output

@@ -10,10 +10,11 @@ last-token states ``E_l(x_1..x_n)`` with the control model's ``C_t,l(x_1..x_n)``
 3. bootstrap (optional): draw ``n_bootstrap`` index vectors of the ``n`` inputs, seeded by
    ``(seed, task)`` so every experimental model sees the *same* resamples (paired intervals and
    paired differences), resample rows of both sides, recompute the CKA curve and take percentile
-   intervals.  Before resampling, each side is projected onto its row space (``X -> U S`` of its
-   thin SVD, ``d -> min(n, d)`` columns): every kernel used by CKA depends on the rows only through
-   their dot products and distances, which this projection keeps exactly, so the bootstrap costs
-   ``O(n^2)`` per layer instead of ``O(n d)``.
+   intervals.  Fast paths, both exact: for the linear kernel the ``n x n`` Gram matrices are formed
+   once and each resample only gathers rows and columns of them (``(X[i]) (X[i])^T = (X X^T)[i][:, i]``)
+   before :func:`taskscope.similarity.hsic`; for other kernels each side is first projected onto its
+   row space (``X -> U S`` of its thin SVD, ``d -> min(n, d)`` columns), which keeps every row dot
+   product and distance, hence every kernel value.
 
 :func:`cluster_summary`, :func:`layer_summary` and :func:`model_differences` aggregate the tidy
 table; all three are plain pandas group-bys so notebooks can redo them.
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from taskscope.similarity import cka
+from taskscope.similarity import cka, hsic
 
 MOSSA_COLUMNS = [
     "experimental_model", "task", "cluster", "heldout", "layer", "kernel", "cka", "ci_low", "ci_high",
@@ -70,6 +71,8 @@ def bootstrap_curves(
     kernel_args = dict(kernel_args or {})
     n = x.shape[1]
     indices = torch.from_numpy(np.random.default_rng(seed).integers(0, n, size=(n_bootstrap, n)))
+    if kernel == "linear" and not kernel_args:
+        return _linear_bootstrap(x, y, indices, debiased, chunk)
     xr, yr = _row_space(x), _row_space(y)
     curves = []
     for start in range(0, n_bootstrap, chunk):
@@ -77,6 +80,19 @@ def bootstrap_curves(
         xb = xr[:, idx].transpose(0, 1)                          # (b, L, n, r)
         yb = yr[:, idx].transpose(0, 1)
         curves.append(_cka_curve(xb, yb, kernel, debiased, kernel_args))
+    return np.concatenate(curves, axis=0)
+
+
+def _linear_bootstrap(x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor, debiased: bool,
+                      chunk: int) -> np.ndarray:
+    """Linear CKA of row resamples from gathered float64 Gram matrices -> ``(n_bootstrap, L)``."""
+    x, y = x.double(), y.double()
+    grams = [x @ x.mT, y @ y.mT]                                  # (L, n, n) each
+    curves = []
+    for start in range(0, len(indices), chunk):
+        idx = indices[start:start + chunk]                         # (b, n)
+        k, l_ = (g[:, idx[:, :, None], idx[:, None, :]].transpose(0, 1) for g in grams)  # (b, L, n, n)
+        curves.append((hsic(k, l_, debiased) / (hsic(k, k, debiased) * hsic(l_, l_, debiased)).sqrt()).numpy())
     return np.concatenate(curves, axis=0)
 
 
