@@ -2,6 +2,7 @@
 
 import string
 
+import huggingface_hub
 import pytest
 import torch
 from hypothesis import given, settings
@@ -36,7 +37,7 @@ def logits(loaded, text="Definition: add. Input: 2 3 Output:"):
         return loaded.model(**batch, **extra).logits
 
 
-def train_one_step(model, tokenizer, is_encoder_decoder):
+def train_one_step(model, tokenizer):
     batch = tokenizer(["a tiny training example"], return_tensors="pt")
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -161,7 +162,7 @@ def test_fingerprint_is_stable_across_loads_and_changes_after_training(tmp_path)
 
     in_memory = first.refresh_fingerprint()
     assert second.refresh_fingerprint() == in_memory
-    train_one_step(first.model, first.tokenizer, False)
+    train_one_step(first.model, first.tokenizer)
     assert first.refresh_fingerprint() != in_memory
 
     trained = save_checkpoint(first, tmp_path / "trained")
@@ -220,6 +221,29 @@ def test_tokenizer_without_pad_gets_eos_and_without_eos_fails(tmp_path):
         load_model(str(path))
 
 
+def test_hub_id_downloads_only_safe_files_and_reports_failures(tmp_path, monkeypatch):
+    snapshot = save_checkpoint(tiny_model("gpt2"), tmp_path / "snapshot")
+    calls = []
+
+    def fake_download(repo_id, allow_patterns):
+        calls.append((repo_id, allow_patterns))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    loaded = load_model("someone/tiny-gpt2")
+    assert loaded.spec == "someone/tiny-gpt2" and loaded.num_layers == 2
+    repo_id, patterns = calls[0]
+    assert repo_id == "someone/tiny-gpt2" and "*.safetensors" in patterns
+    assert not any(pattern.endswith((".bin", ".pt", ".ckpt")) for pattern in patterns)
+
+    def offline(repo_id, allow_patterns):
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ModelSpecError, match="'someone/absent'.*downloading it from the Hugging Face hub failed.*no network"):
+        load_model("someone/absent")
+
+
 @pytest.mark.parametrize("arch", ["llama", "t5"])
 def test_add_lora_trains_only_adapters_and_starts_as_the_base(arch):
     base = tiny_model(arch)
@@ -234,23 +258,23 @@ def test_add_lora_trains_only_adapters_and_starts_as_the_base(arch):
     torch.testing.assert_close(logits(base), before, rtol=0, atol=0)
 
 
-def test_lora_adapter_spec_round_trip(tmp_path):
-    base_dir = save_checkpoint(tiny_model("llama"), tmp_path / "base")
+@pytest.mark.parametrize("arch", ["llama", "t5"])
+def test_lora_adapter_spec_round_trip(arch, tmp_path):
+    base_dir = save_checkpoint(tiny_model(arch), tmp_path / "base")
     base = load_model(str(base_dir))
     peft_model = add_lora(base.model, r=4, alpha=8, dropout=0.0)
-    train_one_step(peft_model, base.tokenizer, False)
+    train_one_step(peft_model, base.tokenizer)
     adapter_dir = save_adapter(peft_model, tmp_path / "adapter")
     assert (adapter_dir / "adapter_model.safetensors").is_file()
     assert not list(tmp_path.glob(".adapter.*"))  # staging directory cleaned up
 
-    trained = load_model(str(base_dir))
-    trained.model = merge(peft_model)
+    base.model = merge(peft_model)  # base now holds the trained, merged weights
     spec = f"{base_dir}+lora:{adapter_dir}"
-    loaded = load_model(spec)
+    loaded, untouched = load_model(spec), load_model(str(base_dir))
     assert not isinstance(loaded.model, PeftModel)
-    torch.testing.assert_close(logits(loaded), logits(trained))
-    assert not torch.allclose(logits(loaded), logits(load_model(str(base_dir))))
-    assert loaded.fingerprint == load_model(spec).fingerprint != load_model(str(base_dir)).fingerprint
+    torch.testing.assert_close(logits(loaded), logits(base))
+    assert not torch.allclose(logits(loaded), logits(untouched))
+    assert loaded.fingerprint == load_model(spec).fingerprint != untouched.fingerprint
 
 
 def test_lora_adapter_errors(tmp_path):

@@ -157,6 +157,48 @@ def test_dwa_averages_within_a_window_and_carries_unobserved_tasks():
     np.testing.assert_allclose(sampler.probabilities(6), np.full(3, 1 / 3))
 
 
+def reference_dwa(observations, num_tasks, window, temperature, step):
+    """DWA probabilities at `step` from (step, task, loss) observations, written from the definition."""
+    current = step // window
+    averages = {}  # closed window -> per-task average with carry-forward (None: never observed)
+    last = [None] * num_tasks
+    for w in range(current):
+        in_window = [(k, loss) for s, k, loss in observations if s // window == w]
+        for k in range(num_tasks):
+            losses = [loss for task, loss in in_window if task == k]
+            if losses:
+                last[k] = math.fsum(losses) / len(losses)
+        averages[w] = list(last)
+    if current < 2:
+        return np.full(num_tasks, 1.0 / num_tasks)
+    before, latest = averages[current - 2], averages[current - 1]
+    ratios = [b / a if a is not None and b is not None else 1.0 for a, b in zip(before, latest)]
+    return softmax(ratios, temperature)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 2), st.floats(0.01, 20.0)), min_size=0, max_size=40
+    ),
+    window=st.integers(1, 5),
+    temperature=st.sampled_from([0.5, 1.0, 2.0]),
+    query_gap=st.integers(0, 6),
+)
+def test_dwa_matches_reference(data, window, temperature, query_gap):
+    # observations at non-decreasing steps: each tuple is (step increment, task, loss)
+    observations, step = [], 0
+    for increment, task, loss in data:
+        step += increment
+        observations.append((step, task, loss))
+    sampler = make_sampler("dwa", [1, 1, 1], window=window, temperature=temperature)
+    for s, k, loss in observations:
+        sampler.observe(k, loss, s)
+    query = step + query_gap
+    expected = reference_dwa(observations, 3, window, temperature, query)
+    np.testing.assert_allclose(sampler.probabilities(query), expected, rtol=1e-9)
+
+
 def test_dwa_rejects_bad_feedback():
     sampler = make_sampler("dwa", [1, 1], window=2, task_names=["qa", "nli"])
     with pytest.raises(ValueError, match="non-finite loss nan for task 'nli'"):

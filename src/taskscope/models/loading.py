@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
@@ -95,10 +96,8 @@ def check_checkpoint_dir(path: Path, spec: str) -> None:
 
 
 def _download_hub(repo_id: str, spec: str) -> Path:
-    from huggingface_hub import snapshot_download
-
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
+        return Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
     except Exception as error:  # network, auth, missing repo: all end the same way for the user
         raise ModelSpecError(
             f"model spec {spec!r}: not a local directory, and downloading it from the Hugging Face hub "
@@ -182,6 +181,7 @@ def load_model(
     """
     parsed = parse_spec(spec)
     spec_text = str(spec)
+    resolve_dtype(dtype)  # fail on a bad dtype before loading anything
     model, tokenizer, fingerprint = _load_base(parsed, spec_text, dtype, trust_remote_code)
     if parsed.lora_adapter is not None:
         adapter_dir = check_adapter_dir(parsed.lora_adapter, spec_text)
