@@ -150,6 +150,14 @@ def tasks_export(
 
 # --- further command groups (run, models) are attached below this line --------------------------
 
+from taskscope.pipeline.run import run_command  # noqa: E402  (the pipeline is the heavy import)
+
+app.command(
+    "run",
+    help="Run (or resume) a study from a YAML config; with no config, the MOSSA quickstart on the "
+    "embedded Gemma 3 270M and the builtin tasks. Finished stages are reused.",
+)(run_command)
+
 
 def main() -> None:
     app()
