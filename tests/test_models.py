@@ -177,6 +177,9 @@ def test_dtype_and_device(tmp_path):
     assert next(load_model(str(path), dtype="auto").model.parameters()).dtype == torch.float32
     with pytest.raises(ValueError, match="unknown dtype 'float8'"):
         load_model(str(path), dtype="float8")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'cuda' requested but CUDA is not available"):
+            load_model(str(path), device="cuda")
 
 
 def test_missing_and_unsafe_checkpoints_are_rejected(tmp_path):

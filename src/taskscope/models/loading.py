@@ -65,7 +65,10 @@ def resolve_device(device: str) -> torch.device:
     """``"auto"`` means CUDA when available, else CPU."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available (use device='cpu' or 'auto')")
+    return resolved
 
 
 def resolve_dtype(dtype: str, config: Any | None = None) -> torch.dtype:
@@ -181,7 +184,8 @@ def load_model(
     """
     parsed = parse_spec(spec)
     spec_text = str(spec)
-    resolve_dtype(dtype)  # fail on a bad dtype before loading anything
+    resolve_dtype(dtype)  # fail on a bad dtype or device before loading anything
+    target_device = resolve_device(device)
     model, tokenizer, fingerprint = _load_base(parsed, spec_text, dtype, trust_remote_code)
     if parsed.lora_adapter is not None:
         adapter_dir = check_adapter_dir(parsed.lora_adapter, spec_text)
@@ -194,7 +198,7 @@ def load_model(
         model = add_lora(model, **lora)
         fingerprint = _combine(fingerprint, "lora", json.dumps(dict(lora), sort_keys=True, default=str))
     torch_dtype = resolve_dtype(dtype, model.config)
-    model = model.to(device=resolve_device(device), dtype=torch_dtype).eval()
+    model = model.to(device=target_device, dtype=torch_dtype).eval()
     fingerprint = _combine(fingerprint, str(torch_dtype))
     return LoadedModel(
         model=model,
