@@ -44,7 +44,7 @@ from taskscope.similarity.inputs import (
     to_output,
     warn_undefined,
 )
-from taskscope.similarity.kernels import Kernel, centred_data, get_kernel
+from taskscope.similarity.kernels import Kernel, compute_dtype, get_kernel
 
 Space = Literal["auto", "gram", "feature"]
 CHUNK_BYTES = 1 << 28  # working memory per chunk of leading positions
@@ -70,7 +70,7 @@ def unit_centred_grams(
 
 def _feature_space_linear(x: torch.Tensor, y: torch.Tensor, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:
     """Biased linear CKA in feature space for one chunk ``(m, n, d1)``, ``(m, n, d2)`` -> ``(m,)``, undefined."""
-    dtype = torch.float32 if precision == "fast" else torch.float64
+    dtype = compute_dtype(precision)
     xc = (x.to(torch.float64) - x.mean(dim=-2, keepdim=True, dtype=torch.float64)).to(dtype)
     yc = (y.to(torch.float64) - y.mean(dim=-2, keepdim=True, dtype=torch.float64)).to(dtype)
 
@@ -162,6 +162,7 @@ def cka(
     ``nan_policy="drop_rows"`` drops rows non-finite on either side from both sides.
     """
     kern = get_kernel(kernel, **kernel_args)
+    compute_dtype(precision)  # validates before any work
     x, y = prepare_pair(X, Y, nan_policy=nan_policy, minimum_rows=min_rows(debiased),
                         what="debiased CKA" if debiased else "CKA")
     n, d1, d2 = x.shape[-2], x.shape[-1], y.shape[-1]
@@ -205,6 +206,7 @@ def cka_grid(
     ``nan_policy="drop_rows"`` drops a row non-finite in any stack from all stacks.
     """
     kern = get_kernel(kernel, **kernel_args)
+    compute_dtype(precision)  # validates before any work
     xs, ys = _as_stack_list(Xs, "Xs"), _as_stack_list(Ys, "Ys")
     stacks = xs + ys
     if not xs or not ys:
