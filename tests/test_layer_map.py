@@ -66,6 +66,14 @@ def test_shared_band_stops_at_first_failing_layer_even_if_later_layers_are_high(
     assert layer_map.refinement == (4, 5)
 
 
+def test_undefined_layers_neither_break_nor_end_a_band():
+    table = _table([np.nan, 0.9, 0.9, np.nan, 0.7, 0.2, np.nan], [0.0] * 7)
+    layer_map = find_layer_map(table, PARAMS)
+    assert layer_map.num_layers == 7
+    assert layer_map.shared == (0, 4) and layer_map.transition == (4, 5) and layer_map.refinement == (5, 7)
+    assert np.isnan(layer_map.mean_cka[0])
+
+
 def test_uses_only_the_reference_model_and_kernel():
     table = pd.concat([_table([0.9, 0.9, 0.2], [0.0] * 3),
                        _table([0.1, 0.1, 0.1], [0.0] * 3, model="pretrained"),

@@ -103,6 +103,15 @@ def test_cka_is_invariant_to_rotation_and_scale_of_the_experimental_side(seed, s
     np.testing.assert_allclose(moved, base, atol=1e-4)
 
 
+def test_constant_states_give_nan_cka_and_nan_interval():
+    exp, ctrl = planted()
+    exp[0], ctrl[0] = 3.0, -1.0  # every input has the same state at layer 0
+    table = mossa_table({"m": {"t": exp}}, {"t": ctrl}, {"t": "c"}, n_bootstrap=10)
+    first = table[table.layer == 0]
+    assert first[["cka", "ci_low", "ci_high"]].isna().all().all()
+    assert table[table.layer > 0][["cka", "ci_low", "ci_high"]].notna().all().all()
+
+
 def test_mismatched_inputs_and_missing_controls_are_named():
     exp, ctrl = planted()
     with pytest.raises(ValueError, match="task 't'.*'m'"):

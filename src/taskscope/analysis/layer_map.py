@@ -15,12 +15,17 @@ Rule (deterministic; every parameter is stored with the result):
 5. **Transition** band = the layers in between, ``a .. b-1``; it may be empty (the paper finds
    none for models instruction-tuned with the tasks held out).
 
+Layers whose CKA is undefined for every task (NaN: constant states, e.g. the embedding layer under
+last-token pooling when every prompt ends in the same token) neither break nor end a band: both
+scans pass over them.  Otherwise NaN entries of single tasks are left out of that layer's mean and spread.
+
 Bands are half-open ``[start, stop)`` layer ranges in the hidden-state numbering (0 = embeddings).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -98,13 +103,16 @@ def layer_curves(table: pd.DataFrame, params: LayerMapParams) -> tuple[np.ndarra
             f"layer map: no MOSSA rows for reference_model {params.reference_model!r} with kernel {params.kernel!r}; "
             f"models {sorted(set(table['experimental_model']))}, kernels {sorted(set(table['kernel']))}"
         )
-    by_layer = rows.pivot_table(index="layer", columns="task", values="cka").sort_index()
+    by_layer = rows.pivot_table(index="layer", columns="task", values="cka", dropna=False)
+    by_layer = by_layer.reindex(range(int(rows["layer"].max()) + 1))
     values = by_layer.to_numpy(dtype=np.float64)
-    mean = values.mean(axis=1)
-    if params.spread == "std":
-        spread = values.std(axis=1)
-    else:
-        spread = np.quantile(values, 0.75, axis=1) - np.quantile(values, 0.25, axis=1)
+    with warnings.catch_warnings():  # all-NaN layers give NaN curves, by design
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=1)
+        if params.spread == "std":
+            spread = np.nanstd(values, axis=1)
+        else:
+            spread = np.nanquantile(values, 0.75, axis=1) - np.nanquantile(values, 0.25, axis=1)
     return mean, spread
 
 
@@ -112,10 +120,11 @@ def bands_from_curves(mean: np.ndarray, spread: np.ndarray, params: LayerMapPara
     """Steps 3-5 of the rule on given curves -> ``{"shared": (0, a), "transition": (a, b), "refinement": (b, L)}``."""
     n = len(mean)
     a = 0
-    while a < n and mean[a] >= params.shared_min_cka and spread[a] <= params.max_spread:
+    undefined = np.isnan(mean)
+    while a < n and (undefined[a] or (mean[a] >= params.shared_min_cka and spread[a] <= params.max_spread)):
         a += 1
     b = n
-    while b > a and (mean[b - 1] < params.refinement_max_cka or spread[b - 1] > params.max_spread):
+    while b > a and (undefined[b - 1] or mean[b - 1] < params.refinement_max_cka or spread[b - 1] > params.max_spread):
         b -= 1
     return {"shared": (0, a), "transition": (a, b), "refinement": (b, n)}
 

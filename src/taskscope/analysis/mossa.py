@@ -23,13 +23,14 @@ table; all three are plain pandas group-bys so notebooks can redo them.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from taskscope.similarity import cka, hsic
+from taskscope.similarity import SimilarityWarning, cka, hsic
 
 MOSSA_COLUMNS = [
     "experimental_model", "task", "cluster", "heldout", "layer", "kernel", "cka", "ci_low", "ci_high",
@@ -50,7 +51,10 @@ def _row_space(states: torch.Tensor) -> torch.Tensor:
 
 
 def _cka_curve(x: torch.Tensor, y: torch.Tensor, kernel: str, debiased: bool, kernel_args: Mapping) -> np.ndarray:
-    return np.asarray(cka(x, y, kernel=kernel, debiased=debiased, **kernel_args), dtype=np.float64)
+    """``cka`` as float64 numpy; undefined values stay NaN (:func:`mossa_table` warns once for all of them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimilarityWarning)
+        return np.asarray(cka(x, y, kernel=kernel, debiased=debiased, **kernel_args), dtype=np.float64)
 
 
 def bootstrap_curves(
@@ -86,13 +90,15 @@ def bootstrap_curves(
 def _linear_bootstrap(x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor, debiased: bool,
                       chunk: int) -> np.ndarray:
     """Linear CKA of row resamples from gathered float64 Gram matrices -> ``(n_bootstrap, L)``."""
-    x, y = x.double(), y.double()
+    # centring first changes no centred Gram, and makes constant states give exactly 0 (CKA NaN, as in cka())
+    x, y = (s.double() - s.double().mean(dim=-2, keepdim=True) for s in (x, y))
     grams = [x @ x.mT, y @ y.mT]                                  # (L, n, n) each
     curves = []
     for start in range(0, len(indices), chunk):
         idx = indices[start:start + chunk]                         # (b, n)
         k, l_ = (g[:, idx[:, :, None], idx[:, None, :]].transpose(0, 1) for g in grams)  # (b, L, n, n)
-        curves.append((hsic(k, l_, debiased) / (hsic(k, k, debiased) * hsic(l_, l_, debiased)).sqrt()).numpy())
+        norms = (hsic(k, k, debiased) * hsic(l_, l_, debiased)).sqrt()
+        curves.append((hsic(k, l_, debiased) / torch.where(norms > 0, norms, torch.nan)).numpy())
     return np.concatenate(curves, axis=0)
 
 
@@ -115,7 +121,8 @@ def mossa_table(
     inputs; ``clusters[task]`` names the task's cluster; ``heldout[model]`` lists the tasks that
     model never saw in training (column ``heldout``).  ``kernel_args[kernel]`` holds extra kernel
     parameters (e.g. ``{"rbf": {"sigma_scale": 1.0}}``).  Without bootstrap ``ci_low``/``ci_high``
-    are NaN.
+    are NaN.  Where CKA is undefined (constant states on a side, e.g. the embedding layer under
+    last-token pooling when every prompt ends in the same token) ``cka`` and its interval are NaN.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
@@ -140,11 +147,19 @@ def mossa_table(
                 if n_bootstrap > 0:
                     boot = bootstrap_curves(states, control, kernel=kernel, debiased=debiased,
                                             n_bootstrap=n_bootstrap, seed=_task_seed(seed, task), kernel_args=args)
-                    low, high = np.nanquantile(boot, [alpha, 1 - alpha], axis=0)
+                    with warnings.catch_warnings():  # a layer with undefined CKA gives NaN bounds
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        low, high = np.nanquantile(boot, [alpha, 1 - alpha], axis=0)
+                    low, high = np.where(np.isnan(curve), np.nan, low), np.where(np.isnan(curve), np.nan, high)
                 for layer, value in enumerate(curve):
                     rows.append((model, task, clusters.get(task, "uncategorised"), task in heldout.get(model, ()),
                                  layer, kernel, float(value), float(low[layer]), float(high[layer])))
-    return pd.DataFrame(rows, columns=MOSSA_COLUMNS)
+    table = pd.DataFrame(rows, columns=MOSSA_COLUMNS)
+    undefined = table[table["cka"].isna()]
+    if len(undefined):
+        warnings.warn(f"CKA undefined (constant states) for {len(undefined)} of {len(table)} rows, at layers "
+                      f"{sorted(set(undefined['layer']))}; they are NaN in the table", SimilarityWarning, stacklevel=2)
+    return table
 
 
 def layer_summary(table: pd.DataFrame) -> pd.DataFrame:

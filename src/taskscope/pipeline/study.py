@@ -91,35 +91,57 @@ def _examples(records: list[dict]):
 
 
 # ---------------------------------------------------------------- training
-def train_job(base_spec: str, device: str, train_config: dict, data: dict[str, list[dict]], out_dir: Path) -> None:
-    """Load the base model, train it on ``data`` (task -> formatted examples), record how to reload it."""
+def _record_checkpoint(base_spec: str, device: str, result, out_dir: Path) -> None:
+    """Write ``model.json``: how to reload the trained model (paths relative to the item folder)."""
+    from taskscope.models import load_model
+
+    final = Path(result.final_checkpoint)
+    if (final / "adapter" / "adapter_config.json").is_file():
+        weights, kind = final / "adapter", "lora"
+    else:  # full fine-tuning saved the model only: keep the base tokenizer next to it
+        weights, kind = final / "model", "full"
+        load_model(base_spec, device=device).tokenizer.save_pretrained(weights)
+    atomic_write_json(Path(out_dir) / CHECKPOINT_FILE, {
+        "base": base_spec, "kind": kind, "steps": result.steps,
+        "weights": str(weights.resolve().relative_to(Path(out_dir).resolve()))})
+
+
+def control_job(base_spec: str, device: str, train_config: dict, task: str, records: list[dict], out_dir: Path) -> None:
+    """Train the control model C_t of one task (``train_control``) into ``out_dir/train/{task}``."""
     from taskscope.models import load_model
     from taskscope.train.config import TrainConfig
-    from taskscope.train.loop import train
+    from taskscope.train.modes import train_control
+
+    results = train_control(lambda: load_model(base_spec, device=device), {task: _examples(records)},
+                            TrainConfig.model_validate(train_config), Path(out_dir) / "train")
+    _record_checkpoint(base_spec, device, results[task], out_dir)
+
+
+def multitask_job(base_spec: str, device: str, train_config: dict, data: dict[str, list[dict]], out_dir: Path) -> None:
+    """Instruction-tune the base model on ``data`` (task -> formatted examples) with ``train_multitask``."""
+    from taskscope.models import load_model
+    from taskscope.train.config import TrainConfig
+    from taskscope.train.modes import train_multitask
 
     loaded = load_model(base_spec, device=device)
-    result = train(loaded, {task: _examples(records) for task, records in data.items()},
-                   TrainConfig.model_validate(train_config), Path(out_dir) / "train")
-    checkpoint = Path(result.final_checkpoint).resolve().relative_to(Path(out_dir).resolve())
-    atomic_write_json(Path(out_dir) / CHECKPOINT_FILE, {"base": base_spec, "checkpoint": str(checkpoint),
-                                                        "steps": result.steps})
+    result = train_multitask(loaded, {task: _examples(records) for task, records in data.items()},
+                             TrainConfig.model_validate(train_config), Path(out_dir) / "train")
+    _record_checkpoint(base_spec, device, result, out_dir)
 
 
 def trained_spec(item_dir: Path) -> str:
-    """The ``load_model`` spec of a trained item: ``BASE+lora:DIR`` for an adapter, else the checkpoint folder."""
+    """The ``load_model`` spec of a trained item: ``BASE+lora:ADAPTER`` for LoRA, else the model folder."""
     info = json.loads((Path(item_dir) / CHECKPOINT_FILE).read_text())
-    checkpoint = (Path(item_dir) / info["checkpoint"]).resolve()
-    if (checkpoint / "adapter_config.json").exists():
-        return f"{info['base']}+lora:{checkpoint}"
-    return str(checkpoint)
+    weights = (Path(item_dir) / info["weights"]).resolve()
+    return f"{info['base']}+lora:{weights}" if info["kind"] == "lora" else str(weights)
 
 
 def run_controls(ctx: StageContext) -> None:
     config: StudyConfig = ctx.config
     tasks = read_tasks(ctx.inputs["tasks"])
-    jobs = {name: (config.model, config.device, config.control_training, {name: info["train"]})
+    jobs = {name: (config.model, config.device, config.control_training, name, info["train"])
             for name, info in tasks.items()}
-    ctx.map_items(train_job, jobs, "train control models", atomic=False)
+    ctx.map_items(control_job, jobs, "train control models", atomic=False)
 
 
 def seen_tasks(config: StudyConfig, tasks: dict[str, dict], model_name: str) -> list[str]:
@@ -141,7 +163,7 @@ def run_experimental(ctx: StageContext) -> None:
             raise ValueError(f"experimental model {model.name!r} holds out every task")
         jobs[model.name] = (config.model, config.device, config.multitask_training,
                             {t: tasks[t]["train"] for t in seen})
-    ctx.map_items(train_job, jobs, "instruction-tune experimental models", atomic=False)
+    ctx.map_items(multitask_job, jobs, "instruction-tune experimental models", atomic=False)
 
 
 # ---------------------------------------------------------------- extraction

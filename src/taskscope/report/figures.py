@@ -53,7 +53,7 @@ def cka_distribution(table: pd.DataFrame, layer_map: LayerMap, kernel: str, out_
     models = list(dict.fromkeys(rows["experimental_model"]))
     fig, axes = _panels(len(models), f"CKA with the task's control model across tasks ({kernel} kernel)")
     for ax, model in zip(axes, models):
-        sub = rows[rows["experimental_model"] == model]
+        sub = rows[(rows["experimental_model"] == model) & rows["cka"].notna()]
         layers = sorted(sub["layer"].unique())
         ax.boxplot([sub.loc[sub["layer"] == layer, "cka"].to_numpy() for layer in layers], positions=layers,
                    widths=0.6, showfliers=False)
