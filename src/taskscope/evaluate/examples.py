@@ -28,6 +28,9 @@ from .loss import ReferencePolicy, target_loss
 from .rouge import exact_match, rouge_l
 
 
+COLUMNS = ("task", "instance_id", "references", "prediction", "rouge_l", "exact_match", "loss")
+
+
 class EvalSettings(BaseModel):
     """What to compute and how: generation length, batch size, reference policy of the loss, truncation."""
 
@@ -81,6 +84,6 @@ def evaluate_examples(
         key = {"kind": "examples", "fingerprint": loaded.fingerprint, "examples": hash_examples(examples),
                "settings": settings.model_dump(mode="json")}
         columns = cache.get_or_compute(key, lambda: _compute(loaded, examples, settings))
-    frame = pd.DataFrame(columns)
+    frame = pd.DataFrame({name: columns[name] for name in COLUMNS if name in columns})
     frame["references"] = [tuple(refs) for refs in frame["references"]]
     return frame
