@@ -6,7 +6,7 @@ Order of operations of ``train(loaded, data, config, out_dir)``:
    LoRA wrapping) and returned.
 2. Seed python, numpy and torch with ``config.seed``; add LoRA adapters (``config.lora``) unless the model
    already has them, otherwise every weight trains.
-3. Tokenise every task (`data.encode_tasks`).
+3. Tokenise every task (`data.encode_tasks`); with ``truncation="fail"`` check every reference fits.
 4. Build the data plan (`plan.EpochPlan`, or `plan.SamplerPlan` around ``make_sampler(config.sampler)``), the
    total number of steps, AdamW (weight decay on matrices only) and the schedule (``get_scheduler``:
    linear warm-up then linear decay, or constant); `accelerate.Accelerator.prepare` wraps the loss module and
@@ -136,6 +136,8 @@ def train(
     tasks = list(encoded)
     make_item = ItemMaker(seed=config.seed, max_length=config.max_length, max_target_length=config.max_target_length,
                           truncation=config.truncation, is_encoder_decoder=loaded.is_encoder_decoder)
+    if config.truncation == "fail":
+        make_item.check_all(encoded)
     sampler = None
     if config.sampler is None:
         plan: EpochPlan | SamplerPlan = EpochPlan(

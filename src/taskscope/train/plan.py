@@ -35,6 +35,13 @@ class ItemMaker:
         self.lengths = {"max_length": max_length, "max_target_length": max_target_length,
                         "truncation": truncation, "is_encoder_decoder": is_encoder_decoder}
 
+    def check_all(self, data: dict[str, list[EncodedExample]]) -> None:
+        """Fit every reference of every example now, so ``truncation="fail"`` fails before training starts."""
+        for task_index, examples in enumerate(data.values()):
+            for example in examples:
+                for target_ids in example.target_ids:
+                    fit_lengths(example, target_ids, task_index=task_index, **self.lengths)
+
     def __call__(self, example: EncodedExample, task_index: int, epoch: int) -> Item:
         return fit_lengths(example, choose_reference(self.seed, example, epoch), task_index=task_index, **self.lengths)
 
