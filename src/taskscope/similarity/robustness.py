@@ -73,7 +73,7 @@ def cka_sensitivity(
     kernel: str = "linear",
     debiased: bool = False,
     *,
-    top_k: int = 3,
+    top_k: int | None = None,
     n_influential: int | None = None,
     precision: Precision = "fast",
     nan_policy: NanPolicy = "raise",
@@ -81,13 +81,15 @@ def cka_sensitivity(
 ) -> SensitivityReport:
     """Robustness report for CKA of a 2-D pair (see the module docstring for each field).
 
-    ``n_influential`` defaults to 5% of the inputs (at least 1).
+    ``top_k`` defaults to 3 (fewer when a side has fewer directions); ``n_influential`` to 5% of
+    the inputs (at least 1).
     """
     x, y = prepare_pair(X, Y, nan_policy=nan_policy, minimum_rows=min_rows(debiased) + 1, what="cka_sensitivity")
     if x.ndim != 2 or y.ndim != 2:
         raise ValueError(f"cka_sensitivity takes 2-D (n, d) inputs, got {tuple(x.shape)} and {tuple(y.shape)}")
     n = x.shape[0]
     rank_limit = min(n - 1, x.shape[1], y.shape[1]) - 1
+    top_k = min(3, max(rank_limit, 1)) if top_k is None else top_k
     if not 1 <= top_k <= rank_limit:
         raise ValueError(f"top_k must be between 1 and {rank_limit} for these shapes, got {top_k}")
     n_influential = max(1, round(0.05 * n)) if n_influential is None else n_influential
