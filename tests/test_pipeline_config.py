@@ -59,3 +59,19 @@ def test_defaults_compare_pretrained_and_instruction_tuned():
     config = StudyConfig()
     assert [m.kind for m in config.experimental_models] == ["pretrained", "multitask"]
     assert config.output_dir == Path("runs")
+
+
+def test_no_config_means_the_quickstart_preset():
+    from taskscope.pipeline.run import resolve_config
+
+    assert resolve_config(None) == load_config(CONFIG_DIR / "quickstart.yaml")
+    assert resolve_config("tiny").model == "tiny:llama"
+
+
+def test_run_folder_errors_are_clear(tmp_path):
+    from taskscope.pipeline import Run
+
+    with pytest.raises(FileNotFoundError, match="no run folder"):
+        Run(tmp_path / "missing")
+    with pytest.raises(KeyError, match="no table 'mossa'"):
+        Run(tmp_path).tables["mossa"]
