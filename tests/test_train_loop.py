@@ -117,7 +117,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path: Path, sample
     assert [r["loss"] for r in log_resumed] == [r["loss"] for r in log_full]
 
 
-def KILL_CONFIG() -> TrainConfig:  # noqa: N802  (shared with the subprocess script)
+def kill_config() -> TrainConfig:
+    """The config of the SIGKILL test, shared with its subprocess script."""
     return config(lora={"r": 4, "alpha": 8, "dropout": 0.2}, checkpoint_every=2, epochs=3, sampler="temperature",
                   sampler_kwargs={"temperature": 2.0})
 
@@ -128,14 +129,11 @@ KILL_SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     sys.path.insert(0, {src!r})
     sys.path.insert(0, {tests!r})
-    from test_train_loop import config, toy_data
+    from test_train_loop import kill_config, toy_data
     from taskscope.models import tiny_model
     from taskscope.train import train
-    slow = sys.argv[2] == "slow"
-    from test_train_loop import KILL_CONFIG
-    cfg = KILL_CONFIG()
-    loaded = tiny_model("llama", seed=9)
-    train(loaded, toy_data(), cfg, sys.argv[1], progress=False, on_step=(lambda s: time.sleep(0.3)) if slow else None)
+    train(tiny_model("llama", seed=9), toy_data(), kill_config(), sys.argv[1], progress=False,
+          on_step=lambda step: time.sleep(0.3))
 """)
 
 
@@ -144,7 +142,7 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path: Path) -> None:
     script = tmp_path / "run.py"
     script.write_text(KILL_SCRIPT.format(src=str(SRC), tests=str(Path(__file__).parent)))
     killed_dir = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, str(script), str(killed_dir), "slow"],
+    process = subprocess.Popen([sys.executable, str(script), str(killed_dir)],
                                env={**os.environ, "PYTHONPATH": str(SRC)})
     deadline = time.monotonic() + 120
     while not (killed_dir / "checkpoints" / "step-000002").is_dir():
@@ -155,8 +153,8 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path: Path) -> None:
     assert process.wait() == -signal.SIGKILL
     assert not (killed_dir / "final").exists()
     resumed, full = tiny_model("llama", seed=9), tiny_model("llama", seed=9)
-    train(resumed, toy_data(), KILL_CONFIG(), killed_dir, progress=False)
-    train(full, toy_data(), KILL_CONFIG(), tmp_path / "full", progress=False)
+    train(resumed, toy_data(), kill_config(), killed_dir, progress=False)
+    train(full, toy_data(), kill_config(), tmp_path / "full", progress=False)
     assert_same_weights(weights(resumed.model), weights(full.model))
     saved = load_file(killed_dir / "final" / "adapter" / "adapter_model.safetensors")
     assert saved.keys() and all(torch.equal(t, load_file(tmp_path / "full" / "final" / "adapter" /

@@ -63,6 +63,14 @@ class TrainResult:
     log_path: Path
 
 
+def _has_accelerator_device() -> bool:
+    """Whether torch sees a GPU-like device; without one, `Accelerator(cpu=True)` runs DDP on gloo."""
+    accelerator_api = getattr(torch, "accelerator", None)
+    if accelerator_api is not None:
+        return bool(accelerator_api.is_available())
+    return torch.cuda.is_available()
+
+
 def _optimizer(model: Any, config: TrainConfig) -> torch.optim.AdamW:
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     decay = [p for name, p in trainable if p.ndim >= 2]
@@ -128,7 +136,7 @@ def train(
     if config.unsupervised_every and text_source is None:
         raise ValueError("config.unsupervised_every is set but no text_source was given")
 
-    accelerator = Accelerator()
+    accelerator = Accelerator(cpu=not _has_accelerator_device())
     rank, world = accelerator.process_index, accelerator.num_processes
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
