@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from taskscope.analysis.layer_map import LayerMap, LayerMapParams, bands_from_curves, find_layer_map
+from taskscope.analysis.layer_map import (
+    LayerMap,
+    LayerMapParams,
+    bands_from_curves,
+    find_layer_map,
+)
 
 PARAMS = LayerMapParams(shared_min_cka=0.8, refinement_max_cka=0.5, max_spread=0.1)
 

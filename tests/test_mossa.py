@@ -23,7 +23,7 @@ def reference_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     n = x.shape[0]
     h = np.eye(n) - np.ones((n, n)) / n
     k, l_ = x @ x.T, y @ y.T
-    hsic = lambda a, b: np.trace(a @ h @ b @ h)  # noqa: E731
+    hsic = lambda a, b: np.trace(a @ h @ b @ h)
     return hsic(k, l_) / np.sqrt(hsic(k, k) * hsic(l_, l_))
 
 

@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from taskscope.pipeline.config import CONFIG_DIR, ConfigError, StudyConfig, config_from_dict, dump_config, load_config
+from taskscope.pipeline.config import (
+    CONFIG_DIR,
+    ConfigError,
+    StudyConfig,
+    config_from_dict,
+    dump_config,
+    load_config,
+)
 
 PRESETS = sorted(CONFIG_DIR.glob("*.yaml"))
 

@@ -131,10 +131,9 @@ def test_stage_order_is_checked(config, tmp_path):
 
 def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "item"
-    with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
-            (tmp / "half.txt").write_text("x")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "half.txt").write_text("x")
+        raise RuntimeError("boom")
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 

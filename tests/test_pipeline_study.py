@@ -1,7 +1,6 @@
 """The whole MOSSA study on a tiny random model: outputs, Run object, resume after a crash, partial reruns, CLI."""
 
 import importlib
-import json
 import re
 import shutil
 

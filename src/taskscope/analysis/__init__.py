@@ -13,7 +13,10 @@ _EXPORTS = {
     "mossa_table": "mossa", "layer_summary": "mossa", "cluster_summary": "mossa", "model_differences": "mossa",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "LayerMap", "LayerMapParams", "cluster_summary", "find_layer_map", "layer_summary", "model_differences",
+    "mossa_table",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,11 +16,10 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Optional
-
-import typer
+from typing import Annotated, Any
 
 import pandas as pd
+import typer
 
 from taskscope.analysis.layer_map import LayerMap
 from taskscope.pipeline.cache import atomic_write_text
@@ -125,8 +124,8 @@ def run_study(config: StudyConfig | str | Path | None = None, run_dir: str | Pat
 
 
 def run_command(
-    config: Annotated[Optional[Path], typer.Argument(help="study YAML (default: the quickstart preset)")] = None,  # noqa: UP007
-    run_dir: Annotated[Optional[Path], typer.Option(help="run folder (default: OUTPUT_DIR/NAME)")] = None,  # noqa: UP007
+    config: Annotated[Path | None, typer.Argument(help="study YAML (default: the quickstart preset)")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="run folder (default: OUTPUT_DIR/NAME)")] = None,
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
     force: Annotated[bool, typer.Option(help="rerun every stage")] = False,
 ) -> Run:

@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskscope.pipeline.cache import atomic_dir, atomic_write_json, is_done, mark_done, stable_hash
+from taskscope.pipeline.cache import (
+    atomic_dir,
+    atomic_write_json,
+    is_done,
+    mark_done,
+    stable_hash,
+)
 from taskscope.pipeline.executors.base import Executor
 
 logger = logging.getLogger("taskscope.pipeline")

@@ -219,7 +219,12 @@ def run_similarity(ctx: StageContext) -> None:
 
 
 def run_analysis(ctx: StageContext) -> None:
-    from taskscope.analysis import cluster_summary, find_layer_map, layer_summary, model_differences
+    from taskscope.analysis import (
+        cluster_summary,
+        find_layer_map,
+        layer_summary,
+        model_differences,
+    )
 
     config: StudyConfig = ctx.config
     table = pd.read_csv(ctx.inputs["similarity"] / "mossa.csv")
@@ -244,7 +249,7 @@ def run_report(ctx: StageContext) -> None:
 
 def study_stages() -> list[Stage]:
     """The stages of a MOSSA study, in run order, with the config slice each one reads."""
-    dump = lambda model: model.model_dump(mode="json")  # noqa: E731
+    dump = lambda model: model.model_dump(mode="json")
     return [
         Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "prompt_format": c.prompt_format}),
         Stage("controls", run_controls, lambda c: {"model": c.model, "train": c.control_training}, needs=("tasks",)),

@@ -16,10 +16,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from taskscope.analysis.layer_map import BANDS, LayerMap  # noqa: E402
+from taskscope.analysis.layer_map import BANDS, LayerMap
 
 BAND_COLOURS = {"shared": "#4c9be8", "transition": "#f2b447", "refinement": "#e8684c"}
 
