@@ -35,6 +35,7 @@ from taskscope.similarity.inputs import (
     NanPolicy,
     Precision,
     SimilarityWarning,
+    all_finite,
     as_tensor,
     constant_positions,
     finite_rows,
@@ -64,7 +65,8 @@ def unit_centred_grams(
     """
     unit, bad = unit_frobenius(centre(kernel.gram(x, precision), debiased))
     bad = bad | constant_positions(x)
-    unit[bad] = torch.nan
+    if bool(bad.any()):
+        unit[bad] = torch.nan
     return unit, bad
 
 
@@ -218,8 +220,8 @@ def cka_grid(
             raise ValueError(f"{side}[{j}] has shape {tuple(s.shape)}; expected (*{tuple(lead)}, {n}, d) like the first stack")
     device = stacks[0].device
     stacks = [s.to(device) for s in stacks]
-    keep = torch.stack([finite_rows(s) for s in stacks]).all(dim=0)
-    if not bool(keep.all()):
+    keep = None if all(all_finite(s) for s in stacks) else torch.stack([finite_rows(s) for s in stacks]).all(dim=0)
+    if keep is not None and not bool(keep.all()):
         bad_rows = (~keep).nonzero().flatten().tolist()
         if nan_policy != "drop_rows":
             names = [f"Xs[{i}]" for i, s in enumerate(xs) if not bool(torch.isfinite(s).all())]

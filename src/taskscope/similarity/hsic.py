@@ -19,10 +19,12 @@ import torch
 
 
 def double_centre(gram: torch.Tensor) -> torch.Tensor:
-    """``HKH``: subtract row and column means, add back the grand mean."""
+    """``HKH`` of a symmetric Gram stack: subtract row and column means (equal by symmetry), add back the grand mean."""
     row = gram.mean(dim=-1, keepdim=True)
-    col = gram.mean(dim=-2, keepdim=True)
-    return gram - row - col + row.mean(dim=-2, keepdim=True)
+    out = gram - row
+    out -= row.mT
+    out += row.mean(dim=-2, keepdim=True)
+    return out
 
 
 def u_centre(gram: torch.Tensor) -> torch.Tensor:

@@ -55,6 +55,12 @@ def check_rows(n: int, minimum: int, what: str) -> None:
         raise ValueError(f"{what} needs at least {minimum} inputs (rows), got n={n}")
 
 
+def all_finite(x: torch.Tensor) -> bool:
+    """Cheap exact screen: a column sum is finite unless the column holds NaN/inf (or overflows, which
+    only sends the caller to the exact row check :func:`finite_rows`)."""
+    return bool(torch.isfinite(x.sum(dim=-2)).all())
+
+
 def finite_rows(x: torch.Tensor) -> torch.Tensor:
     """``(..., n, d)`` -> ``(n,)`` bool: row ``i`` is finite at every leading position and feature."""
     finite = torch.isfinite(x).all(dim=-1)
@@ -84,8 +90,8 @@ def prepare_pair(
         ) from err
     if yt.device != xt.device:
         yt = yt.to(xt.device)
-    keep = finite_rows(xt) & finite_rows(yt).to(xt.device)
-    if not bool(keep.all()):
+    keep = None if all_finite(xt) and all_finite(yt) else finite_rows(xt) & finite_rows(yt)
+    if keep is not None and not bool(keep.all()):
         bad = (~keep).nonzero().flatten().tolist()
         if nan_policy == "raise":
             sides = [s for s, t in (("X", xt), ("Y", yt)) if not bool(torch.isfinite(t).all())]
@@ -97,14 +103,14 @@ def prepare_pair(
             raise ValueError(f"nan_policy must be 'raise' or 'drop_rows', got {nan_policy!r}")
         warnings.warn(f"dropping {len(bad)} non-finite rows {bad[:10]} from both X and Y", SimilarityWarning,
                       stacklevel=3)
-        xt, yt = xt[..., keep, :], yt[..., keep.to(yt.device), :]
+        xt, yt = xt[..., keep, :], yt[..., keep, :]
     check_rows(xt.shape[-2], minimum_rows, what)
     return xt, yt
 
 
 def constant_positions(x: torch.Tensor) -> torch.Tensor:
-    """``(..., n, d)`` -> ``(...)`` bool: every row equals the first (zero variance, nothing to compare)."""
-    return (x == x[..., :1, :]).all(dim=-1).all(dim=-1)
+    """``(..., n, d)`` -> ``(...)`` bool: every column is constant over the rows (zero variance, nothing to compare)."""
+    return (x.amax(dim=-2) == x.amin(dim=-2)).all(dim=-1)
 
 
 def warn_undefined(count: int, reason: str) -> None:

