@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from taskscope.analysis.layer_map import BANDS, LayerMap
 
@@ -30,6 +31,11 @@ def shade_bands(ax, layer_map: LayerMap) -> None:
         start, stop = getattr(layer_map, name)
         if stop > start:
             ax.axvspan(start - 0.5, stop - 0.5, color=BAND_COLOURS[name], alpha=0.12, lw=0, label=f"{name} band")
+
+
+def _layer_axis(ax) -> None:
+    ax.set_xlabel("layer")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(fig, out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
@@ -74,7 +80,7 @@ def cluster_curves(table: pd.DataFrame, kernel: str, out_dir: Path, formats: Seq
         for cluster, curve in sub.groupby("cluster"):
             ax.plot(curve["layer"], curve["cka"], marker=".", label=cluster)
         ax.set_title(model)
-        ax.set_xlabel("layer")
+        _layer_axis(ax)
     axes[0].set_ylabel("mean CKA")
     axes[-1].legend(fontsize=7, loc="best")
     return _save(fig, out_dir, f"cluster_curves_{kernel}", formats)
@@ -87,12 +93,12 @@ def heldout_comparison(table: pd.DataFrame, kernel: str, out_dir: Path, formats:
         if sub["heldout"].any():
             for heldout, part in sub.groupby("heldout"):
                 curve = part.groupby("layer")["cka"].mean()
-                ax.plot(curve.index, curve.values, ls="--" if heldout else "-",
+                ax.plot(curve.index, curve.values, ls="--" if heldout else "-", marker=".",
                         label=f"{model} ({'held-out' if heldout else 'seen'} tasks)")
         else:
             curve = sub.groupby("layer")["cka"].mean()
-            ax.plot(curve.index, curve.values, label=model)
-    ax.set_xlabel("layer")
+            ax.plot(curve.index, curve.values, marker=".", label=model)
+    _layer_axis(ax)
     ax.set_ylabel("mean CKA across tasks")
     ax.set_title(f"Experimental models compared ({kernel} kernel)")
     ax.legend(fontsize=7)
@@ -110,7 +116,7 @@ def layer_map_figure(layer_map: LayerMap, out_dir: Path, formats: Sequence[str])
     ax.fill_between(layers, mean - spread, mean + spread, color="grey", alpha=0.3, label=f"+- {params['spread']}")
     ax.axhline(params["shared_min_cka"], color=BAND_COLOURS["shared"], ls=":", label="shared_min_cka")
     ax.axhline(params["refinement_max_cka"], color=BAND_COLOURS["refinement"], ls=":", label="refinement_max_cka")
-    ax.set_xlabel("layer")
+    _layer_axis(ax)
     ax.set_ylabel("CKA")
     ax.set_title("Layer map")
     ax.legend(fontsize=7)
