@@ -164,3 +164,6 @@ def test_ray_executor_fans_out_and_resumes(config, tmp_path):
     assert not records["c"].cached
     assert json.loads((tmp_path / "run" / "c.json").read_text()) == {"total": 11**2 + 12**2 + 13**2}
     assert _calls(config)[5:] == ["c", "job:q"]
+    # everything cached: the executor never starts a Ray session
+    assert all(r.cached for r in _run(config, tmp_path / "run", executor="ray").values())
+    assert not ray.is_initialized()
