@@ -54,12 +54,13 @@ def is_lora(model: Any) -> bool:
     return hasattr(model, "peft_config")
 
 
-def save_weights(model: Any, directory: Path) -> None:
-    """Adapter (LoRA) or full model weights as safetensors into ``directory``."""
+def save_weights(model: Any, directory: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """Adapter (LoRA) or full model weights as safetensors into ``directory`` (``state_dict``: gathered FSDP weights)."""
+    extra = {} if state_dict is None else {"state_dict": state_dict}
     if is_lora(model):
-        model.save_pretrained(directory / "adapter", safe_serialization=True)
+        model.save_pretrained(directory / "adapter", safe_serialization=True, **extra)
     else:
-        unwrap_peft(model).save_pretrained(directory / "model", safe_serialization=True)
+        unwrap_peft(model).save_pretrained(directory / "model", safe_serialization=True, **extra)
 
 
 def load_weights(model: Any, directory: Path) -> None:

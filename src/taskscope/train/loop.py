@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from transformers import get_scheduler
 
 from taskscope.models.loaded import LoadedModel
@@ -69,6 +69,15 @@ def _has_accelerator_device() -> bool:
     if accelerator_api is not None:
         return bool(accelerator_api.is_available())
     return torch.cuda.is_available()
+
+
+def _total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """``max_steps``, else the supervised steps of ``epochs`` plus the unsupervised steps mixed in between."""
+    if config.max_steps:
+        return config.max_steps
+    supervised = max(1, math.ceil(config.epochs * steps_per_epoch))
+    k = config.unsupervised_every
+    return supervised + (supervised // (k - 1) if k else 0)
 
 
 def _optimizer(model: Any, config: TrainConfig) -> torch.optim.AdamW:
@@ -137,6 +146,10 @@ def train(
         raise ValueError("config.unsupervised_every is set but no text_source was given")
 
     accelerator = Accelerator(cpu=not _has_accelerator_device())
+    fsdp = accelerator.distributed_type == DistributedType.FSDP
+    if fsdp and config.checkpoint_every:
+        raise ValueError("resumable checkpoints are not supported under FSDP yet: set checkpoint_every=0 "
+                         "(the final weights are still gathered and saved)")
     rank, world = accelerator.process_index, accelerator.num_processes
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,24 +159,21 @@ def train(
                           truncation=config.truncation, is_encoder_decoder=loaded.is_encoder_decoder)
     if config.truncation == "fail":
         make_item.check_all(encoded)
+    k = config.unsupervised_every
     sampler = None
     if config.sampler is None:
         plan: EpochPlan | SamplerPlan = EpochPlan(
             encoded, make_item, batch_size=config.batch_size, grad_accum=config.grad_accum, world=world,
             cap=config.cap, seed=config.seed, group_by_length=config.group_by_length)
-        supervised_steps = math.ceil(config.epochs * plan.steps_per_epoch)
+        total_steps = _total_steps(config, plan.steps_per_epoch)
     else:
         sizes = [len(encoded[t]) for t in tasks]
         per_step = config.batch_size * config.grad_accum * world
-        epoch_steps = math.ceil(sum(min(n, config.cap or n) for n in sizes) / per_step)
-        total_guess = config.max_steps or max(1, math.ceil(config.epochs * epoch_steps))
-        kwargs = {"total_steps": total_guess, **config.sampler_kwargs}
+        total_steps = _total_steps(config, math.ceil(sum(min(n, config.cap or n) for n in sizes) / per_step))
+        kwargs = {"total_steps": total_steps, **config.sampler_kwargs}
         sampler = make_sampler(config.sampler, sizes, seed=config.seed, cap=config.cap, task_names=tasks, **kwargs)
         plan = SamplerPlan(encoded, make_item, sampler, batch_size=config.batch_size, grad_accum=config.grad_accum,
                            world=world, seed=config.seed)
-        supervised_steps = plan.steps_for(config.epochs)
-    k = config.unsupervised_every
-    total_steps = config.max_steps or supervised_steps + (supervised_steps // (k - 1) if k else 0)
     unsupervised = None
     if k:
         hf = unwrap_peft(model)
@@ -184,6 +194,7 @@ def train(
     if latest is not None:
         ckpt.load_weights(model, latest)
         states, rng, trainer_state = ckpt.read_training_state(latest, rank)
+        _check_same_config(trainer_state["config"], config, latest)
         start_step = int(trainer_state["step"])
         plan.load_state_dict(trainer_state["plan"])
     loss_module = TargetLoss(model)
@@ -239,7 +250,7 @@ def train(
             if done % config.log_every == 0 or done == total_steps:
                 logger.log(_train_record(done, window, names, scheduler, sampler, step))
                 window.zero_()
-            if validation_items and config.eval_every and (done % config.eval_every == 0 or done == total_steps):
+            if validation_items and ((config.eval_every and done % config.eval_every == 0) or done == total_steps):
                 logger.log({"kind": "eval", "step": done,
                             "task_loss": _validation_loss(loss_module, batcher, validation_items, config, device)})
             if config.checkpoint_every and done % config.checkpoint_every == 0 and done < total_steps:
@@ -251,10 +262,19 @@ def train(
                 on_step(done)
     finally:
         logger.close()
-    _save_final(accelerator, final_dir, loss_module, total_steps)
+    _save_final(accelerator, final_dir, loss_module, total_steps, gather=fsdp)
     loaded.model = accelerator.unwrap_model(loss_module).model
     loaded.refresh_fingerprint()
     return TrainResult(out_dir, final_dir, total_steps, log_path)
+
+
+def _check_same_config(saved: dict[str, Any], config: TrainConfig, where: Path) -> None:
+    """Refuse to resume a checkpoint written under a different config (the data order would differ)."""
+    current = config.model_dump(mode="json")
+    changed = sorted(key for key in current.keys() | saved.keys() if current.get(key) != saved.get(key))
+    if changed:
+        raise ValueError(f"cannot resume from {where}: config fields changed since it was written: {', '.join(changed)}; "
+                         "use a new out_dir")
 
 
 def _train_record(done: int, window: torch.Tensor, names: list[str], scheduler: Any, sampler: Any, step: int) -> dict[str, Any]:
@@ -303,10 +323,15 @@ def _save_checkpoint(accelerator: Accelerator, final: Path, loss_module: Any, op
     accelerator.wait_for_everyone()
 
 
-def _save_final(accelerator: Accelerator, final: Path, loss_module: Any, steps: int) -> None:
+def _save_final(accelerator: Accelerator, final: Path, loss_module: Any, steps: int, *, gather: bool) -> None:
+    """Write ``final`` (weights + result.json); under FSDP the full state dict is gathered first (collective)."""
+    state = None
+    if gather:
+        prefix = "model."
+        state = {k.removeprefix(prefix): v for k, v in accelerator.get_state_dict(loss_module).items()}
     if accelerator.is_main_process:
         staging = ckpt.prepare_staging(final)
-        ckpt.save_weights(accelerator.unwrap_model(loss_module).model, staging)
+        ckpt.save_weights(accelerator.unwrap_model(loss_module).model, staging, state_dict=state)
         ckpt.write_json(staging / "result.json", {"steps": steps})
         ckpt.publish(staging, final)
     accelerator.wait_for_everyone()

@@ -108,10 +108,6 @@ class SamplerPlan:
         self.cursor = {task: [0, 0] for task in self.tasks}
         self._orders: dict[str, tuple[int, np.ndarray]] = {}
 
-    def steps_for(self, epochs: float) -> int:
-        """Steps of ``epochs`` passes over the capped task sizes the sampler uses."""
-        return max(1, math.ceil(epochs * float(np.sum(self.sampler.sizes)) / self.per_step_examples))
-
     def _order(self, task: str, epoch: int) -> np.ndarray:
         cached = self._orders.get(task)
         if cached is None or cached[0] != epoch:
