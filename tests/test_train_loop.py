@@ -232,3 +232,22 @@ def test_tokenizer_without_pad_token_trains(tmp_path: Path) -> None:
     loaded.tokenizer.pad_token = None
     result = train(loaded, toy_data(4), config(epochs=1), tmp_path, progress=False)
     assert result.steps == 1
+
+
+def test_t5_mixes_span_corruption_steps(tmp_path: Path) -> None:
+    cfg = config(max_steps=4, unsupervised_every=2)
+    result = train(tiny_model("t5"), toy_data(4), cfg, tmp_path, text_source=["one two three four five six"] * 3,
+                   progress=False)
+    unsupervised_steps = [r["step"] for r in read_log(result.log_path) if "unsupervised" in r["task_loss"]]
+    assert unsupervised_steps == [2, 4]
+
+
+def test_resume_with_a_changed_config_is_refused(tmp_path: Path) -> None:
+    def stop(step: int) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model("llama"), toy_data(), config(checkpoint_every=1), tmp_path, progress=False, on_step=stop)
+    with pytest.raises(ValueError, match="config fields changed.*lr"):
+        train(tiny_model("llama"), toy_data(), config(checkpoint_every=1, lr=0.5), tmp_path, progress=False)
