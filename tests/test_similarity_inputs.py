@@ -77,13 +77,14 @@ def test_drop_rows_in_a_stack_uses_rows_bad_at_any_position():
 
 @pytest.mark.parametrize("kernel", ["linear", "rbf", "poly"])
 @pytest.mark.parametrize("debiased", [False, True])
-def test_constant_representation_is_nan_with_a_warning(kernel, debiased):
+@pytest.mark.parametrize("precision", ["fast", "float64"])
+def test_constant_representation_is_nan_with_a_warning(kernel, debiased, precision):
     x, _ = related_pair(6, 12, 3, 3)
     constant = np.full((12, 3), 0.1)          # 0.1 is not exact in binary: the mean is not exactly 0.1
     with pytest.warns(SimilarityWarning, match="constant"):
-        assert np.isnan(cka(x, constant, kernel, debiased))
+        assert np.isnan(cka(x, constant, kernel, debiased, precision=precision))
     with pytest.warns(SimilarityWarning):
-        values = cka(np.stack([x, x]), np.stack([x, constant]), kernel, debiased)
+        values = cka(np.stack([x, x]), np.stack([x, constant]), kernel, debiased, precision=precision)
     assert np.isfinite(values[0]) and np.isnan(values[1])
 
 
