@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskscope.evaluate import exact_match, normalize_answer, rouge_l, score_predictions, score_table
+from taskscope.evaluate import (
+    exact_match,
+    normalize_answer,
+    rouge_l,
+    score_predictions,
+    score_table,
+)
 
 
 def f_measure(lcs: int, n_prediction: int, n_reference: int) -> float:

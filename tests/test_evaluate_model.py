@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from taskscope.evaluate import EvalCache, EvalSettings, evaluate_examples, generate, target_loss
+from taskscope.evaluate import (
+    EvalCache,
+    EvalSettings,
+    evaluate_examples,
+    generate,
+    target_loss,
+)
 from taskscope.models import tiny_model
 
 PROMPTS = ["Input: a.\nOutput: ", "Hello there, how are you today?", "x", "A much longer prompt with many more bytes in it."]

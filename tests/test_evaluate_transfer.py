@@ -92,8 +92,8 @@ def test_fewshot_transfer_trains_lora_copies_and_caches_results(loaded, tmp_path
     fingerprint = loaded.fingerprint
     config = TrainConfig(epochs=2, batch_size=4, lr=1e-2, max_length=128, max_target_length=16)
     cache = EvalCache(tmp_path / "cache")
-    kwargs = dict(out_root=tmp_path / "runs", shots=(0, 4), seeds=(0, 1), train_config=config, settings=SETTINGS,
-                  fmt=PromptFormat(kind="definition"), cache=cache)
+    kwargs = {"out_root": tmp_path / "runs", "shots": (0, 4), "seeds": (0, 1), "train_config": config,
+              "settings": SETTINGS, "fmt": PromptFormat(kind="definition"), "cache": cache}
     frame = evaluate_fewshot(loaded, task, pool, test, **kwargs)
     assert loaded.fingerprint == fingerprint and not hasattr(loaded.model, "peft_config")  # base left unchanged
     assert len(frame) == 2 * 2 * 3

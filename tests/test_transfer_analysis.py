@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskscope.analysis.correlation import change_correlation, loss_correlation, spearman, task_changes
+from taskscope.analysis.correlation import (
+    change_correlation,
+    loss_correlation,
+    spearman,
+    task_changes,
+)
 from taskscope.analysis.transfer import (
     loss_by_task_size,
     size_bins,

@@ -7,9 +7,21 @@ from .cache import EvalCache, hash_examples
 from .examples import EvalSettings, evaluate_examples
 from .fewshot import DEFAULT_SEEDS, DEFAULT_SHOTS, evaluate_fewshot, fewshot_instances
 from .generate import generate
-from .icl import ExemplarOverlapError, check_disjoint, choose_exemplars, evaluate_icl, icl_format
+from .icl import (
+    ExemplarOverlapError,
+    check_disjoint,
+    choose_exemplars,
+    evaluate_icl,
+    icl_format,
+)
 from .loss import REFERENCE_POLICIES, target_loss
-from .rouge import exact_match, normalize_answer, rouge_l, score_predictions, score_table
+from .rouge import (
+    exact_match,
+    normalize_answer,
+    rouge_l,
+    score_predictions,
+    score_table,
+)
 
 __all__ = [
     "DEFAULT_SEEDS",

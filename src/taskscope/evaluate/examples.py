@@ -27,7 +27,6 @@ from .generate import generate
 from .loss import ReferencePolicy, target_loss
 from .rouge import exact_match, rouge_l
 
-
 COLUMNS = ("task", "instance_id", "references", "prediction", "rouge_l", "exact_match", "loss")
 
 

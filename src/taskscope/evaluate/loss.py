@@ -25,7 +25,14 @@ from typing import Any, Literal
 
 import torch
 
-from taskscope.train.data import ExampleLike, Item, collate, encode_tasks, fit_lengths, pad_token_id
+from taskscope.train.data import (
+    ExampleLike,
+    Item,
+    collate,
+    encode_tasks,
+    fit_lengths,
+    pad_token_id,
+)
 from taskscope.train.objective import TargetLoss, unwrap_peft
 
 ReferencePolicy = Literal["mean", "min", "first"]

@@ -25,11 +25,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
 
-from taskscope.analysis.correlation import spearman  # noqa: E402
+from taskscope.analysis.correlation import spearman
 
 FORMATS = ("png", "pdf")
 METRIC_LABELS = {"rouge_l": "ROUGE-L", "loss": "loss", "exact_match": "exact match",
