@@ -167,3 +167,17 @@ def test_ray_executor_fans_out_and_resumes(config, tmp_path):
     # everything cached: the executor never starts a Ray session
     assert all(r.cached for r in _run(config, tmp_path / "run", executor="ray").values())
     assert not ray.is_initialized()
+
+
+def test_unknown_heldout_cluster_is_named(tmp_path):
+    from taskscope.pipeline.config import config_from_dict
+    from taskscope.pipeline.study import study_stages
+
+    config = config_from_dict({
+        "model": "tiny:llama", "tasks": {"options": {"n_instances": 12}, "clusters": ["nli", "sentiment"],
+                                         "max_tasks_per_cluster": 1, "n_inputs": 4, "n_train": 4},
+        "experimental_models": [{"name": "instruction_tuned", "kind": "multitask", "heldout_clusters": ["nlii"]}],
+        "report": {"baseline_model": "instruction_tuned"}})
+    stages = [s for s in study_stages() if s.name in ("tasks", "experimental")]
+    with pytest.raises(ValueError, match=r"experimental_models\['instruction_tuned'\].heldout_clusters: \['nlii'\]"):
+        run_stages(stages, config, tmp_path, get_executor("local"))

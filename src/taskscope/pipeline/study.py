@@ -158,6 +158,13 @@ def run_experimental(ctx: StageContext) -> None:
     for model in config.experimental_models:
         if model.kind != "multitask":
             continue
+        clusters = {info["cluster"] for info in tasks.values()}
+        for field, names, known in (("heldout_tasks", model.heldout_tasks, set(tasks)),
+                                    ("heldout_clusters", model.heldout_clusters, clusters)):
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise ValueError(f"experimental_models[{model.name!r}].{field}: {unknown} not in the selected tasks' "
+                                 f"{'names' if field == 'heldout_tasks' else 'clusters'} {sorted(known)}")
         seen = seen_tasks(config, tasks, model.name)
         if not seen:
             raise ValueError(f"experimental model {model.name!r} holds out every task")
