@@ -16,7 +16,14 @@ from safetensors.torch import load_file
 
 from taskscope.models import ModelSpecError, load_adapter, load_model, tiny_model
 from taskscope.tasks.formats import FormattedExample
-from taskscope.train import TrainConfig, TrainDataError, train, train_control, train_fewshot, train_multitask
+from taskscope.train import (
+    TrainConfig,
+    TrainDataError,
+    train,
+    train_control,
+    train_fewshot,
+    train_multitask,
+)
 from taskscope.train.logging import read_log
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -41,7 +48,7 @@ def toy_data(n: int = 12) -> dict[str, list[FormattedExample]]:
 
 
 def config(**overrides) -> TrainConfig:
-    values = dict(lr=3e-3, batch_size=4, grad_accum=2, epochs=3, lora=None, log_every=1, seed=7)
+    values = {"lr": 3e-3, "batch_size": 4, "grad_accum": 2, "epochs": 3, "lora": None, "log_every": 1, "seed": 7}
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -52,8 +59,8 @@ def weights(model) -> dict[str, torch.Tensor]:
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    for name, tensor in a.items():
+        torch.testing.assert_close(tensor, b[name], rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.parametrize("arch,lora", [("llama", None), ("gpt2", {"r": 4, "alpha": 8}), ("t5", None)])
@@ -66,6 +73,7 @@ def test_training_lowers_the_loss_and_is_deterministic(tmp_path: Path, arch: str
         runs.append((loaded, read_log(result.log_path)))
     (model_a, log_a), (model_b, log_b) = runs
     assert_same_weights(weights(model_a.model), weights(model_b.model))
+    assert log_a == log_b
     losses = [r["loss"] for r in log_a if r["kind"] == "train"]
     assert len(losses) == result.steps == 3 * 6  # 24 examples / (4 * 2) per step, 6 epochs
     # LoRA on a random tiny model learns slowly: the bar is lower, but the loss must still fall

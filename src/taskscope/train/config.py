@@ -60,7 +60,7 @@ class TrainConfig(BaseModel):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
+    def _check(self) -> TrainConfig:
         if self.unsupervised_every == 1:
             raise ValueError("unsupervised_every must be 0 (off) or >= 2 (every k-th step is unsupervised)")
         if self.max_target_length >= self.max_length:

@@ -43,7 +43,15 @@ from taskscope.models.lora import add_lora
 
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .data import IGNORE_INDEX, ExampleLike, Item, collate, encode_tasks, group_by_length, pad_token_id
+from .data import (
+    IGNORE_INDEX,
+    ExampleLike,
+    Item,
+    collate,
+    encode_tasks,
+    group_by_length,
+    pad_token_id,
+)
 from .logging import LOG_FILE, TrainLogger, truncate_log
 from .objective import TargetLoss, unwrap_peft
 from .plan import EpochPlan, ItemMaker, SamplerPlan, rank_share

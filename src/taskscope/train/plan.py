@@ -24,7 +24,14 @@ import numpy as np
 
 from taskscope.tasks.splits import stable_hash
 
-from .data import EncodedExample, Item, choose_reference, epoch_batches, fit_lengths, group_by_length
+from .data import (
+    EncodedExample,
+    Item,
+    choose_reference,
+    epoch_batches,
+    fit_lengths,
+    group_by_length,
+)
 
 
 class ItemMaker:
