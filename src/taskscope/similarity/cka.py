@@ -66,13 +66,14 @@ def unit_centred_grams(
     the data) runs only where centring removed all but ``1e-6`` of the Gram matrix's norm.
     """
     gram = kernel.gram(x, precision)
-    centred = centre(gram, debiased)
+    gram_norm = torch.linalg.vector_norm(gram, dim=(-2, -1))
+    centred = centre(gram, debiased, inplace=True)  # the kernel's Gram is ours to overwrite
     norm = torch.linalg.vector_norm(centred, dim=(-2, -1))
     bad = ~(torch.isfinite(norm) & (norm > 0))
-    suspicious = ~bad & ~(norm > 1e-6 * torch.linalg.vector_norm(gram, dim=(-2, -1)))
+    suspicious = ~bad & ~(norm > 1e-6 * gram_norm)
     if bool(suspicious.any()):
         bad = bad | (suspicious & constant_positions(x))
-    return centred / torch.where(bad, torch.nan, norm)[..., None, None], bad
+    return centred.div_(torch.where(bad, torch.nan, norm)[..., None, None]), bad
 
 
 def _feature_space_linear(x: torch.Tensor, y: torch.Tensor, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:

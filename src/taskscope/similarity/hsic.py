@@ -18,10 +18,11 @@ from __future__ import annotations
 import torch
 
 
-def double_centre(gram: torch.Tensor) -> torch.Tensor:
-    """``HKH`` of a symmetric Gram stack: subtract row and column means (equal by symmetry), add back the grand mean."""
+def double_centre(gram: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``HKH`` of a symmetric Gram stack: subtract row and column means (equal by symmetry), add back the
+    grand mean.  ``inplace`` overwrites ``gram`` (for a Gram matrix the caller owns)."""
     row = gram.mean(dim=-1, keepdim=True)
-    out = gram - row
+    out = gram.sub_(row) if inplace else gram - row
     out -= row.mT
     out += row.mean(dim=-2, keepdim=True)
     return out
@@ -39,8 +40,8 @@ def u_centre(gram: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def centre(gram: torch.Tensor, debiased: bool) -> torch.Tensor:
-    return u_centre(gram) if debiased else double_centre(gram)
+def centre(gram: torch.Tensor, debiased: bool, inplace: bool = False) -> torch.Tensor:
+    return u_centre(gram) if debiased else double_centre(gram, inplace)
 
 
 def hsic_normaliser(n: int, debiased: bool) -> float:
