@@ -21,6 +21,7 @@ PROMPTS = [
     "Input: the cat sat on the mat and looked around. Output:",
     "xyz",
 ]
+REFERENCE_ROWS = (0, 1, 4)  # longest, shortest, in between: rows checked against HF's own hidden states
 
 
 @pytest.fixture(scope="module", params=ARCHS)
@@ -69,8 +70,8 @@ def test_layers_below_the_last_equal_hf_hidden_states_and_the_last_is_before_the
     ours = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, batch_size=4, progress=False)
     backbone = find_backbone(loaded.model)
     assert backbone.num_layers == loaded.num_layers and backbone.final_norm is not None
-    for index, prompt in enumerate(PROMPTS):
-        hf = hf_hidden_states(loaded, prompt)
+    for index in REFERENCE_ROWS:
+        hf = hf_hidden_states(loaded, PROMPTS[index])
         assert len(hf) == loaded.num_layers + 1
         for layer in range(loaded.num_layers):
             torch.testing.assert_close(ours[layer, index], hf[layer][0, -1], rtol=1e-5, atol=1e-5)
@@ -83,8 +84,8 @@ def test_layers_below_the_last_equal_hf_hidden_states_and_the_last_is_before_the
 def test_mean_pooling_averages_the_real_tokens(loaded):
     ours = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, batch_size=3, pooling="mean",
                                  progress=False)
-    for index, prompt in enumerate(PROMPTS):
-        hf = hf_hidden_states(loaded, prompt)
+    for index in REFERENCE_ROWS:
+        hf = hf_hidden_states(loaded, PROMPTS[index])
         for layer in range(loaded.num_layers):
             torch.testing.assert_close(ours[layer, index], hf[layer][0].mean(dim=0), rtol=1e-5, atol=1e-5)
 

@@ -195,11 +195,10 @@ def extract_hidden_states(
     compute_dtype = resolve_dtype(dtype)
     embeddings = backbone.stack.get_input_embeddings()
     device = embeddings.weight.device
-    hidden_size = embeddings.embedding_dim
     token_ids = tokenize(tokenizer, prompts, max_length)
-    states = torch.zeros((len(wanted), len(token_ids), hidden_size), dtype=torch.float32)
     if not token_ids:
-        return states
+        return torch.zeros((len(wanted), 0, embeddings.embedding_dim), dtype=torch.float32)
+    states: torch.Tensor | None = None  # allocated from the first batch's width
     pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
     autocast = compute_dtype is not None and compute_dtype != embeddings.weight.dtype
     recorder = _LayerRecorder(backbone, set(wanted), POOLINGS[pooling])
@@ -217,6 +216,9 @@ def extract_hidden_states(
                 except _StopForward:
                     pass
                 rows = torch.tensor(batch, dtype=torch.long)
+                if states is None:
+                    width = recorder.pooled[wanted[0]].shape[-1]
+                    states = torch.zeros((len(wanted), len(token_ids), width), dtype=torch.float32)
                 for slot, layer in enumerate(wanted):
                     states[slot, rows] = recorder.pooled[layer].to("cpu", torch.float32)
                 bar.advance(task, int(mask.sum()))
