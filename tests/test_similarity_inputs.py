@@ -7,7 +7,14 @@ import pytest
 import torch
 from test_similarity_reference import ref_cka, related_pair, single_thread  # noqa: F401
 
-from taskscope.similarity import MinibatchCKA, SimilarityWarning, bootstrap_ci, cka, cka_grid, similarity
+from taskscope.similarity import (
+    MinibatchCKA,
+    SimilarityWarning,
+    bootstrap_ci,
+    cka,
+    cka_grid,
+    similarity,
+)
 
 
 def test_different_row_counts_name_both_shapes():

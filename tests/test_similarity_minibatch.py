@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_similarity_reference import FAST, ref_gram, ref_hsic_unbiased, related_pair, single_thread  # noqa: F401
+from test_similarity_reference import (  # noqa: F401
+    FAST,
+    ref_gram,
+    ref_hsic_unbiased,
+    related_pair,
+    single_thread,
+)
 
 from taskscope.similarity import MinibatchCKA, cka
 
@@ -38,7 +46,7 @@ def test_one_full_batch_equals_full_unbiased_cka(n, d1, d2, seed, kernel):
 def test_minibatch_mean_matches_the_definition(sizes, d, seed, kernel):
     x, y = related_pair(seed, sum(sizes), d, d + 1)
     bounds = np.cumsum([0, *sizes])
-    batches = [(x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    batches = [(x[a:b], y[a:b]) for a, b in itertools.pairwise(bounds)]
     streaming = MinibatchCKA(kernel, precision="float64")
     for bx, by in batches:
         streaming.update(bx, by)

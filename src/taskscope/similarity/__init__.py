@@ -11,10 +11,21 @@ from taskscope.similarity.cka import cka, cka_grid
 from taskscope.similarity.hsic import hsic
 from taskscope.similarity.inputs import SimilarityWarning
 from taskscope.similarity.kernels import KERNELS, Kernel, get_kernel, register_kernel
-from taskscope.similarity.measures import MEASURES, Measure, get_measure, register, similarity
+from taskscope.similarity.measures import (
+    MEASURES,
+    Measure,
+    get_measure,
+    register,
+    similarity,
+)
 from taskscope.similarity.minibatch import MinibatchCKA
 from taskscope.similarity.robustness import SensitivityReport, cka_sensitivity
-from taskscope.similarity.uncertainty import BootstrapResult, PermutationResult, bootstrap_ci, permutation_test
+from taskscope.similarity.uncertainty import (
+    BootstrapResult,
+    PermutationResult,
+    bootstrap_ci,
+    permutation_test,
+)
 
 __all__ = [
     "KERNELS",

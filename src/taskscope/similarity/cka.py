@@ -23,8 +23,8 @@ control model per task and layer) and chunks over the shared leading positions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import warnings
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -37,11 +37,11 @@ from taskscope.similarity.inputs import (
     SimilarityWarning,
     all_finite,
     as_tensor,
+    check_rows,
     constant_positions,
     finite_rows,
     min_rows,
     prepare_pair,
-    check_rows,
     to_output,
     warn_undefined,
 )

@@ -20,13 +20,14 @@ to its (often huge, for LLM hidden states) mean.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
 from taskscope.similarity.inputs import Precision
 
-KERNELS: dict[str, type["Kernel"]] = {}
+KERNELS: dict[str, type[Kernel]] = {}
 K = TypeVar("K", bound=type["Kernel"])
 
 
@@ -43,7 +44,7 @@ def register_kernel(name: str) -> Callable[[K], K]:
     return wrap
 
 
-def get_kernel(name: str, **kernel_args: object) -> "Kernel":
+def get_kernel(name: str, **kernel_args: object) -> Kernel:
     """``"rbf", sigma_scale=0.5`` -> ``RBFKernel(sigma_scale=0.5)``; unknown ids and arguments raise."""
     try:
         cls = KERNELS[name]

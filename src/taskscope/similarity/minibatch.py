@@ -16,7 +16,13 @@ import numpy as np
 import torch
 
 from taskscope.similarity.hsic import frobenius, hsic_normaliser, u_centre
-from taskscope.similarity.inputs import NanPolicy, Precision, prepare_pair, to_output, warn_undefined
+from taskscope.similarity.inputs import (
+    NanPolicy,
+    Precision,
+    prepare_pair,
+    to_output,
+    warn_undefined,
+)
 from taskscope.similarity.kernels import get_kernel
 
 

@@ -10,14 +10,20 @@ NaN with a warning.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import torch
 
-from taskscope.similarity.inputs import NanPolicy, constant_positions, prepare_pair, warn_undefined
+from taskscope.similarity.inputs import (
+    NanPolicy,
+    constant_positions,
+    prepare_pair,
+    warn_undefined,
+)
 
-MEASURES: dict[str, type["Measure"]] = {}
+MEASURES: dict[str, type[Measure]] = {}
 M = TypeVar("M", bound=type["Measure"])
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import torch
 
 from taskscope.similarity.measures.base import Measure, register
-from taskscope.similarity.measures.canonical import canonical_correlations, orthonormal_basis, warn_if_saturated
+from taskscope.similarity.measures.canonical import (
+    canonical_correlations,
+    orthonormal_basis,
+    warn_if_saturated,
+)
 
 
 @register("pwcca")
