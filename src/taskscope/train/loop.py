@@ -203,6 +203,9 @@ def train(
         ckpt.load_weights(model, latest)
         states, rng, trainer_state = ckpt.read_training_state(latest, rank)
         _check_same_config(trainer_state["config"], config, latest)
+        if trainer_state["world"] != world:
+            raise ValueError(f"cannot resume from {latest}: written by {trainer_state['world']} processes, "
+                             f"now {world}; the data order depends on the number of processes")
         start_step = int(trainer_state["step"])
         plan.load_state_dict(trainer_state["plan"])
     loss_module = TargetLoss(model)
@@ -263,7 +266,7 @@ def train(
                             "task_loss": _validation_loss(loss_module, batcher, validation_items, config, device)})
             if config.checkpoint_every and done % config.checkpoint_every == 0 and done < total_steps:
                 _save_checkpoint(accelerator, ckpt.step_dir(out_dir, done), loss_module, optimizer, scheduler,
-                                 {"step": done, "total_steps": total_steps, "plan": plan.state_dict(),
+                                 {"step": done, "total_steps": total_steps, "world": world, "plan": plan.state_dict(),
                                   "config": config.model_dump(mode="json")})
             logger.advance(done)
             if on_step is not None:
