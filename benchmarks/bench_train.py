@@ -8,7 +8,8 @@ formatted examples (builtin tasks, ``task_id`` prompts) for one epoch of ``--ste
   prompt, `DataCollatorForSeq2Seq` padding, the model's own forward (full-vocabulary logits at every position);
 * ours: `taskscope.train.train` - logits at target positions only, length-grouped batches.
 
-Throughput is real (non-padding) tokens of the epoch divided by the wall time of the whole training call.
+Throughput is real (non-padding) tokens of the epoch divided by the wall time (and, less sensitive to
+other load on a shared machine, the process CPU time) of the whole training call.
 The runs are interleaved (baseline, ours, ours, baseline, ...) to spread the noise of a shared machine;
 the script prints every run and the ratio of the medians.
 
@@ -67,7 +68,14 @@ def encode_for_trainer(tokenizer, data) -> list[dict]:
     return rows
 
 
-def run_trainer(base, tokenizer, rows, args) -> float:
+def timed(work) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of ``work()``; CPU time is less sensitive to other load."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def run_trainer(base, tokenizer, rows, args) -> tuple[float, float]:
     model = add_lora(copy.deepcopy(base), r=args.lora_r, alpha=2 * args.lora_r, dropout=0.05)
     with tempfile.TemporaryDirectory() as out:
         training_args = TrainingArguments(
@@ -77,21 +85,17 @@ def run_trainer(base, tokenizer, rows, args) -> float:
         )
         collator = DataCollatorForSeq2Seq(tokenizer, model=model, padding=True, label_pad_token_id=-100)
         trainer = Trainer(model=model, args=training_args, train_dataset=rows, data_collator=collator)
-        start = time.perf_counter()
-        trainer.train()
-        return time.perf_counter() - start
+        return timed(trainer.train)
 
 
-def run_ours(base, tokenizer, data, args) -> float:
+def run_ours(base, tokenizer, data, args) -> tuple[float, float]:
     model = add_lora(copy.deepcopy(base), r=args.lora_r, alpha=2 * args.lora_r, dropout=0.05)
     loaded = LoadedModel(model=model, tokenizer=tokenizer, spec=args.model, is_encoder_decoder=False,
                          num_layers=0, hidden_size=0, fingerprint="bench")
     config = TrainConfig(lr=1e-4, epochs=1, batch_size=args.batch_size, lora={"r": args.lora_r, "alpha": 2 * args.lora_r},
                          log_every=10**6, seed=0, max_length=512)
     with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        train(loaded, {"mixed": data}, config, out, progress=False)
-        return time.perf_counter() - start
+        return timed(lambda: train(loaded, {"mixed": data}, config, out, progress=False))
 
 
 def main() -> None:
@@ -113,16 +117,20 @@ def main() -> None:
     print(f"model {args.model}: {len(rows)} examples, {tokens} tokens ({tokens / len(rows):.1f}/example, "
           f"{targets / len(rows):.1f} target), batch {args.batch_size}, LoRA r {args.lora_r}, "
           f"{torch.get_num_threads()} threads")
-    speeds: dict[str, list[float]] = {"hf_trainer": [], "taskscope": []}
+    wall_speed: dict[str, list[float]] = {"hf_trainer": [], "taskscope": []}
+    cpu_speed: dict[str, list[float]] = {"hf_trainer": [], "taskscope": []}
     for round_index in range(args.rounds):
         order = ["hf_trainer", "taskscope"] if round_index % 2 == 0 else ["taskscope", "hf_trainer"]
         for name in order:
-            seconds = run_trainer(base, tokenizer, rows, args) if name == "hf_trainer" else run_ours(base, tokenizer, data, args)
-            speeds[name].append(tokens / seconds)
-            print(f"round {round_index}  {name:<11} {seconds:7.2f} s  {tokens / seconds:8.1f} tok/s", flush=True)
-    hf, ours = statistics.median(speeds["hf_trainer"]), statistics.median(speeds["taskscope"])
-    print(f"median tok/s: hf_trainer {hf:.1f}, taskscope {ours:.1f}; ratio taskscope / hf_trainer = {ours / hf:.2f}x")
-
+            wall, cpu = run_trainer(base, tokenizer, rows, args) if name == "hf_trainer" else run_ours(base, tokenizer, data, args)
+            wall_speed[name].append(tokens / wall)
+            cpu_speed[name].append(tokens / cpu)
+            print(f"round {round_index}  {name:<11} wall {wall:7.2f} s {tokens / wall:8.1f} tok/s   "
+                  f"cpu {cpu:7.2f} s {tokens / cpu:8.1f} tok/cpu-s", flush=True)
+    for label, speeds in (("wall", wall_speed), ("cpu", cpu_speed)):
+        hf, ours = statistics.median(speeds["hf_trainer"]), statistics.median(speeds["taskscope"])
+        print(f"median {label} tok/s: hf_trainer {hf:.1f}, taskscope {ours:.1f}; "
+              f"ratio taskscope / hf_trainer = {ours / hf:.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,7 @@ Order of operations of ``train(loaded, data, config, out_dir)``:
    backward (gradients synchronised on the last one only); the loss is the sum of target-token losses over
    the step divided by this process's number of target tokens; clip, optimizer step, scheduler step.  Per-task
    token-loss sums are summed over processes and fed to ``sampler.observe``; logs every ``log_every``,
-   validation every ``eval_every``, a checkpoint every ``checkpoint_every`` steps.
+   validation every ``eval_every`` and after the last step, a checkpoint every ``checkpoint_every`` steps.
 7. Write ``out_dir/final`` (weights + ``result.json``) atomically and return a `TrainResult`; ``loaded.model``
    is the trained model (a PEFT model for LoRA runs).
 """
