@@ -1,0 +1,339 @@
+"""`TransferStudyConfig`: the transfer study of Mueller, Dredze and Andrews as one validated YAML config.
+
+A study config carries ``study: transfer``; :func:`load_study_config` reads any study YAML and dispatches on
+that key (absent or ``mossa``: the MOSSA :class:`~taskscope.pipeline.config.StudyConfig`).  YAML is read with
+``yaml.safe_load``; validation errors become a :class:`~taskscope.pipeline.config.ConfigError` naming the file
+and every bad field by its dotted path (``fewshot.shots.0: Input should be greater than or equal to 0``).
+
+Defaults reproduce the paper: 100 test instances and a 40-instance few-shot pool per unseen task, shots
+0 / 5 / 10 / 20 / 40 over three seeds with LoRA r 16, alpha 32, dropout 0.05, lr 1e-3, 5 epochs, batch 32,
+with and without the task definition; in-context learning with k = 3 exemplars, with and without the definition.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from taskscope.pipeline.config import (
+    CONFIG_DIR,
+    ConfigError,
+    StudyConfig,
+    config_from_dict,
+)
+
+ContextKind = Literal["definition", "definition_exemplars", "exemplars", "task_id", "none"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TransferTasks(_Strict):
+    """Which tasks are seen (instruction tuning) and unseen (transfer), and how each task is split.
+
+    Seen / unseen, by the first given: ``split_dir`` (SNI ``splits/<name>/`` lists), ``unseen_clusters`` /
+    ``unseen_tasks``, else the ``split`` metadata the SNI source sets.  Seen tasks: ``validation`` and ``test``
+    instances held out, the rest (at most ``cap``, or ``caps[task]``) is training data.  Unseen tasks: the first
+    ``unseen_test`` instances (SNI order with ``sni_test_first``) and a disjoint ``fewshot_pool``.
+    """
+
+    source: str = "builtin"
+    options: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[str] | None = None
+    clusters: list[str] | None = None
+    split_dir: Path | None = None
+    unseen_clusters: list[str] | None = None
+    unseen_tasks: list[str] | None = None
+    max_seen_tasks: int | None = Field(None, ge=1)
+    max_unseen_tasks: int | None = Field(None, ge=1)
+    cap: int | None = Field(None, ge=1)
+    caps: dict[str, int] = Field(default_factory=dict)
+    validation: int = Field(10, ge=0)
+    test: int = Field(10, ge=1)
+    unseen_test: int = Field(100, ge=1)
+    fewshot_pool: int = Field(40, ge=0)
+    sni_test_first: bool = True
+    seed: int = 0
+
+    @field_validator("caps")
+    @classmethod
+    def _positive_caps(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {task: cap for task, cap in value.items() if cap < 1}
+        if bad:
+            raise ValueError(f"per-task caps must be >= 1, got {bad}")
+        return value
+
+
+class TransferModel(_Strict):
+    """A model compared in the study: the pre-trained base, or the base instruction-tuned on the seen tasks.
+
+    ``train`` overrides fields of the study's ``instruction_tuning`` (e.g. ``sampler``, ``sampler_kwargs``,
+    ``cap``, ``unsupervised_every``) for this model only.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["pretrained", "multitask"]
+    train: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _train_needs_multitask(self) -> TransferModel:
+        if self.kind == "pretrained" and self.train:
+            raise ValueError("a 'pretrained' model is not trained; 'train' applies to kind 'multitask'")
+        return self
+
+
+def _default_models() -> list[TransferModel]:
+    return [TransferModel(name="pretrained", kind="pretrained"),
+            TransferModel(name="instruction_tuned", kind="multitask")]
+
+
+def _default_instruction_tuning() -> dict[str, Any]:
+    return {"sampler": "proportional", "lora": None, "lr": 1e-4, "epochs": 2.0, "batch_size": 32,
+            "checkpoint_every": 0}
+
+
+def _default_fewshot_train() -> dict[str, Any]:
+    return {}  # TrainConfig's defaults are the paper's few-shot LoRA settings
+
+
+class FewshotGrid(_Strict):
+    """Few-shot LoRA fine-tuning on every unseen task: shot counts x seeds x task contexts."""
+
+    shots: list[int] = Field(default_factory=lambda: [0, 5, 10, 20, 40], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    contexts: list[ContextKind] = Field(default_factory=lambda: ["definition", "none"], min_length=1)
+    train: dict[str, Any] = Field(default_factory=_default_fewshot_train)
+
+    @field_validator("shots")
+    @classmethod
+    def _shots_in_range(cls, value: list[int]) -> list[int]:
+        bad = [n for n in value if not 0 <= n <= 40]
+        if bad:
+            raise ValueError(f"shot counts must lie in [0, 40], got {bad}")
+        return sorted(set(value))
+
+
+class ICLConfig(_Strict):
+    """In-context learning on every unseen task: ``k`` exemplars from the few-shot pool or positive examples."""
+
+    k: int = Field(3, ge=0)
+    with_definition: list[bool] = Field(default_factory=lambda: [True, False], min_length=1)
+    exemplars: Literal["fewshot_pool", "positive_examples"] = "fewshot_pool"
+    seed: int = 0
+
+
+class TrajectoryConfig(_Strict):
+    """Checkpoint trajectories: unseen ICL and few-shot loss at every checkpoint of ``model``, split at ``step``."""
+
+    model: str
+    step: int = Field(ge=1)
+    shots: int = Field(20, ge=1, le=40)
+
+
+class AnalysesConfig(_Strict):
+    """Which analyses run; a model list names the models an analysis compares (None: the analysis is off)."""
+
+    transfer_curves: bool = True
+    correlations: bool = True
+    change: tuple[str, str] | None = None  # (before, after); default (first pretrained, first multitask)
+    sampling: list[str] | None = None
+    task_size_bins: int = Field(4, ge=1)
+    data_limit: list[str] | None = None
+    unsupervised: tuple[str, str] | None = None  # (without mixing, with mixing)
+    trajectory: TrajectoryConfig | None = None
+
+
+class TransferEvaluation(_Strict):
+    """Settings of every evaluation (`taskscope.evaluate.EvalSettings`) and of the seen-task loss."""
+
+    settings: dict[str, Any] = Field(default_factory=dict)
+    seen_train_instances: int = Field(20, ge=1)  # per seen task, for the train-loss side of the sampling study
+
+    @field_validator("settings")
+    @classmethod
+    def _settings_validate(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from taskscope.evaluate import EvalSettings
+
+        EvalSettings.model_validate(value)
+        return value
+
+
+class TransferReport(_Strict):
+    title: str | None = None
+    figure_formats: list[Literal["png", "pdf"]] = Field(default_factory=lambda: ["png", "pdf"])
+
+
+class TransferStudyConfig(_Strict):
+    """Everything a transfer study needs (see docs/transfer.md for each field)."""
+
+    study: Literal["transfer"] = "transfer"
+    name: str = "transfer"
+    model: str = "embedded"
+    device: str = "cpu"
+    tasks: TransferTasks = Field(default_factory=TransferTasks)
+    context: dict[str, Any] = Field(default_factory=lambda: {"kind": "definition"})
+    instruction_tuning: dict[str, Any] = Field(default_factory=_default_instruction_tuning)
+    unsupervised_text: Path | None = None  # default: the inputs of the seen training instances
+    models: list[TransferModel] = Field(default_factory=_default_models, min_length=1)
+    fewshot: FewshotGrid = Field(default_factory=FewshotGrid)
+    icl: ICLConfig = Field(default_factory=ICLConfig)
+    evaluation: TransferEvaluation = Field(default_factory=TransferEvaluation)
+    analyses: AnalysesConfig = Field(default_factory=AnalysesConfig)
+    report: TransferReport = Field(default_factory=TransferReport)
+    output_dir: Path = Path("runs")
+
+    @field_validator("context")
+    @classmethod
+    def _context_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from taskscope.tasks.formats import PromptFormat
+
+        PromptFormat.model_validate(value)
+        return value
+
+    @field_validator("instruction_tuning")
+    @classmethod
+    def _instruction_tuning_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from taskscope.train.config import TrainConfig
+
+        TrainConfig.model_validate(value)
+        return value
+
+    @field_validator("fewshot")
+    @classmethod
+    def _fewshot_train_validates(cls, value: FewshotGrid) -> FewshotGrid:
+        from taskscope.train.config import TrainConfig
+
+        if TrainConfig.model_validate(value.train).lora is None:
+            raise ValueError("train.lora: few-shot fine-tuning uses LoRA, it cannot be null")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TransferStudyConfig:
+        from taskscope.train.config import TrainConfig
+
+        names = self.model_names()
+        if len(set(names)) != len(names):
+            raise ValueError(f"models: names must be unique, got {names}")
+        for i, model in enumerate(self.models):
+            try:
+                TrainConfig.model_validate(self.train_config(model.name))
+            except ValidationError as err:
+                raise ValueError(f"models.{i}.train ({model.name}): {err.errors()[0]['loc']}: "
+                                 f"{err.errors()[0]['msg']}") from None
+            if self.train_config(model.name).get("unsupervised_every") and self.unsupervised_text is not None \
+                    and not Path(self.unsupervised_text).is_file():
+                raise ValueError(f"unsupervised_text {str(self.unsupervised_text)!r} does not exist")
+        multitask = [m.name for m in self.models if m.kind == "multitask"]
+        analyses = self.analyses
+        named = {"analyses.change": analyses.change, "analyses.sampling": analyses.sampling,
+                 "analyses.data_limit": analyses.data_limit, "analyses.unsupervised": analyses.unsupervised}
+        for where, listed in named.items():
+            unknown = [n for n in (listed or ()) if n not in names]
+            if unknown:
+                raise ValueError(f"{where}: unknown model(s) {unknown}; models are {names}")
+        for where in ("analyses.sampling", "analyses.data_limit", "analyses.unsupervised"):
+            listed = named[where]
+            if listed is not None and any(n not in multitask for n in listed):
+                raise ValueError(f"{where}: compares instruction-tuned models; {list(listed)} includes a "
+                                 f"'pretrained' one")
+        if analyses.data_limit is not None:
+            caps = [self.train_config(n).get("cap") for n in analyses.data_limit]
+            if None in caps or len(set(caps)) != len(caps):
+                raise ValueError(f"analyses.data_limit: every model needs its own train.cap, got {caps}")
+        if analyses.unsupervised is not None:
+            mixing = [bool(self.train_config(n).get("unsupervised_every")) for n in analyses.unsupervised]
+            if mixing != [False, True]:
+                raise ValueError("analyses.unsupervised: give (model without, model with) unsupervised_every")
+        trajectory = analyses.trajectory
+        if trajectory is not None:
+            if trajectory.model not in multitask:
+                raise ValueError(f"analyses.trajectory.model {trajectory.model!r} is not a multitask model "
+                                 f"{multitask}")
+            every = self.train_config(trajectory.model).get("checkpoint_every", 0)
+            if not every or trajectory.step % every:
+                raise ValueError(f"analyses.trajectory.step {trajectory.step} must be a multiple of the model's "
+                                 f"checkpoint_every ({every})")
+        return self
+
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def model_named(self, name: str) -> TransferModel:
+        return next(m for m in self.models if m.name == name)
+
+    def train_config(self, name: str) -> dict[str, Any]:
+        """The instruction-tuning config of model ``name``: the study's, updated by the model's ``train``."""
+        return {**self.instruction_tuning, **self.model_named(name).train}
+
+    def change_pair(self) -> tuple[str, str] | None:
+        """(before, after) of the change correlation: ``analyses.change``, else (first pretrained, first
+        multitask), else the first two models; None with a single model."""
+        if self.analyses.change is not None:
+            return self.analyses.change
+        pretrained = [m.name for m in self.models if m.kind == "pretrained"]
+        multitask = [m.name for m in self.models if m.kind == "multitask"]
+        if pretrained and multitask:
+            return pretrained[0], multitask[0]
+        return (self.models[0].name, self.models[1].name) if len(self.models) > 1 else None
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid transfer study config {source}:"]
+    for item in err.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def transfer_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TransferStudyConfig:
+    try:
+        return TransferStudyConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def _read_yaml(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    path = Path(path)
+    if not path.exists() and not path.suffix and (CONFIG_DIR / f"{path}.yaml").exists():
+        path = CONFIG_DIR / f"{path}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"study config {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"study config {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"study config {path} must hold a mapping, got {type(data).__name__}")
+    return path, data
+
+
+def load_transfer_config(path: str | Path) -> TransferStudyConfig:
+    """Read and validate a transfer study YAML; a bare name looks in ``configs/``."""
+    path, data = _read_yaml(path)
+    return transfer_config_from_dict(data, str(path))
+
+
+def load_study_config(path: str | Path) -> StudyConfig | TransferStudyConfig:
+    """Read a study YAML and dispatch on its ``study:`` key: ``transfer``, or ``mossa`` / absent (MOSSA)."""
+    path, data = _read_yaml(path)
+    kind = data.get("study", "mossa")
+    if kind == "transfer":
+        return transfer_config_from_dict(data, str(path))
+    if kind == "mossa":
+        return config_from_dict({k: v for k, v in data.items() if k != "study"}, str(path))
+    raise ConfigError(f"invalid study config {path}:\n  study: unknown study {kind!r}; expected 'mossa' or 'transfer'")
+
+
+def dump_transfer_config(config: TransferStudyConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
