@@ -17,7 +17,11 @@ from taskscope.pipeline.transfer_config import (
     load_transfer_config,
     transfer_config_from_dict,
 )
-from taskscope.pipeline.transfer_study import TransferRun, expected_tables, run_transfer_study
+from taskscope.pipeline.transfer_study import (
+    TransferRun,
+    expected_tables,
+    run_transfer_study,
+)
 
 
 @pytest.fixture(scope="module")

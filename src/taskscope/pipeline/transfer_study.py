@@ -209,7 +209,7 @@ def seen_eval_job(spec: str, device: str, evaluation: dict, seen: dict[str, dict
     loaded = load_model(spec, device=device)
     settings, cache = _settings(evaluation, generate=False), EvalCache(cache_dir)
     parts = []
-    for task, info in seen.items():
+    for info in seen.values():
         for split in ("train", "validation", "test"):
             records = info[split][: evaluation["seen_train_instances"]] if split == "train" else info[split]
             if records:
@@ -257,7 +257,11 @@ def fewshot_job(spec: str, device: str, tasks: dict, grid: dict, context: str, e
 
 
 def _write_scores(frame: pd.DataFrame, path: Path) -> None:
-    frame = frame.assign(references=[json.dumps(list(refs)) for refs in frame["references"]])
+    """Write evaluation rows with a fixed column order (cached results come back with their keys sorted)."""
+    from taskscope.evaluate.examples import COLUMNS
+
+    order = [c for c in COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in COLUMNS]
+    frame = frame[order].assign(references=[json.dumps(list(refs)) for refs in frame["references"]])
     atomic_write_text(path, frame.to_csv(index=False))
 
 
@@ -381,8 +385,12 @@ def analyse(config: TransferStudyConfig, frames: dict[str, pd.DataFrame], cluste
     * ``unsupervised``: every measure without and with unsupervised mixing, and the difference;
     * ``trajectory_correlation``: correlations of the changes before and after the chosen checkpoint step.
     """
-    from taskscope.analysis.correlation import loss_correlation, task_changes, spearman
-    from taskscope.analysis.transfer import loss_by_task_size, trajectory_correlation, transfer_curves
+    from taskscope.analysis.correlation import loss_correlation, spearman, task_changes
+    from taskscope.analysis.transfer import (
+        loss_by_task_size,
+        trajectory_correlation,
+        transfer_curves,
+    )
 
     fewshot, icl, seen = frames["fewshot"], frames["icl"], frames["seen_loss"]
     analyses = config.analyses
@@ -459,8 +467,8 @@ def run_report(ctx: StageContext) -> None:
 
 def transfer_stages(config: TransferStudyConfig) -> list[Stage]:
     """The stages of ``config``'s transfer study in run order (``trajectory`` only when configured)."""
-    dump = lambda model: model.model_dump(mode="json")  # noqa: E731
-    evaluation = lambda c: {"model": c.model, "evaluation": dump(c.evaluation)}  # noqa: E731
+    dump = lambda model: model.model_dump(mode="json")
+    evaluation = lambda c: {"model": c.model, "evaluation": dump(c.evaluation)}
     stages = [
         Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "context": c.context}),
         Stage("instruction_tune", run_instruction_tune,

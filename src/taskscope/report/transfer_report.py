@@ -36,8 +36,8 @@ from taskscope.report.transfer_figures import (
 
 SECTIONS = (
     ("transfer_curves", "Few-shot transfer curves (Figure 1)",
-     "Task-averaged test score after LoRA fine-tuning on n examples of each unseen task; bands: ± one standard "
-     "deviation over seeds."),
+     ("Task-averaged test score after LoRA fine-tuning on n examples of each unseen task; bands: ± one "
+      "standard deviation over seeds.")),
     ("correlations", "Few-shot fine-tuning vs in-context learning (Figure 2)",
      "Spearman ρ and two-sided p across unseen tasks, per model and shot count."),
     ("change_correlation", "Changes across models",
