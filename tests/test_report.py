@@ -46,3 +46,19 @@ def test_figures_exist_as_png_and_pdf(table, tmp_path):
         assert f"{stem}.png" in names and f"{stem}.pdf" in names
     assert (tmp_path / "figures" / "layer_map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "figures" / "layer_map.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_distribution_ticks_name_the_layers_they_stand_under(table, tmp_path, monkeypatch):
+    """A regression: boxplot's own 1..N labels once stayed on ticks placed at other layers."""
+    from taskscope.report import figures
+
+    wide = pd.concat([table.assign(layer=table["layer"] + 5 * k) for k in range(4)])  # 20 layers
+    captured = []
+    monkeypatch.setattr(figures, "_save", lambda fig, *args, **kwargs: captured.append(fig) or [])
+    figures.cka_distribution(wide, find_layer_map(wide), "linear", tmp_path, ("png",))
+    ax = captured[0].axes[0]
+    ax.figure.canvas.draw()
+    ticks = ax.get_xticks()
+    labels = [label.get_text() for label in ax.get_xticklabels()]
+    assert len(ticks) >= 5
+    assert labels == [str(int(t)) for t in ticks]

@@ -50,7 +50,7 @@ def _save(fig, out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
 
 def _panels(n: int, title: str):
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), sharey=True, squeeze=False)
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.02)
     return fig, axes[0]
 
 
@@ -66,7 +66,9 @@ def cka_distribution(table: pd.DataFrame, layer_map: LayerMap, kernel: str, out_
         shade_bands(ax, layer_map)
         ax.set_title(model)
         ax.set_xlabel("layer")
-        ax.set_xticks(layers[:: max(1, len(layers) // 8)])
+        ticks = layers[:: max(1, len(layers) // 8)]
+        # boxplot installs fixed labels 1..N; relabel with the layer numbers themselves
+        ax.set_xticks(ticks, labels=[str(int(t)) for t in ticks])
     axes[0].set_ylabel("CKA")
     return _save(fig, out_dir, f"cka_distribution_{kernel}", formats)
 
