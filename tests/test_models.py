@@ -298,3 +298,16 @@ def test_load_model_with_fresh_lora_settings():
     trainable = {name.split(".")[-4] for name, p in loaded.model.named_parameters() if p.requires_grad}
     assert trainable == {"q_proj", "v_proj"}
     assert loaded.fingerprint != load_model("tiny:gemma").fingerprint
+
+
+def test_tokenizer_of_one_folder_is_loaded_once_until_its_files_change(tmp_path):
+    from taskscope.models import loading
+
+    tiny = tiny_model("llama")
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    first = loading.load_tokenizer(tmp_path)
+    assert loading.load_tokenizer(tmp_path) is first
+    config_file = tmp_path / "tokenizer_config.json"
+    config_file.write_text(config_file.read_text() + "\n")  # same content, new size: a changed file
+    assert loading.load_tokenizer(tmp_path) is not first

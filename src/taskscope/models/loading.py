@@ -27,6 +27,7 @@ generation) sets it itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -115,8 +116,28 @@ def _load_pretrained_dir(path: Path, spec: str, dtype: str, trust_remote_code: b
         path, config=config, dtype=resolve_dtype(dtype, config), use_safetensors=True,
         trust_remote_code=trust_remote_code,
     )
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    return model, tokenizer
+    return model, load_tokenizer(path, trust_remote_code=trust_remote_code)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
+
+
+def load_tokenizer(path: Path, *, trust_remote_code: bool = False) -> Any:
+    """The tokenizer of a checkpoint folder, shared within the process while its files are unchanged.
+
+    Building a large-vocabulary fast tokenizer is slow (Gemma 3's 262k-token ``tokenizer.json``: ~3 s, and
+    ``copy.deepcopy`` ~2 s), and a study loads the same base checkpoint once per control model, so loads of
+    one folder return one object.  taskscope never mutates a loaded tokenizer beyond :func:`ensure_pad_token`
+    (the same change on every load); copy it before changing ``padding_side`` or adding tokens yourself.
+    """
+    stamp = tuple((name, (path / name).stat().st_mtime_ns, (path / name).stat().st_size)
+                  for name in TOKENIZER_FILES if (path / name).is_file())
+    return _cached_tokenizer(str(path.resolve()), stamp, trust_remote_code)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_tokenizer(path: str, stamp: tuple, trust_remote_code: bool) -> Any:
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
 def ensure_pad_token(model: Any, tokenizer: Any, spec: str) -> None:
