@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -209,3 +210,19 @@ def test_defaults_reproduce_the_paper_and_presets_validate():
     assert {"transfer_quickstart.yaml", "transfer_paper_t5.yaml"} <= {p.name for p in presets}
     for path in presets:
         assert isinstance(load_study_config(path), TransferStudyConfig), path
+
+
+def test_the_run_command_dispatches_a_transfer_config(tiny_run, tmp_path):
+    """`taskscope run transfer.yaml` (and `run_study(path)`) run the transfer study, reusing a finished run."""
+    from typer.testing import CliRunner
+
+    from taskscope.cli import app
+    from taskscope.pipeline import run_study
+    from taskscope.pipeline.transfer_study import TransferRun
+
+    config = CONFIG_DIR / "transfer_tiny.yaml"
+    assert isinstance(run_study(config, tiny_run.run_dir), TransferRun)
+    result = CliRunner().invoke(app, ["run", str(config), "--run-dir", str(tiny_run.run_dir)])
+    assert result.exit_code == 0, result.output
+    stages = json.loads((tiny_run.run_dir / "stages.json").read_text())
+    assert all(record["cached"] for record in stages.values())

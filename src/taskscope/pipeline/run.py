@@ -2,7 +2,8 @@
 
 Order of operations in :func:`run_study`:
 
-1. resolve the config (``None`` -> the quickstart preset, a path -> :func:`load_config`);
+1. resolve the config (``None`` -> the quickstart preset, a path -> read and dispatched on its ``study:``
+   key; a transfer study goes on in :func:`taskscope.pipeline.transfer_study.run_transfer_study`);
 2. resolve the run folder (``run_dir`` or ``config.output_dir / config.name``), write ``study.yaml``
    there and attach the log file ``logs/run.log``;
 3. run the stages of :func:`~taskscope.pipeline.study.study_stages` through the chosen executor
@@ -27,6 +28,7 @@ from taskscope.pipeline.config import CONFIG_DIR, StudyConfig, dump_config, load
 from taskscope.pipeline.executors.base import get_executor
 from taskscope.pipeline.progress import attach_log_file, detach_log_file
 from taskscope.pipeline.stages import Stage, run_stages
+from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config
 
 TABLES = ("mossa", "layer_summary", "cluster_summary", "differences")
 QUICKSTART = CONFIG_DIR / "quickstart.yaml"
@@ -90,12 +92,27 @@ class Run:
         return f"Run({str(self.run_dir)!r})"
 
 
-def resolve_config(config: StudyConfig | str | Path | None) -> StudyConfig:
+def resolve_config(config: StudyConfig | TransferStudyConfig | str | Path | None) -> StudyConfig | TransferStudyConfig:
+    """``None`` -> the quickstart preset; a config object as it is; a path -> read and dispatched on ``study:``."""
     if config is None:
         return load_config(QUICKSTART)
-    if isinstance(config, StudyConfig):
+    if isinstance(config, (StudyConfig, TransferStudyConfig)):
         return config
-    return load_config(config)
+    return load_study_config(config)
+
+
+def execute_stages(stages: Sequence[Stage], study: Any, study_yaml: str, folder: Path, *, executor: str,
+                   force: bool | Sequence[str], executor_options: dict | None) -> None:
+    """Steps 2-3 shared by every study kind: write ``study.yaml``, attach the log, run the stages, clean up."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "study.yaml", study_yaml)
+    handler = attach_log_file(folder)
+    runner = get_executor(executor, **(executor_options or {}))
+    try:
+        run_stages(stages, study, folder, runner, force=force)
+    finally:
+        runner.close()
+        detach_log_file(handler)
 
 
 def run_study(config: StudyConfig | str | Path | None = None, run_dir: str | Path | None = None, *,
@@ -110,16 +127,13 @@ def run_study(config: StudyConfig | str | Path | None = None, run_dir: str | Pat
     from taskscope.pipeline.study import study_stages
 
     study = resolve_config(config)
+    if isinstance(study, TransferStudyConfig):
+        from taskscope.pipeline.transfer_study import run_transfer_study
+
+        return run_transfer_study(study, run_dir, executor=executor, force=force, executor_options=executor_options)
     folder = Path(run_dir) if run_dir is not None else study.output_dir / study.name
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "study.yaml", dump_config(study))
-    handler = attach_log_file(folder)
-    runner = get_executor(executor, **(executor_options or {}))
-    try:
-        run_stages(stages if stages is not None else study_stages(), study, folder, runner, force=force)
-    finally:
-        runner.close()
-        detach_log_file(handler)
+    execute_stages(stages if stages is not None else study_stages(), study, dump_config(study), folder,
+                   executor=executor, force=force, executor_options=executor_options)
     return Run(folder)
 
 

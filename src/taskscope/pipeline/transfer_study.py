@@ -35,10 +35,8 @@ from typing import Any
 import pandas as pd
 
 from taskscope.pipeline.cache import atomic_write_json, atomic_write_text
-from taskscope.pipeline.executors.base import get_executor
-from taskscope.pipeline.progress import attach_log_file, detach_log_file
-from taskscope.pipeline.run import Run, _Tables
-from taskscope.pipeline.stages import Stage, StageContext, run_stages
+from taskscope.pipeline.run import Run, _Tables, execute_stages
+from taskscope.pipeline.stages import Stage, StageContext
 from taskscope.pipeline.transfer_config import (
     TransferStudyConfig,
     dump_transfer_config,
@@ -550,13 +548,6 @@ def run_transfer_study(config: TransferStudyConfig | str | Path, run_dir: str | 
     """
     study = config if isinstance(config, TransferStudyConfig) else load_transfer_config(config)
     folder = Path(run_dir) if run_dir is not None else study.output_dir / study.name
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "study.yaml", dump_transfer_config(study))
-    handler = attach_log_file(folder)
-    runner = get_executor(executor, **(executor_options or {}))
-    try:
-        run_stages(transfer_stages(study), study, folder, runner, force=force)
-    finally:
-        runner.close()
-        detach_log_file(handler)
+    execute_stages(transfer_stages(study), study, dump_transfer_config(study), folder,
+                   executor=executor, force=force, executor_options=executor_options)
     return TransferRun(folder)
