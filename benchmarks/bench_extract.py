@@ -9,7 +9,7 @@ interleaved chunk by chunk (baseline, ours, baseline, ours, ...) so load drift o
 Each chunk prints tokens/s of both and their ratio; the end prints the overall and median chunk ratios.  Agreement is checked on HF's
 convention: our layers 0..L-1 against HF's entries, our layer L after the model's final norm against HF's last.
 
-    PYTHONPATH=src python benchmarks/bench_extract.py --model /tmp/gemma/ckpt --n 64
+    PYTHONPATH=src python benchmarks/bench_extract.py --n 64            # --model SPEC (default: embedded)
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from taskscope.models import load_model
 from taskscope.represent import extract_hidden_states, find_backbone
 from taskscope.tasks import PromptFormat, format_task, load_suite
 
@@ -33,7 +33,7 @@ def sni_prompts(n: int, tokenizer, max_prompt_tokens: int) -> list[str]:
     are skipped), round-robin over the SNI sample's tasks."""
     suite = load_suite(f"sni:{SNI_DIR}")
     fmt = PromptFormat(kind="definition_exemplars", max_prompt_tokens=max_prompt_tokens)
-    count = lambda text: len(tokenizer(text)["input_ids"])  # noqa: E731
+    count = lambda text: len(tokenizer(text)["input_ids"])
     per_task = [format_task(task, fmt=fmt, count_tokens=count) for task in suite]
     prompts = []
     for index in range(max(len(p) for p in per_task)):
@@ -43,7 +43,7 @@ def sni_prompts(n: int, tokenizer, max_prompt_tokens: int) -> list[str]:
 
 def synthetic_prompts(n: int) -> list[str]:
     """Instruction-shaped prompts of varied length when the SNI sample is absent."""
-    words = "the model reads a sentence and decides whether its claim is supported by the passage".split()
+    words = ["the", "model", "reads", "a", "sentence", "and", "decides", "whether", "its", "claim", "is", "supported", "by", "the", "passage"]
     return [f"Definition: answer the question.\n\nNow complete the following example -\nInput: "
             f"{' '.join(words[(i + j) % len(words)] for j in range(8 + 9 * (i % 13)))}\nOutput: " for i in range(n)]
 
@@ -69,7 +69,7 @@ def max_relative_difference(ours: torch.Tensor, hf: torch.Tensor, final_norm) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="/tmp/gemma/ckpt")
+    parser.add_argument("--model", default="embedded", help="model spec for taskscope.models.load_model")
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--batches-per-chunk", type=int, default=1)
@@ -78,8 +78,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     args = parser.parse_args()
 
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).to(args.device).eval()
+    loaded = load_model(args.model, dtype=args.dtype, device=args.device)
+    model, tokenizer = loaded.model.eval(), loaded.tokenizer
     source = "SNI sample" if (SNI_DIR / "INDEX.tsv").is_file() else "synthetic"
     prompts = sni_prompts(args.n, tokenizer, args.max_prompt_tokens) if source == "SNI sample" \
         else synthetic_prompts(args.n)

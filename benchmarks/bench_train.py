@@ -13,7 +13,7 @@ other load on a shared machine, the process CPU time) of the whole training call
 The runs are interleaved (baseline, ours, ours, baseline, ...) to spread the noise of a shared machine;
 the script prints every run and the ratio of the medians.
 
-    PYTHONPATH=src python benchmarks/bench_train.py --model /tmp/gemma/ckpt --steps 4 --rounds 2
+    PYTHONPATH=src python benchmarks/bench_train.py --steps 4   # --model SPEC (default: embedded) --rounds 2
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def run_ours(base, tokenizer, data, args) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="/tmp/gemma/ckpt", help="checkpoint dir, 'embedded' or 'tiny:ARCH'")
+    parser.add_argument("--model", default="embedded", help="model spec: 'embedded', a checkpoint dir or 'tiny:ARCH'")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lora-r", type=int, default=8)

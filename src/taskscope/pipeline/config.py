@@ -27,7 +27,7 @@ from pydantic import (
 
 from taskscope.analysis.layer_map import LayerMapParams
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # shipped in the package; ./configs links here
 
 
 class ConfigError(ValueError):
