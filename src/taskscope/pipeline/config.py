@@ -149,8 +149,9 @@ def _validate_with(module: str, cls_name: str, value: dict[str, Any]) -> None:
     target.model_validate(value)
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid study config {source}:"]
+def format_errors(err: ValidationError, source: str, label: str = "study config") -> str:
+    """One line per invalid field, named by its dotted path: ``  tasks.n_inputs: Input should be ...``."""
+    lines = [f"invalid {label} {source}:"]
     for item in err.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
         lines.append(f"  {where}: {item['msg']}")
@@ -161,11 +162,11 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> StudyConfi
     try:
         return StudyConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+        raise ConfigError(format_errors(err, source)) from None
 
 
-def load_config(path: str | Path) -> StudyConfig:
-    """Read a YAML study config (``yaml.safe_load``) and validate it; a bare name looks in ``configs/``."""
+def read_config_yaml(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The mapping in a study YAML (``yaml.safe_load``) and its resolved path; a bare name looks in ``configs/``."""
     path = Path(path)
     if not path.exists() and not path.suffix and (CONFIG_DIR / f"{path}.yaml").exists():
         path = CONFIG_DIR / f"{path}.yaml"
@@ -177,6 +178,12 @@ def load_config(path: str | Path) -> StudyConfig:
         raise ConfigError(f"study config {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"study config {path} must hold a mapping, got {type(data).__name__}")
+    return path, data
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read a YAML MOSSA study config and validate it; a bare name looks in ``configs/``."""
+    path, data = read_config_yaml(path)
     return config_from_dict(data, str(path))
 
 

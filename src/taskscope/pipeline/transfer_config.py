@@ -26,10 +26,11 @@ from pydantic import (
 )
 
 from taskscope.pipeline.config import (
-    CONFIG_DIR,
     ConfigError,
     StudyConfig,
     config_from_dict,
+    format_errors,
+    read_config_yaml,
 )
 
 ContextKind = Literal["definition", "definition_exemplars", "exemplars", "task_id", "none"]
@@ -288,45 +289,22 @@ class TransferStudyConfig(_Strict):
         return (self.models[0].name, self.models[1].name) if len(self.models) > 1 else None
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid transfer study config {source}:"]
-    for item in err.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
-    return "\n".join(lines)
-
-
 def transfer_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TransferStudyConfig:
     try:
         return TransferStudyConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
-
-
-def _read_yaml(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    path = Path(path)
-    if not path.exists() and not path.suffix and (CONFIG_DIR / f"{path}.yaml").exists():
-        path = CONFIG_DIR / f"{path}.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"study config {path} does not exist") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"study config {path} is not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"study config {path} must hold a mapping, got {type(data).__name__}")
-    return path, data
+        raise ConfigError(format_errors(err, source, "transfer study config")) from None
 
 
 def load_transfer_config(path: str | Path) -> TransferStudyConfig:
     """Read and validate a transfer study YAML; a bare name looks in ``configs/``."""
-    path, data = _read_yaml(path)
+    path, data = read_config_yaml(path)
     return transfer_config_from_dict(data, str(path))
 
 
 def load_study_config(path: str | Path) -> StudyConfig | TransferStudyConfig:
     """Read a study YAML and dispatch on its ``study:`` key: ``transfer``, or ``mossa`` / absent (MOSSA)."""
-    path, data = _read_yaml(path)
+    path, data = read_config_yaml(path)
     kind = data.get("study", "mossa")
     if kind == "transfer":
         return transfer_config_from_dict(data, str(path))
