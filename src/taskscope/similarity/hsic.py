@@ -22,10 +22,9 @@ def double_centre(gram: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """``HKH`` of a symmetric Gram stack: subtract row and column means (equal by symmetry), add back the
     grand mean.  ``inplace`` overwrites ``gram`` (for a Gram matrix the caller owns)."""
     row = gram.mean(dim=-1, keepdim=True)
+    column = row.mT - row.mean(dim=-2, keepdim=True)  # (..., 1, n): one pass less than two updates
     out = gram.sub_(row) if inplace else gram - row
-    out -= row.mT
-    out += row.mean(dim=-2, keepdim=True)
-    return out
+    return out.sub_(column)
 
 
 def u_centre(gram: torch.Tensor) -> torch.Tensor:
