@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from taskscope.pipeline.cache import atomic_dir, is_done, read_marker, stable_hash
+from taskscope.common.files import atomic_dir
+from taskscope.pipeline.cache import is_done, read_marker, stable_hash
 from taskscope.pipeline.executors import EXECUTORS, get_executor
 from taskscope.pipeline.stages import Stage, run_stages
 

@@ -54,7 +54,7 @@ def test_distribution_ticks_name_the_layers_they_stand_under(table, tmp_path, mo
 
     wide = pd.concat([table.assign(layer=table["layer"] + 5 * k) for k in range(4)])  # 20 layers
     captured = []
-    monkeypatch.setattr(figures, "_save", lambda fig, *args, **kwargs: captured.append(fig) or [])
+    monkeypatch.setattr(figures, "save_figure", lambda fig, *args, **kwargs: captured.append(fig) or [])
     figures.cka_distribution(wide, find_layer_map(wide), "linear", tmp_path, ("png",))
     ax = captured[0].axes[0]
     ax.figure.canvas.draw()

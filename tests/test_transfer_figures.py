@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from taskscope.analysis.transfer import loss_by_task_size, transfer_curves
+from taskscope.report.figures import save_figure
 from taskscope.report.transfer_figures import (
     correlation_scatter_figure,
-    save_figure,
     task_size_figure,
     trajectory_figure,
     transfer_curve_figure,

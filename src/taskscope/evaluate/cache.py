@@ -4,7 +4,8 @@ The key is a JSON-ready dict (model fingerprint, task, the sha256 of the example
 its canonical JSON's sha256 names the file ``root/{digest[:2]}/{digest}.json``, which holds
 ``{"key": ..., "value": ...}``.  `get_or_compute` returns the stored value when the file exists and its key
 equals the requested one; otherwise it computes the value, writes it to a temporary file in the same folder
-and moves it into place with ``os.replace`` (atomic: a killed run never leaves a half-written entry).
+and moves it into place with ``os.replace`` (:mod:`taskscope.common.files`: a killed run never leaves a
+half-written entry).
 An unreadable entry is recomputed.
 """
 
@@ -12,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from taskscope.common.files import atomic_write_text
 from taskscope.train.data import ExampleLike
 
 
@@ -53,16 +53,7 @@ class EvalCache:
 
     def store(self, key: Mapping[str, Any], value: Any) -> None:
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps({"key": key, "value": value}, sort_keys=True, ensure_ascii=False)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w") as stream:
-                stream.write(payload)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        atomic_write_text(path, json.dumps({"key": key, "value": value}, sort_keys=True, ensure_ascii=False))
 
     def get_or_compute(self, key: Mapping[str, Any], compute: Callable[[], Any]) -> Any:
         """The cached value of ``key``, computing and storing it (JSON-ready) on a miss."""

@@ -7,30 +7,18 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from taskscope.common.progress import progress_bar
 
 T = TypeVar("T")
 LOGGER_NAME = "taskscope.pipeline"
 logger = logging.getLogger(LOGGER_NAME)
 
 
-def new_progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("eta"), TimeRemainingColumn(), transient=False)
-
-
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate ``items`` under a progress bar with elapsed time and ETA; each step is also logged."""
     items = list(items) if total is None else items
     total = len(items) if total is None else total
-    with new_progress() as progress:
+    with progress_bar() as progress:
         bar = progress.add_task(description, total=total)
         for i, item in enumerate(items, 1):
             yield item

@@ -23,7 +23,7 @@ import pandas as pd
 import typer
 
 from taskscope.analysis.layer_map import LayerMap
-from taskscope.pipeline.cache import atomic_write_text
+from taskscope.common.files import atomic_write_text
 from taskscope.pipeline.config import CONFIG_DIR, StudyConfig, dump_config, load_config
 from taskscope.pipeline.executors.base import get_executor
 from taskscope.pipeline.progress import attach_log_file, detach_log_file
@@ -34,11 +34,12 @@ TABLES = ("mossa", "layer_summary", "cluster_summary", "differences")
 QUICKSTART = CONFIG_DIR / "quickstart.yaml"
 
 
-class _Tables(Mapping[str, pd.DataFrame]):
-    """``run.tables["mossa"]`` reads ``run_dir/mossa.csv`` (once) as a DataFrame."""
+class RunTables(Mapping[str, pd.DataFrame]):
+    """``run.tables["mossa"]`` reads ``run_dir/mossa.csv`` (once) as a DataFrame; ``names`` are the tables listed."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, names: Sequence[str] = TABLES):
         self._run_dir = run_dir
+        self._names = tuple(names)
         self._cache: dict[str, pd.DataFrame] = {}
 
     def _path(self, name: str) -> Path:
@@ -52,7 +53,7 @@ class _Tables(Mapping[str, pd.DataFrame]):
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:
-        return (name for name in TABLES if self._path(name).is_file())
+        return (name for name in self._names if self._path(name).is_file())
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -65,7 +66,7 @@ class Run:
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise FileNotFoundError(f"no run folder at {self.run_dir}")
-        self.tables = _Tables(self.run_dir)
+        self.tables: RunTables = RunTables(self.run_dir)
 
     @cached_property
     def layer_map(self) -> LayerMap:

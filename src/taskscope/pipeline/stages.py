@@ -25,13 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskscope.pipeline.cache import (
-    atomic_dir,
-    atomic_write_json,
-    is_done,
-    mark_done,
-    stable_hash,
-)
+from taskscope.common.files import atomic_dir, atomic_path, atomic_write_json
+from taskscope.pipeline.cache import is_done, mark_done, stable_hash
 from taskscope.pipeline.executors.base import Executor
 
 logger = logging.getLogger("taskscope.pipeline")
@@ -146,6 +141,5 @@ def _publish(source: Path, target: Path) -> None:
         with atomic_dir(target) as tmp:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
     else:
-        tmp = target.with_name(f".{target.name}.publish.tmp")
-        shutil.copy2(source, tmp)
-        tmp.replace(target)
+        with atomic_path(target) as tmp:
+            shutil.copy2(source, tmp)

@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from taskscope.pipeline.cache import atomic_write_json, atomic_write_text
+from taskscope.common.files import atomic_write_json, atomic_write_text
 from taskscope.pipeline.config import StudyConfig, dump_config
 from taskscope.pipeline.stages import Stage, StageContext
 

@@ -34,8 +34,8 @@ from typing import Any
 
 import pandas as pd
 
-from taskscope.pipeline.cache import atomic_write_json, atomic_write_text
-from taskscope.pipeline.run import Run, _Tables, execute_stages
+from taskscope.common.files import atomic_write_json, atomic_write_text
+from taskscope.pipeline.run import Run, RunTables, execute_stages
 from taskscope.pipeline.stages import Stage, StageContext
 from taskscope.pipeline.transfer_config import (
     TransferStudyConfig,
@@ -514,19 +514,12 @@ def dump_models(config: TransferStudyConfig) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- run
-class _TransferTables(_Tables):
-    """``run.tables["per_task"]`` reads ``run_dir/per_task.csv`` (once)."""
-
-    def __iter__(self):
-        return (name for name in TRANSFER_TABLES if self._path(name).is_file())
-
-
 class TransferRun(Run):
     """A transfer-study run folder: ``tables`` (pandas, :data:`TRANSFER_TABLES`), ``report_path``, ``config``."""
 
     def __init__(self, run_dir: str | Path):
         super().__init__(run_dir)
-        self.tables = _TransferTables(self.run_dir)
+        self.tables = RunTables(self.run_dir, TRANSFER_TABLES)
 
     @functools.cached_property
     def config(self) -> TransferStudyConfig:  # type: ignore[override]

@@ -18,9 +18,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from taskscope.analysis.layer_map import BANDS, LayerMap
+from taskscope.common.files import atomic_path
+
+FORMATS = ("png", "pdf")
 
 BAND_COLOURS = {"shared": "#4c9be8", "transition": "#f2b447", "refinement": "#e8684c"}
 
@@ -38,13 +42,18 @@ def _layer_axis(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _save(fig, out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
+def save_figure(fig: Figure, path_stem: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write ``fig`` as ``path_stem.<format>`` for every format (each atomically) and close it; return the paths."""
+    stem = Path(path_stem)
     paths = []
-    for fmt in formats:
-        path = out_dir / f"{stem}.{fmt}"
-        fig.savefig(path, bbox_inches="tight", dpi=150)
-        paths.append(path)
-    plt.close(fig)
+    try:
+        for fmt in formats:
+            path = stem.parent / f"{stem.name}.{fmt}"
+            with atomic_path(path) as temporary:
+                fig.savefig(temporary, format=fmt, bbox_inches="tight", dpi=150)
+            paths.append(path)
+    finally:
+        plt.close(fig)
     return paths
 
 
@@ -70,7 +79,7 @@ def cka_distribution(table: pd.DataFrame, layer_map: LayerMap, kernel: str, out_
         # boxplot installs fixed labels 1..N; relabel with the layer numbers themselves
         ax.set_xticks(ticks, labels=[str(int(t)) for t in ticks])
     axes[0].set_ylabel("CKA")
-    return _save(fig, out_dir, f"cka_distribution_{kernel}", formats)
+    return save_figure(fig, out_dir / f"cka_distribution_{kernel}", formats)
 
 
 def cluster_curves(table: pd.DataFrame, kernel: str, out_dir: Path, formats: Sequence[str]):
@@ -85,7 +94,7 @@ def cluster_curves(table: pd.DataFrame, kernel: str, out_dir: Path, formats: Seq
         _layer_axis(ax)
     axes[0].set_ylabel("mean CKA")
     axes[-1].legend(fontsize=7, loc="best")
-    return _save(fig, out_dir, f"cluster_curves_{kernel}", formats)
+    return save_figure(fig, out_dir / f"cluster_curves_{kernel}", formats)
 
 
 def heldout_comparison(table: pd.DataFrame, kernel: str, out_dir: Path, formats: Sequence[str]):
@@ -104,7 +113,7 @@ def heldout_comparison(table: pd.DataFrame, kernel: str, out_dir: Path, formats:
     ax.set_ylabel("mean CKA across tasks")
     ax.set_title(f"Experimental models compared ({kernel} kernel)")
     ax.legend(fontsize=7)
-    return _save(fig, out_dir, f"heldout_comparison_{kernel}", formats)
+    return save_figure(fig, out_dir / f"heldout_comparison_{kernel}", formats)
 
 
 def layer_map_figure(layer_map: LayerMap, out_dir: Path, formats: Sequence[str]):
@@ -122,7 +131,7 @@ def layer_map_figure(layer_map: LayerMap, out_dir: Path, formats: Sequence[str])
     ax.set_ylabel("CKA")
     ax.set_title("Layer map")
     ax.legend(fontsize=7)
-    return _save(fig, out_dir, "layer_map", formats)
+    return save_figure(fig, out_dir / "layer_map", formats)
 
 
 def write_figures(table: pd.DataFrame, layer_map: LayerMap, out_dir: Path,

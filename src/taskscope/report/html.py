@@ -15,9 +15,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from taskscope.analysis.layer_map import BANDS, LayerMap
+from taskscope.common.files import atomic_write_text
 from taskscope.report.figures import BAND_COLOURS
 
-_STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3}pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}h2{margin-top:2em}"""
 
@@ -117,7 +118,7 @@ def render_html(table: pd.DataFrame, layer_map: LayerMap, *, title: str, config_
                f"{table['cluster'].nunique()} clusters, {table['layer'].nunique()} layers (0 = embeddings), kernels: "
                f"{html.escape(', '.join(dict.fromkeys(table['kernel'])))}.</p>")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body><h1>{html.escape(title)}</h1>{summary}
 <h2>Layer map</h2>
 <p>Rule: shared = the leading layers whose mean CKA across tasks is at least <code>shared_min_cka</code> and whose
@@ -137,7 +138,5 @@ spread is at most <code>max_spread</code>; refinement = the trailing layers whos
 
 def write_html(table: pd.DataFrame, layer_map: LayerMap, path: Path, *, title: str, config_text: str) -> Path:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_html(table, layer_map, title=title, config_text=config_text), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, render_html(table, layer_map, title=title, config_text=config_text))
     return path

@@ -11,16 +11,12 @@ Each function takes a table from `taskscope.analysis.transfer` / `.correlation` 
 * `trajectory_figure(frame, metric, step)` (Figure 4): per-task metric against checkpoint step (thin lines),
   the mean over tasks (thick) and the chosen step marked.
 
-`save_figure(fig, path_stem)` writes ``path_stem.png`` and ``path_stem.pdf``, each through a temporary file
-and ``os.replace``.
+`taskscope.report.figures.save_figure` writes them (PNG and PDF, atomically).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
 
@@ -31,7 +27,6 @@ from matplotlib.figure import Figure
 
 from taskscope.analysis.correlation import spearman
 
-FORMATS = ("png", "pdf")
 METRIC_LABELS = {"rouge_l": "ROUGE-L", "loss": "loss", "exact_match": "exact match",
                  "fewshot_loss": "few-shot fine-tuning loss", "icl_loss": "in-context loss"}
 
@@ -122,25 +117,3 @@ def trajectory_figure(frame: pd.DataFrame, metric: str = "icl_loss", step: int |
     ax.legend(frameon=False)
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig: Figure, path_stem: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write ``fig`` as ``path_stem.<format>`` for every format (atomically) and close it; return the paths."""
-    stem = Path(path_stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    try:
-        for fmt in formats:
-            path = stem.parent / f"{stem.name}.{fmt}"
-            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=stem.parent)
-            os.close(handle)
-            try:
-                fig.savefig(temporary, format=fmt, bbox_inches="tight", dpi=150)
-                os.replace(temporary, path)
-            finally:
-                if os.path.exists(temporary):
-                    os.unlink(temporary)
-            paths.append(path)
-    finally:
-        plt.close(fig)
-    return paths

@@ -15,8 +15,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,10 +23,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from taskscope.analysis.correlation import task_changes
-from taskscope.report.html import _STYLE
+from taskscope.common.files import atomic_write_text
+from taskscope.report.figures import save_figure
+from taskscope.report.html import STYLE
 from taskscope.report.transfer_figures import (
     correlation_scatter_figure,
-    save_figure,
     task_size_figure,
     trajectory_figure,
     transfer_curve_figure,
@@ -122,7 +121,7 @@ def render_transfer_html(tables: Mapping[str, pd.DataFrame], images: Mapping[str
                    f"{sorted(set(fewshot['shots']))}, seeds {sorted(set(fewshot['seed']))}, ICL k = "
                    f"{sorted(set(icl['k']))}.</p>")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}
 img{{max-width:100%}}</style></head>
 <body><h1>{html.escape(title)}</h1>{summary}
 {''.join(blocks)}
@@ -141,8 +140,5 @@ def write_transfer_report(tables: Mapping[str, pd.DataFrame], out_dir: Path, *, 
             images.setdefault(section, []).append((stem, _png_base64(fig)))
             save_figure(fig, out_dir / "figures" / stem, figure_formats)
     path = out_dir / "report.html"
-    handle, temporary = tempfile.mkstemp(prefix=".report.html.", dir=out_dir)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(render_transfer_html(tables, images, title=title, config_text=config_text))
-    os.replace(temporary, path)
+    atomic_write_text(path, render_transfer_html(tables, images, title=title, config_text=config_text))
     return path

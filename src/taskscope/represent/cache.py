@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -34,6 +32,8 @@ from typing import Any
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
+
+from taskscope.common.files import atomic_write_bytes
 
 from .extract import extract_hidden_states, resolve_dtype
 
@@ -96,19 +96,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80] or "_"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 class ActivationCache:
     """Hidden-state tensors on disk under ``root``, keyed by `ActivationKey` (see the module docstring)."""
 
@@ -148,10 +135,10 @@ class ActivationCache:
         tensor_path.parent.mkdir(parents=True, exist_ok=True)
         data = save_safetensors({TENSOR_NAME: tensor.detach().to("cpu", torch.float32).contiguous()},
                                 metadata={"task": key.task, "digest": key.digest()})
-        _atomic_write_bytes(tensor_path, data)
+        atomic_write_bytes(tensor_path, data)
         sidecar = {"format": FORMAT_VERSION, "key": key.parts(), "digest": key.digest(),
                    "sha256": hashlib.sha256(data).hexdigest(), "shape": list(tensor.shape), "dtype": "float32"}
-        _atomic_write_bytes(sidecar_path, json.dumps(sidecar, indent=1).encode())
+        atomic_write_bytes(sidecar_path, json.dumps(sidecar, indent=1).encode())
         return tensor_path
 
     def get_or_compute(self, key: ActivationKey, compute: Callable[[], torch.Tensor]) -> torch.Tensor:

@@ -29,15 +29,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from torch import nn
+
+from taskscope.common.progress import progress_bar
 
 from .backbone import Backbone, find_backbone
 
@@ -161,12 +155,6 @@ class _LayerRecorder:
             handle.remove()
 
 
-def _progress_bar(enabled: bool, description: str) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), disable=not enabled,
-                    transient=False)
-
-
 def extract_hidden_states(
     model: nn.Module,
     tokenizer: Any,
@@ -205,7 +193,7 @@ def extract_hidden_states(
     was_training = model.training
     model.eval()
     try:
-        with _progress_bar(progress, description) as bar, torch.inference_mode(), \
+        with progress_bar("tokens", disable=not progress) as bar, torch.inference_mode(), \
                 torch.autocast(device.type, dtype=compute_dtype, enabled=autocast):
             task = bar.add_task(description, total=sum(len(ids) for ids in token_ids))
             for batch in length_sorted_batches([len(ids) for ids in token_ids], batch_size):

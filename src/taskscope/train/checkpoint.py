@@ -28,6 +28,8 @@ import torch
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from taskscope.common.files import atomic_write_text
+
 from .objective import unwrap_peft
 
 CHECKPOINTS = "checkpoints"
@@ -99,9 +101,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON to ``path`` through a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def prepare_staging(final_dir: Path) -> Path:

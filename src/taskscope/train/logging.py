@@ -13,15 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from torch.utils.tensorboard import SummaryWriter
+
+from taskscope.common.files import atomic_write_text
+from taskscope.common.progress import progress_bar
 
 LOG_FILE = "log.jsonl"
 
@@ -31,9 +26,7 @@ def truncate_log(path: Path, last_step: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
@@ -50,11 +43,8 @@ class TrainLogger:
         self.writer = SummaryWriter(str(Path(out_dir) / "tensorboard")) if enabled else None
         self.progress = None
         if enabled and progress:
-            self.progress = Progress(
-                TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            )
-            self.task_id = self.progress.add_task("train", total=total_steps, completed=start_step, loss="-")
+            self.progress = progress_bar("loss {task.fields[loss]}")
+            self.task_id = self.progress.add_task("training", total=total_steps, completed=start_step, loss="-")
             self.progress.start()
 
     def log(self, record: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from taskscope.pipeline.executors.base import Executor, register_executor
-from taskscope.pipeline.progress import new_progress
+from taskscope.common.progress import progress_bar
 
 
 @register_executor("ray")
@@ -39,7 +39,7 @@ class RayExecutor(Executor):
         remote = self._ray.remote(num_cpus=self.num_cpus_per_job)(fn)
         refs = [remote.remote(*args) for args in args_list]
         pending = list(refs)
-        with new_progress() as progress:
+        with progress_bar() as progress:
             bar = progress.add_task(description, total=len(refs))
             while pending:
                 done, pending = self._ray.wait(pending, num_returns=1)
