@@ -4,18 +4,25 @@ Baseline: one prompt at a time through the full ``...ForCausalLM`` with ``output
 ``torch.no_grad`` (so the LM head makes full-vocabulary logits), keeping the last token of every layer.
 Ours: `taskscope.represent.extract_hidden_states` (length-sorted batches, right padding, block hooks, no LM head).
 
-The prompts are sorted by length and cut into chunks of ``--batches-per-chunk`` batches; the two methods run
-interleaved chunk by chunk (baseline, ours, baseline, ours, ...) so load drift on a shared machine hits both.
-Each chunk prints tokens/s of both and their ratio; the end prints the overall and median chunk ratios.  Agreement is checked on HF's
-convention: our layers 0..L-1 against HF's entries, our layer L after the model's final norm against HF's last.
+Two workloads of Tk-Instruct prompts (definition + 2 exemplars) from the SNI sample (synthetic prompts when it
+is absent):
 
-    PYTHONPATH=src python benchmarks/bench_extract.py --n 64            # --model SPEC (default: embedded)
+* ``per-task`` (what MOSSA does): ``--per-task`` prompts of each of ``--tasks`` tasks, one extraction call per
+  task; the prompts of a task share their task context, which taskscope runs once (``share_prefix``);
+* ``mixed``: ``--n`` prompts round-robin over all tasks, sorted by length and cut into chunks of
+  ``--batch-size`` prompts, one call per chunk (little to share inside a chunk).
+
+Per chunk the methods run interleaved (HF loop, taskscope, taskscope without prefix sharing) so load drift on a
+shared machine hits all alike; each chunk prints tokens/s and ratios, each workload the overall ratios.
+Agreement is checked on HF's convention: our layers 0..L-1 against HF's entries, our layer L after the model's
+final norm against HF's last.
+
+    PYTHONPATH=src python benchmarks/bench_extract.py            # --model SPEC (default: embedded) --workload per-task
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
@@ -28,24 +35,22 @@ from taskscope.tasks import PromptFormat, format_task, load_suite
 SNI_DIR = Path("/work/shared/data/sni")
 
 
-def sni_prompts(n: int, tokenizer, max_prompt_tokens: int) -> list[str]:
-    """``n`` Tk-Instruct prompts (definition + 2 exemplars) of at most ``max_prompt_tokens`` tokens (longer ones
-    are skipped), round-robin over the SNI sample's tasks."""
+def sni_prompts(tokenizer, max_prompt_tokens: int) -> list[list[str]]:
+    """Per SNI task, its Tk-Instruct prompts (definition + 2 exemplars) of at most ``max_prompt_tokens`` tokens."""
     suite = load_suite(f"sni:{SNI_DIR}")
     fmt = PromptFormat(kind="definition_exemplars", max_prompt_tokens=max_prompt_tokens)
     count = lambda text: len(tokenizer(text)["input_ids"])
-    per_task = [format_task(task, fmt=fmt, count_tokens=count) for task in suite]
-    prompts = []
-    for index in range(max(len(p) for p in per_task)):
-        prompts += [p[index].prompt for p in per_task if index < len(p) and count(p[index].prompt) <= max_prompt_tokens]
-    return prompts[:n]
+    per_task = [[e.prompt for e in format_task(task, fmt=fmt, count_tokens=count) if count(e.prompt) <= max_prompt_tokens]
+                for task in suite]
+    return [prompts for prompts in per_task if prompts]
 
 
-def synthetic_prompts(n: int) -> list[str]:
+def synthetic_prompts(tasks: int, per_task: int) -> list[list[str]]:
     """Instruction-shaped prompts of varied length when the SNI sample is absent."""
     words = ["the", "model", "reads", "a", "sentence", "and", "decides", "whether", "its", "claim", "is", "supported", "by", "the", "passage"]
-    return [f"Definition: answer the question.\n\nNow complete the following example -\nInput: "
-            f"{' '.join(words[(i + j) % len(words)] for j in range(8 + 9 * (i % 13)))}\nOutput: " for i in range(n)]
+    return [[f"Definition: {' '.join(words[(t + j) % len(words)] for j in range(60))}.\n\nNow complete the following "
+             f"example -\nInput: {' '.join(words[(i + j) % len(words)] for j in range(8 + 9 * (i % 5)))}\nOutput: "
+             for i in range(per_task)] for t in range(tasks)]
 
 
 def baseline(model, tokenizer, prompts: list[str]) -> torch.Tensor:
@@ -67,12 +72,49 @@ def max_relative_difference(ours: torch.Tensor, hf: torch.Tensor, final_norm) ->
     return max(float((mapped[l] - hf[l]).abs().max() / hf[l].abs().max()) for l in range(hf.shape[0]))
 
 
+def compare(name: str, chunks: list[list[str]], model, tokenizer, batch_size: int) -> None:
+    """Time the HF loop and taskscope (with and without prefix sharing) chunk by chunk, interleaved."""
+    methods = {
+        "HF loop": lambda p: baseline(model, tokenizer, p),
+        "taskscope": lambda p: extract_hidden_states(model, tokenizer, p, batch_size=batch_size, progress=False),
+        "no prefix sharing": lambda p: extract_hidden_states(model, tokenizer, p, batch_size=batch_size,
+                                                             share_prefix=False, progress=False),
+    }
+    seconds = dict.fromkeys(methods, 0.0)
+    outputs: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
+    total_tokens = 0
+    print(f"\n[{name}] {len(chunks)} calls, {sum(map(len, chunks))} prompts")
+    for index, prompts in enumerate(chunks, 1):
+        tokens = sum(len(tokenizer(p)["input_ids"]) for p in prompts)
+        total_tokens += tokens
+        line = []
+        for method, fn in methods.items():
+            start = time.perf_counter()
+            outputs[method].append(fn(prompts))
+            elapsed = time.perf_counter() - start
+            seconds[method] += elapsed
+            line.append(f"{method} {tokens / elapsed:7.1f} tok/s")
+        print(f"  call {index} ({len(prompts)} prompts, {tokens} tokens): " + " | ".join(line), flush=True)
+    base = seconds["HF loop"]
+    print(f"  total {total_tokens} tokens: " + " | ".join(f"{m} {total_tokens / s:.1f} tok/s ({s:.1f} s)"
+                                                        for m, s in seconds.items()))
+    print(f"  speed-up over the HF loop: taskscope {base / seconds['taskscope']:.2f}x, without prefix sharing "
+          f"{base / seconds['no prefix sharing']:.2f}x (goal >= 5x)")
+    final_norm = find_backbone(model).final_norm
+    hf = torch.cat(outputs["HF loop"], dim=1)
+    for method in ("taskscope", "no prefix sharing"):
+        print(f"  max relative difference to the HF loop ({method}): "
+              f"{max_relative_difference(torch.cat(outputs[method], dim=1), hf, final_norm):.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="embedded", help="model spec for taskscope.models.load_model")
-    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--workload", choices=["per-task", "mixed", "both"], default="both")
+    parser.add_argument("--tasks", type=int, default=4, help="per-task workload: number of tasks")
+    parser.add_argument("--per-task", type=int, default=16, help="per-task workload: prompts per task")
+    parser.add_argument("--n", type=int, default=64, help="mixed workload: prompts")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--batches-per-chunk", type=int, default=1)
     parser.add_argument("--max-prompt-tokens", type=int, default=256)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32")
@@ -81,41 +123,20 @@ def main() -> None:
     loaded = load_model(args.model, dtype=args.dtype, device=args.device)
     model, tokenizer = loaded.model.eval(), loaded.tokenizer
     source = "SNI sample" if (SNI_DIR / "INDEX.tsv").is_file() else "synthetic"
-    prompts = sni_prompts(args.n, tokenizer, args.max_prompt_tokens) if source == "SNI sample" \
-        else synthetic_prompts(args.n)
-    lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
-    tokens = sum(lengths)
-    print(f"model {args.model} on {args.device} ({args.dtype}), {len(prompts)} {source} prompts, {tokens} tokens "
-          f"(min {min(lengths)}, median {int(statistics.median(lengths))}, max {max(lengths)}), "
-          f"torch threads {torch.get_num_threads()}")
+    per_task = sni_prompts(tokenizer, args.max_prompt_tokens) if source == "SNI sample" \
+        else synthetic_prompts(max(args.tasks, 8), max(args.per_task, args.n // 8))
+    print(f"model {args.model} on {args.device} ({args.dtype}), {source} prompts, torch threads {torch.get_num_threads()}")
+    extract_hidden_states(model, tokenizer, per_task[0][:2], progress=False)  # warm-up both paths
+    baseline(model, tokenizer, per_task[0][:2])
+    if args.workload in ("per-task", "both"):
+        chunks = [p[:args.per_task] for p in per_task if len(p) >= args.per_task][:args.tasks]
+        compare("per-task", chunks, model, tokenizer, args.batch_size)
+    if args.workload in ("mixed", "both"):
+        mixed = [p[i] for i in range(max(map(len, per_task))) for p in per_task if i < len(p)][:args.n]
+        order = sorted(mixed, key=lambda text: -len(tokenizer(text)["input_ids"]))
+        chunks = [order[s:s + args.batch_size] for s in range(0, len(order), args.batch_size)]
+        compare("mixed", chunks, model, tokenizer, args.batch_size)
 
-    extract_hidden_states(model, tokenizer, prompts[:2], progress=False)  # warm-up both paths
-    baseline(model, tokenizer, prompts[:2])
-    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-    chunk = args.batch_size * args.batches_per_chunk
-    baseline_s = ours_s = 0.0
-    ratios, reference, ours = [], [], []
-    for start_index in range(0, len(order), chunk):
-        chunk_prompts = [prompts[i] for i in order[start_index:start_index + chunk]]
-        chunk_tokens = sum(lengths[i] for i in order[start_index:start_index + chunk])
-        start = time.perf_counter()
-        reference.append(baseline(model, tokenizer, chunk_prompts))
-        chunk_baseline_s = time.perf_counter() - start
-        start = time.perf_counter()
-        ours.append(extract_hidden_states(model, tokenizer, chunk_prompts, batch_size=args.batch_size,
-                                          progress=False))
-        chunk_ours_s = time.perf_counter() - start
-        baseline_s, ours_s = baseline_s + chunk_baseline_s, ours_s + chunk_ours_s
-        ratios.append(chunk_baseline_s / chunk_ours_s)
-        print(f"chunk {len(ratios)} ({len(chunk_prompts)} prompts, {chunk_tokens} tokens): "
-              f"HF loop {chunk_tokens / chunk_baseline_s:7.1f} tok/s | taskscope {chunk_tokens / chunk_ours_s:7.1f} tok/s"
-              f" | speed-up {ratios[-1]:.2f}x", flush=True)
-    difference = max_relative_difference(torch.cat(ours, dim=1), torch.cat(reference, dim=1),
-                                         find_backbone(model).final_norm)
-    print(f"total: HF loop {tokens / baseline_s:.1f} tok/s ({baseline_s:.1f} s), taskscope {tokens / ours_s:.1f} tok/s "
-          f"({ours_s:.1f} s); speed-up {baseline_s / ours_s:.2f}x overall, chunk ratios median "
-          f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x); goal >= 5x")
-    print(f"max relative difference of the states: {difference:.2e}")
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from taskscope.models import tiny_model
 from taskscope.represent import extract_hidden_states, find_backbone
 from taskscope.represent.extract import last_real_index, length_sorted_batches
+from taskscope.represent.prefix import plan_shared_prefixes
 
 ARCHS = ("llama", "gemma", "gpt2", "t5")
 # mixed lengths (bytes = tokens for the tiny byte tokenizer); the longest exceeds Gemma's sliding window (32)
@@ -188,3 +189,64 @@ def test_last_real_index_is_the_last_position_with_mask_one(rows):
     mask = torch.tensor(rows, dtype=torch.long)
     expected = [max(j for j, bit in enumerate(row) if bit) for row in rows]
     assert last_real_index(mask).tolist() == expected
+
+
+# ---------------------------------------------------------------- shared prefixes
+SHARED = "Definition: say whether the review below is positive or negative; answer with one word. "  # > window 32
+PREFIXED = [SHARED + "Input: great film. Output:", SHARED + "Input: dull. Output:", "Input: unrelated. Output:",
+            SHARED + "Input: loved every minute of it. Output:", SHARED + "Input: ok. Output:"]
+
+
+def tokens_run(loaded, **kwargs) -> tuple[torch.Tensor, int]:
+    """States and the number of token positions the first block processed."""
+    seen = []
+    handle = find_backbone(loaded.model).blocks[0].register_forward_pre_hook(
+        lambda module, args, kwargs_: seen.append((args[0] if args else kwargs_["hidden_states"]).shape[:2].numel()),
+        with_kwargs=True)
+    try:
+        states = extract_hidden_states(loaded.model, loaded.tokenizer, PREFIXED, batch_size=2, progress=False, **kwargs)
+    finally:
+        handle.remove()
+    return states, sum(seen)
+
+
+@pytest.mark.parametrize("layers", [None, [1]])
+def test_a_shared_prefix_runs_once_and_gives_the_same_states(loaded, layers):
+    shared, shared_tokens = tokens_run(loaded, layers=layers)
+    unshared, unshared_tokens = tokens_run(loaded, layers=layers, share_prefix=False)
+    single = one_at_a_time(loaded.model, loaded.tokenizer, PREFIXED, layers=layers)
+    assert max_relative_error(shared, single) < 1e-5
+    assert max_relative_error(unshared, single) < 1e-5
+    if find_backbone(loaded.model).is_encoder:  # bidirectional: nothing to share
+        assert shared_tokens == unshared_tokens
+    else:  # the four prompts' common prefix ran once instead of four times (plus right-padding)
+        assert shared_tokens < unshared_tokens - 2 * len(SHARED)
+
+
+def test_mean_pooling_does_not_share_prefixes():
+    loaded = tiny_model("llama", n_layers=2, hidden_size=32, seed=1)
+    shared, shared_tokens = tokens_run(loaded, pooling="mean")
+    _, unshared_tokens = tokens_run(loaded, pooling="mean", share_prefix=False)
+    assert shared_tokens == unshared_tokens
+    assert max_relative_error(shared, one_at_a_time(loaded.model, loaded.tokenizer, PREFIXED, pooling="mean")) < 1e-5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.lists(st.integers(0, 3), min_size=1, max_size=12)), min_size=1,
+                max_size=20),
+       st.integers(1, 5), st.integers(1, 8))
+def test_prefix_plan_covers_every_prompt_once_with_true_shorter_prefixes(specs, batch_size, min_shared):
+    stems = [[7] * 10, [7] * 6 + [8] * 6, [9] * 3, []]  # stems with common heads, so real groups form
+    token_ids = [stems[stem] + tail for stem, tail in specs]
+    plan = plan_shared_prefixes(token_ids, batch_size, min_shared)
+    seen = [i for group in plan.groups for batch in group.batches for i in batch] + plan.unshared
+    assert sorted(seen) == list(range(len(token_ids)))
+    for group in plan.groups:
+        members = [i for batch in group.batches for i in batch]
+        assert len(members) >= 2 and group.prefix_length >= min_shared
+        assert all(len(batch) <= batch_size for batch in group.batches)
+        head = token_ids[members[0]][:group.prefix_length]
+        assert all(token_ids[i][:group.prefix_length] == head and len(token_ids[i]) > group.prefix_length
+                   for i in members)
+    lengths = [len(ids) for ids in token_ids]
+    assert plan.tokens_run(lengths) <= sum(lengths)

@@ -41,10 +41,19 @@ class Backbone:
     def num_layers(self) -> int:
         return len(self.blocks)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-        """Run the stack on one padded batch, without a KV cache when the stack takes ``use_cache``."""
+    @property
+    def takes_cache(self) -> bool:
+        """Whether the stack is causal and accepts ``past_key_values`` (needed to reuse a shared prefix)."""
+        return not self.is_encoder and "past_key_values" in inspect.signature(self.stack.forward).parameters
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache: Any = None) -> Any:
+        """Run the stack on one padded batch.  Without ``cache``, no KV cache is made (when the stack takes
+        ``use_cache``); with one, the batch continues it (``attention_mask`` then covers cache + batch) and the
+        new keys and values are appended to it."""
         kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "use_cache" in inspect.signature(self.stack.forward).parameters:
+        if cache is not None:
+            kwargs.update(past_key_values=cache, use_cache=True)
+        elif "use_cache" in inspect.signature(self.stack.forward).parameters:
             kwargs["use_cache"] = False
         return self.stack(**kwargs)
 

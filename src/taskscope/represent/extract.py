@@ -11,11 +11,15 @@ For encoder-decoder models (T5) the states are the encoder's.
 
 1. tokenise every prompt the way the tokenizer does by default (special tokens added, e.g. Gemma's BOS);
    with ``max_length`` the tokenizer truncates (on its ``truncation_side``);
-2. sort prompts by token count, longest first, and cut the order into batches of ``batch_size``;
-3. per batch: right-pad to the batch's longest prompt and build the attention mask, so every real token
+2. with ``share_prefix`` (causal models, ``"last"`` pooling): group prompts that share a long token prefix
+   (:mod:`.prefix`); per group, run the prefix once into a KV cache, then run each batch of the members'
+   remaining tokens on a copy of that cache (positions continue after the prefix, the mask covers prefix +
+   suffix), which gives the states of the whole prompts with a fraction of the tokens;
+3. sort the other prompts by token count, longest first, and cut the order into batches of ``batch_size``;
+   per batch: right-pad to the batch's longest prompt and build the attention mask, so every real token
    keeps positions 0..len-1 (no position-id fix-ups needed, GPT-2 included) and, in causal models, never
    sees a pad; for T5's bidirectional encoder the mask hides the pads;
-4. run the stack (no LM head, no KV cache) under ``torch.inference_mode`` (and ``torch.autocast`` when
+4. run the stack (no LM head, no KV cache beyond a shared prefix's) under ``torch.inference_mode`` (and ``torch.autocast`` when
    ``dtype`` differs from the weights); hooks on the blocks pool each layer at once: ``"last"`` gathers the
    last position whose mask is 1 (so a real token equal to the pad id is still found), ``"mean"`` averages
    the positions whose mask is 1 (pads are excluded with ``masked_fill``, so even non-finite pad rows
@@ -25,15 +29,18 @@ For encoder-decoder models (T5) the states are the encoder's.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from taskscope.common.progress import progress_bar
 
 from .backbone import Backbone, find_backbone
+from .prefix import PrefixPlan, plan_shared_prefixes
 
 Pooler = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -128,15 +135,20 @@ class _LayerRecorder:
         self.pooled: dict[int, torch.Tensor] = {}
         self.mask: torch.Tensor | None = None
         self.last_index: torch.Tensor | None = None
+        self.recording = True
         self.handles = [backbone.blocks[0].register_forward_pre_hook(self._embeddings, with_kwargs=True)]
         for index, block in enumerate(backbone.blocks[:self.last_needed], start=1):
             self.handles.append(block.register_forward_hook(self._block_hook(index)))
 
     def start_batch(self, mask: torch.Tensor) -> None:
-        self.pooled, self.mask, self.last_index = {}, mask, last_real_index(mask)
+        self.pooled, self.mask, self.last_index, self.recording = {}, mask, last_real_index(mask), True
+
+    def start_prefix(self) -> None:
+        """The next forward fills a prefix cache: pool nothing, still stop after the last needed layer."""
+        self.recording = False
 
     def _record(self, layer: int, hidden: torch.Tensor) -> None:
-        if layer in self.wanted:
+        if self.recording and layer in self.wanted:
             self.pooled[layer] = self.pooler(hidden, self.mask.to(hidden.device), self.last_index.to(hidden.device))
         if layer == self.last_needed:
             raise _StopForward
@@ -165,6 +177,8 @@ def extract_hidden_states(
     layers: Sequence[int] | None = None,
     max_length: int | None = None,
     dtype: str | torch.dtype | None = None,
+    share_prefix: bool = True,
+    min_shared_tokens: int = 16,
     progress: bool = True,
     description: str = "extract hidden states",
 ) -> torch.Tensor:
@@ -174,6 +188,8 @@ def extract_hidden_states(
     ``pooling``: ``"last"`` (last non-padding token) or ``"mean"`` (over non-padding tokens).  ``layers``
     picks and orders layers (0 = embeddings, L = last block; negative counts from the end).  ``dtype``
     (e.g. ``"bfloat16"``) runs the forward under autocast in that dtype; the result is float32 anyway.
+    ``share_prefix`` runs a token prefix of at least ``min_shared_tokens`` that several prompts share once
+    (causal models with ``"last"`` pooling; same states up to float rounding, see :mod:`.prefix`).
     See the module docstring for the order of operations and what each layer index means.
     """
     if pooling not in POOLINGS:
@@ -190,27 +206,59 @@ def extract_hidden_states(
     pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
     autocast = compute_dtype is not None and compute_dtype != embeddings.weight.dtype
     recorder = _LayerRecorder(backbone, set(wanted), POOLINGS[pooling])
+    lengths = [len(ids) for ids in token_ids]
+    if share_prefix and pooling == "last" and backbone.takes_cache:
+        plan = plan_shared_prefixes(token_ids, batch_size, min_shared_tokens)
+    else:
+        plan = PrefixPlan(groups=[], unshared=list(range(len(token_ids))))
+
+    def run(batch: list[int], input_ids: torch.Tensor, mask: torch.Tensor, cache: Any = None,
+            full_mask: torch.Tensor | None = None) -> None:
+        nonlocal states
+        recorder.start_batch(mask)
+        try:
+            backbone.forward(input_ids, mask if full_mask is None else full_mask, cache)
+        except _StopForward:
+            pass
+        rows = torch.tensor(batch, dtype=torch.long)
+        if states is None:
+            width = recorder.pooled[wanted[0]].shape[-1]
+            states = torch.zeros((len(wanted), len(token_ids), width), dtype=torch.float32)
+        for slot, layer in enumerate(wanted):
+            states[slot, rows] = recorder.pooled[layer].to("cpu", torch.float32)
+        bar.advance(task, sum(lengths[i] for i in batch))
+
     was_training = model.training
     model.eval()
     try:
         with progress_bar("tokens", disable=not progress) as bar, torch.inference_mode(), \
                 torch.autocast(device.type, dtype=compute_dtype, enabled=autocast):
-            task = bar.add_task(description, total=sum(len(ids) for ids in token_ids))
-            for batch in length_sorted_batches([len(ids) for ids in token_ids], batch_size):
-                input_ids, mask = right_pad([token_ids[i] for i in batch], pad_id, device)
-                recorder.start_batch(mask)
-                try:
-                    backbone.forward(input_ids, mask)
-                except _StopForward:
-                    pass
-                rows = torch.tensor(batch, dtype=torch.long)
-                if states is None:
-                    width = recorder.pooled[wanted[0]].shape[-1]
-                    states = torch.zeros((len(wanted), len(token_ids), width), dtype=torch.float32)
-                for slot, layer in enumerate(wanted):
-                    states[slot, rows] = recorder.pooled[layer].to("cpu", torch.float32)
-                bar.advance(task, int(mask.sum()))
+            task = bar.add_task(description, total=sum(lengths))
+            for group in plan.groups:
+                prefix_length = group.prefix_length
+                prefix_cache = _prefix_cache(backbone, recorder, token_ids[group.batches[0][0]][:prefix_length], device)
+                for batch in group.batches:
+                    input_ids, mask = right_pad([token_ids[i][prefix_length:] for i in batch], pad_id, device)
+                    cache = copy.deepcopy(prefix_cache)
+                    if len(batch) > 1:
+                        cache.batch_repeat_interleave(len(batch))
+                    run(batch, input_ids, mask, cache, torch.cat([mask.new_ones(len(batch), prefix_length), mask], 1))
+            for local in length_sorted_batches([lengths[i] for i in plan.unshared], batch_size):
+                batch = [plan.unshared[i] for i in local]
+                run(batch, *right_pad([token_ids[i] for i in batch], pad_id, device))
     finally:
         recorder.remove()
         model.train(was_training)
     return states
+
+
+def _prefix_cache(backbone: Backbone, recorder: _LayerRecorder, prefix: list[int], device: torch.device) -> DynamicCache:
+    """The KV cache of ``prefix`` (one row), filled up to the last layer the recorder needs."""
+    cache = DynamicCache()
+    ids = torch.tensor([prefix], dtype=torch.long, device=device)
+    recorder.start_prefix()
+    try:
+        backbone.forward(ids, torch.ones_like(ids), cache)
+    except _StopForward:
+        pass
+    return cache
