@@ -122,7 +122,7 @@ def _load_pretrained_dir(path: Path, spec: str, dtype: str, trust_remote_code: b
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
 
 
-def load_tokenizer(path: Path, *, trust_remote_code: bool = False) -> Any:
+def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False) -> Any:
     """The tokenizer of a checkpoint folder, shared within the process while its files are unchanged.
 
     Building a large-vocabulary fast tokenizer is slow (Gemma 3's 262k-token ``tokenizer.json``: ~3 s, and
@@ -130,6 +130,7 @@ def load_tokenizer(path: Path, *, trust_remote_code: bool = False) -> Any:
     one folder return one object.  taskscope never mutates a loaded tokenizer beyond :func:`ensure_pad_token`
     (the same change on every load); copy it before changing ``padding_side`` or adding tokens yourself.
     """
+    path = Path(path)
     stamp = tuple((name, (path / name).stat().st_mtime_ns, (path / name).stat().st_size)
                   for name in TOKENIZER_FILES if (path / name).is_file())
     return _cached_tokenizer(str(path.resolve()), stamp, trust_remote_code)
