@@ -5,19 +5,29 @@ The PEFT task type follows the model: ``SEQ_2_SEQ_LM`` for encoder-decoder model
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
+from taskscope.common.files import atomic_dir
+
 from .spec import ModelSpecError
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+
+
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """PEFT reads ``model.is_gradient_checkpointing``, which transformers 5 deprecates with a FutureWarning on
+    every wrap; that warning is about PEFT's code, not the user's, so it is silenced here (nothing else)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def _task_type(model: Any) -> TaskType:
@@ -44,26 +54,19 @@ def add_lora(
         target_modules=target_modules if isinstance(target_modules, str) else list(target_modules),
         task_type=_task_type(model),
     )
-    return get_peft_model(model, config)
+    with _quiet_peft():
+        return get_peft_model(model, config)
 
 
 def save_adapter(model: PeftModel, out_dir: str | Path) -> Path:
     """Write the adapter (``adapter_config.json`` + ``adapter_model.safetensors``) to ``out_dir``.
 
-    Written into a temporary sibling directory first and moved into place with ``os.replace``, so an
-    interrupted save never leaves a half-written adapter; an existing adapter at ``out_dir`` is replaced.
+    Written into a temporary sibling directory first and moved into place (:func:`~taskscope.common.files.atomic_dir`),
+    so an interrupted save never leaves a half-written adapter; an existing adapter at ``out_dir`` is replaced.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as staging:
         model.save_pretrained(staging, safe_serialization=True)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return out_dir
 
 
@@ -85,7 +88,8 @@ def check_adapter_dir(adapter_dir: str | Path, spec: str | None = None) -> Path:
 def load_adapter(model: Any, adapter_dir: str | Path, *, trainable: bool = False) -> PeftModel:
     """Attach the safetensors adapter in ``adapter_dir`` to ``model`` (frozen unless ``trainable``)."""
     path = check_adapter_dir(adapter_dir)
-    return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+    with _quiet_peft():
+        return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
 
 
 def merge(model: PeftModel) -> Any:
