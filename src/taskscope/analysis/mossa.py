@@ -157,8 +157,11 @@ def mossa_table(
     table = pd.DataFrame(rows, columns=MOSSA_COLUMNS)
     undefined = table[table["cka"].isna()]
     if len(undefined):
+        layers = sorted(set(undefined["layer"]))
+        why = (" (expected with last-token pooling when every prompt ends in the same token: layer 0 is that "
+               "token's embedding)") if layers == [0] else ""
         warnings.warn(f"CKA undefined (constant states) for {len(undefined)} of {len(table)} rows, at layers "
-                      f"{sorted(set(undefined['layer']))}; they are NaN in the table", SimilarityWarning, stacklevel=2)
+                      f"{layers}; they are NaN in the table{why}", SimilarityWarning, stacklevel=2)
     return table
 
 
