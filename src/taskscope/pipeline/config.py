@@ -75,6 +75,7 @@ class ExtractionConfig(_Strict):
     batch_size: int = Field(16, ge=1)
     pooling: Literal["last", "mean"] = "last"
     dtype: Literal["float32", "bfloat16"] = "float32"
+    share_prefix: bool = True  # run a token prefix shared by a task's prompts once (taskscope.represent.prefix)
 
 
 class BootstrapConfig(_Strict):

@@ -183,7 +183,8 @@ def extract_job(model_spec: str, device: str, extraction: dict, prompts: dict[st
 
     loaded = load_model(model_spec, device=device, dtype=extraction["dtype"])
     states = {task: extract_hidden_states(loaded.model, loaded.tokenizer, texts, batch_size=extraction["batch_size"],
-                                          pooling=extraction["pooling"]).contiguous()
+                                          pooling=extraction["pooling"],
+                                          share_prefix=extraction["share_prefix"]).contiguous()
               for task, texts in prompts.items()}
     save_file(states, str(Path(out_dir) / STATES_FILE))
 
