@@ -15,7 +15,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from taskscope.tasks import FORMAT_KINDS, PromptFormat, TaskError, TaskSuite, format_task, label_tokens, load_suite
+from taskscope.tasks import (
+    FORMAT_KINDS,
+    PromptFormat,
+    TaskError,
+    TaskSuite,
+    format_task,
+    label_tokens,
+    load_suite,
+)
 from taskscope.tasks.formats import example_record, export_jsonl
 
 app = typer.Typer(name="taskscope", help="Multi-task transfer and layer-wise similarity in instruction-tuned LMs.",
@@ -150,7 +158,7 @@ def tasks_export(
 
 # --- further command groups (run, models) are attached below this line --------------------------
 
-from taskscope.pipeline.run import run_command  # noqa: E402  (the pipeline is the heavy import)
+from taskscope.pipeline.run import run_command
 
 app.command(
     "run",

@@ -8,10 +8,10 @@ from .cache import ActivationCache, ActivationKey, extract_to_cache, hash_prompt
 from .extract import POOLINGS, extract_hidden_states
 
 __all__ = [
+    "POOLINGS",
     "ActivationCache",
     "ActivationKey",
     "Backbone",
-    "POOLINGS",
     "extract_hidden_states",
     "extract_to_cache",
     "find_backbone",

@@ -19,8 +19,8 @@ For encoder-decoder models (T5) the states are the encoder's.
    per batch: right-pad to the batch's longest prompt and build the attention mask, so every real token
    keeps positions 0..len-1 (no position-id fix-ups needed, GPT-2 included) and, in causal models, never
    sees a pad; for T5's bidirectional encoder the mask hides the pads;
-4. run the stack (no LM head, no KV cache beyond a shared prefix's) under ``torch.inference_mode`` (and ``torch.autocast`` when
-   ``dtype`` differs from the weights); hooks on the blocks pool each layer at once: ``"last"`` gathers the
+4. run the stack (no LM head, no KV cache beyond a shared prefix's) under ``torch.inference_mode`` (and
+   ``torch.autocast`` when ``dtype`` differs from the weights); hooks on the blocks pool each layer at once: ``"last"`` gathers the
    last position whose mask is 1 (so a real token equal to the pad id is still found), ``"mean"`` averages
    the positions whose mask is 1 (pads are excluded with ``masked_fill``, so even non-finite pad rows
    cannot leak in); the forward stops after the highest requested layer;
@@ -30,7 +30,7 @@ For encoder-decoder models (T5) the states are the encoder's.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -211,45 +211,53 @@ def extract_hidden_states(
         plan = plan_shared_prefixes(token_ids, batch_size, min_shared_tokens)
     else:
         plan = PrefixPlan(groups=[], unshared=list(range(len(token_ids))))
-
-    def run(batch: list[int], input_ids: torch.Tensor, mask: torch.Tensor, cache: Any = None,
-            full_mask: torch.Tensor | None = None) -> None:
-        nonlocal states
-        recorder.start_batch(mask)
-        try:
-            backbone.forward(input_ids, mask if full_mask is None else full_mask, cache)
-        except _StopForward:
-            pass
-        rows = torch.tensor(batch, dtype=torch.long)
-        if states is None:
-            width = recorder.pooled[wanted[0]].shape[-1]
-            states = torch.zeros((len(wanted), len(token_ids), width), dtype=torch.float32)
-        for slot, layer in enumerate(wanted):
-            states[slot, rows] = recorder.pooled[layer].to("cpu", torch.float32)
-        bar.advance(task, sum(lengths[i] for i in batch))
-
     was_training = model.training
     model.eval()
     try:
         with progress_bar("tokens", disable=not progress) as bar, torch.inference_mode(), \
                 torch.autocast(device.type, dtype=compute_dtype, enabled=autocast):
             task = bar.add_task(description, total=sum(lengths))
-            for group in plan.groups:
-                prefix_length = group.prefix_length
-                prefix_cache = _prefix_cache(backbone, recorder, token_ids[group.batches[0][0]][:prefix_length], device)
-                for batch in group.batches:
-                    input_ids, mask = right_pad([token_ids[i][prefix_length:] for i in batch], pad_id, device)
-                    cache = copy.deepcopy(prefix_cache)
-                    if len(batch) > 1:
-                        cache.batch_repeat_interleave(len(batch))
-                    run(batch, input_ids, mask, cache, torch.cat([mask.new_ones(len(batch), prefix_length), mask], 1))
-            for local in length_sorted_batches([lengths[i] for i in plan.unshared], batch_size):
-                batch = [plan.unshared[i] for i in local]
-                run(batch, *right_pad([token_ids[i] for i in batch], pad_id, device))
+            for batch, pooled in _pooled_batches(backbone, recorder, token_ids, plan, batch_size, pad_id, device):
+                if states is None:
+                    states = torch.zeros((len(wanted), len(token_ids), pooled[wanted[0]].shape[-1]), dtype=torch.float32)
+                rows = torch.tensor(batch, dtype=torch.long)
+                for slot, layer in enumerate(wanted):
+                    states[slot, rows] = pooled[layer].to("cpu", torch.float32)
+                bar.advance(task, sum(lengths[i] for i in batch))
     finally:
         recorder.remove()
         model.train(was_training)
     return states
+
+
+def _pooled_batches(backbone: Backbone, recorder: _LayerRecorder, token_ids: list[list[int]], plan: PrefixPlan,
+                    batch_size: int, pad_id: int, device: torch.device) -> Iterator[tuple[list[int], dict[int, torch.Tensor]]]:
+    """Run ``plan``: each shared-prefix group (its prefix once, then its batches of suffixes on copies of that
+    cache), then the other prompts in length-sorted batches; yield each batch's prompt indices and pooled layers."""
+    for group in plan.groups:
+        length = group.prefix_length
+        prefix_cache = _prefix_cache(backbone, recorder, token_ids[group.batches[0][0]][:length], device)
+        for batch in group.batches:
+            input_ids, mask = right_pad([token_ids[i][length:] for i in batch], pad_id, device)
+            cache = copy.deepcopy(prefix_cache)
+            if len(batch) > 1:
+                cache.batch_repeat_interleave(len(batch))
+            yield batch, _run_batch(backbone, recorder, input_ids, mask, cache, length)
+    for local in length_sorted_batches([len(token_ids[i]) for i in plan.unshared], batch_size):
+        batch = [plan.unshared[i] for i in local]
+        yield batch, _run_batch(backbone, recorder, *right_pad([token_ids[i] for i in batch], pad_id, device))
+
+
+def _run_batch(backbone: Backbone, recorder: _LayerRecorder, input_ids: torch.Tensor, mask: torch.Tensor,
+               cache: DynamicCache | None = None, cache_length: int = 0) -> dict[int, torch.Tensor]:
+    """Pooled layers of one right-padded batch; with ``cache`` (``cache_length`` tokens per row) it continues it."""
+    recorder.start_batch(mask)
+    full_mask = mask if cache is None else torch.cat([mask.new_ones(mask.shape[0], cache_length), mask], dim=1)
+    try:
+        backbone.forward(input_ids, full_mask, cache)
+    except _StopForward:
+        pass
+    return recorder.pooled
 
 
 def _prefix_cache(backbone: Backbone, recorder: _LayerRecorder, prefix: list[int], device: torch.device) -> DynamicCache:

@@ -10,7 +10,13 @@ from taskscope.tasks.formats import (
     label_tokens,
 )
 from taskscope.tasks.registry import load_suite, register_source
-from taskscope.tasks.splits import SuiteSplit, TaskSplit, cap_instances, split_suite, split_task
+from taskscope.tasks.splits import (
+    SuiteSplit,
+    TaskSplit,
+    cap_instances,
+    split_suite,
+    split_task,
+)
 
 __all__ = [
     "FORMAT_KINDS",

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from taskscope.pipeline.executors.base import Executor, register_executor
 from taskscope.common.progress import progress_bar
+from taskscope.pipeline.executors.base import Executor, register_executor
 
 
 @register_executor("ray")
