@@ -97,8 +97,7 @@ def grid_workload(args: argparse.Namespace) -> None:
             best[name] = min(best[name], seconds / pairs)
             outputs[name] = np.asarray(out)
     reference = outputs["plain-numpy-f64"]
-    peer_names = [n for n in names if not n.startswith("taskscope")]
-    fastest_peer = min(peer_names, key=lambda n: best[n])
+    packages = [n for n in names if not n.startswith("taskscope") and n != "plain-numpy-f64"]
     ours = best["taskscope grid (full)"]
     print(f"{'method':30s} {'ms/pair':>9s} {'x vs ours':>10s} {'max|err| vs f64':>16s}")
     for name in names:
@@ -106,7 +105,12 @@ def grid_workload(args: argparse.Namespace) -> None:
         out = out[:, :args.peer_tasks] if name == "taskscope grid (full)" else out
         err = float(np.max(np.abs(out - reference)))
         print(f"{name:30s} {1e3 * best[name]:9.3f} {best[name] / ours:10.2f} {err:16.2e}")
-    print(f"speed-up of taskscope grid over the fastest peer ({fastest_peer}): {best[fastest_peer] / ours:.2f}x")
+    if packages:
+        fastest = min(packages, key=lambda n: best[n])
+        print(f"speed-up of taskscope grid over the fastest CKA package ({fastest}): {best[fastest] / ours:.2f}x "
+              f"(goal >= 3x)")
+    print(f"speed-up of taskscope grid over the plain per-pair float64 numpy loop: "
+          f"{best['plain-numpy-f64'] / ours:.2f}x")
 
 
 def pair_workload(args: argparse.Namespace) -> None:
