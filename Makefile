@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_cka.py --quick
 	$(BIN)/python benchmarks/bench_extract.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_eval_loss.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -16,6 +16,7 @@ from taskscope.evaluate import (
     target_loss,
 )
 from taskscope.models import tiny_model
+from taskscope.represent import find_backbone
 
 PROMPTS = ["Input: a.\nOutput: ", "Hello there, how are you today?", "x", "A much longer prompt with many more bytes in it."]
 
@@ -174,3 +175,30 @@ def test_eval_cache_recomputes_a_corrupt_entry(tmp_path: Path) -> None:
     cache.path(key).write_text("{not json")
     assert cache.get_or_compute(key, lambda: [3]) == [3]
     assert cache.load({"a": 2}) is None
+
+
+CONTEXT = "Definition: answer with the word that follows in the alphabet, in lower case.\n\n"  # > Gemma's window 32
+ICL_EXAMPLES = [Ex("t", str(i), CONTEXT + f"Input: {letter}\nOutput: ", (chr(ord(letter) + 1), f"{letter}+1"))
+                for i, letter in enumerate("abcde")] + [Ex("u", "0", "Input: z\nOutput: ", ("end",))]
+
+
+def test_target_loss_runs_a_shared_prompt_prefix_once_with_the_same_losses(loaded) -> None:
+    model, tokenizer = loaded.model, loaded.tokenizer
+    expected = [sum(r) / len(r) for r in (reference_losses(model, tokenizer, ex) for ex in ICL_EXAMPLES)]
+    seen: list[int] = []
+    handle = find_backbone(model).blocks[0].register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((args[0] if args else kwargs["hidden_states"]).shape[:2].numel()),
+        with_kwargs=True)
+    try:
+        shared = target_loss(model, tokenizer, ICL_EXAMPLES, batch_size=4)
+        shared_tokens, seen[:] = sum(seen), []
+        unshared = target_loss(model, tokenizer, ICL_EXAMPLES, batch_size=4, share_prefix=False)
+        unshared_tokens = sum(seen)
+    finally:
+        handle.remove()
+    assert shared == pytest.approx(expected, rel=1e-5, abs=1e-5)
+    assert unshared == pytest.approx(expected, rel=1e-5, abs=1e-5)
+    if model.config.is_encoder_decoder:  # T5 scores every sequence whole
+        assert shared_tokens == unshared_tokens
+    else:  # 10 sequences (5 examples x 2 references) share the context: it runs once, not 10 times
+        assert shared_tokens < unshared_tokens - 8 * len(CONTEXT)

@@ -42,6 +42,7 @@ class EvalSettings(BaseModel):
     reference: ReferencePolicy = "mean"
     max_length: int = Field(default=1024, ge=2)
     max_target_length: int = Field(default=128, ge=1)
+    share_prefix: bool = True  # the loss runs a prompt prefix shared by several examples once (same values)
 
 
 def _compute(loaded: Any, examples: Sequence[ExampleLike], settings: EvalSettings) -> dict[str, list[Any]]:
@@ -60,7 +61,8 @@ def _compute(loaded: Any, examples: Sequence[ExampleLike], settings: EvalSetting
     if settings.loss:
         columns["loss"] = target_loss(loaded.model, loaded.tokenizer, examples, batch_size=settings.batch_size,
                                       reference=settings.reference, max_length=settings.max_length,
-                                      max_target_length=settings.max_target_length)
+                                      max_target_length=settings.max_target_length,
+                                      share_prefix=settings.share_prefix)
     return columns
 
 

@@ -57,7 +57,10 @@ class TargetLoss(nn.Module):
         labels: torch.Tensor,
         decoder_input_ids: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: Any = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``past_key_values`` (causal LMs, evaluation): a KV cache the batch continues; ``attention_mask`` then
+        covers cache + batch while ``input_ids``/``labels`` hold the new positions only."""
         hf = self._hf()
         if self.is_encoder_decoder:
             encoded = hf.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -69,7 +72,8 @@ class TargetLoss(nn.Module):
                 hidden = hidden * self.decoder_scale
             targets = labels
         else:
-            hidden = hf.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            hidden = hf.base_model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=past_key_values,
+                                   use_cache=past_key_values is not None).last_hidden_state
             hidden = hidden[:, :-1]
             targets = labels[:, 1:]
         mask = targets != IGNORE_INDEX
