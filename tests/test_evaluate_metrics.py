@@ -109,3 +109,13 @@ def test_score_table_names_tasks_without_a_category() -> None:
     frame = pd.DataFrame({"task": ["a", "zz"], "rouge_l": [1.0, 2.0]})
     with pytest.raises(ValueError, match="zz"):
         score_table(frame, {"a": "qa"})
+
+
+def test_importing_the_scorer_leaves_the_root_logger_alone():
+    """Regression: rouge-score's absl logging once ran logging.basicConfig(), echoing pipeline logs to stderr."""
+    import subprocess
+    import sys
+
+    code = "import logging, taskscope.evaluate; print(len(logging.getLogger().handlers))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0"

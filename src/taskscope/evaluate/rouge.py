@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,23 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 from rouge_score import rouge_scorer
 
-_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+def _new_scorer() -> rouge_scorer.RougeScorer:
+    """SNI's scorer (ROUGE-L, Porter stemming, default tokenizer).
+
+    rouge-score logs through absl, whose first log call runs ``logging.basicConfig()`` when the root logger
+    has no handler; that would echo every later log record of the process to stderr.  A ``NullHandler`` on
+    the root logger while the scorer is built keeps the user's logging setup untouched.
+    """
+    root, guard = logging.getLogger(), logging.NullHandler()
+    root.addHandler(guard)
+    try:
+        return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    finally:
+        root.removeHandler(guard)
+
+
+_SCORER = _new_scorer()
 _PUNCTUATION = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 METRIC_COLUMNS = ("rouge_l", "exact_match")
