@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -161,3 +162,21 @@ def test_trajectory_correlation_separates_before_and_after_the_step() -> None:
     assert set(table["n_tasks"]) == {7}
     with pytest.raises(ValueError, match="interior"):
         trajectory_correlation(frame, 100)
+
+
+def test_small_samples_get_exact_p_values() -> None:
+    """Regression: the t approximation gave p = 0 for three tasks in perfect rank agreement (exact: 2/3! = 1/3)."""
+    assert spearman([0.3, 0.6, 3.9], [7.7, 9.2, 12.0]).p_value == pytest.approx(1 / 3)
+    assert spearman([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]).p_value == pytest.approx(2 / 24)  # 2 x 1/4!
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=3, max_size=7))
+def test_exact_p_value_matches_scipy_permutation_test(pairs) -> None:
+    x, y = np.array([float(a) for a, _ in pairs]), np.array([float(b) for _, b in pairs])
+    result = spearman(x, y)
+    if math.isnan(result.rho):
+        return
+    reference = stats.permutation_test((x,), lambda a: stats.spearmanr(a, y).statistic, permutation_type="pairings",
+                                       n_resamples=np.inf, alternative="two-sided").pvalue
+    assert result.p_value == pytest.approx(min(1.0, reference), abs=1e-9)

@@ -1,8 +1,10 @@
 """Spearman rank correlations across tasks (Mueller et al.): does transfer by fine-tuning predict ICL?
 
 Every function takes one row per task (and group) and correlates two columns across tasks with
-``scipy.stats.spearmanr`` (ties get average ranks; the p-value is the two-sided test of rho = 0 from the
-t distribution with n - 2 degrees of freedom).  Rows where either value is missing are dropped first.
+``scipy.stats.spearmanr`` (ties get average ranks).  The p-value is two-sided for rho = 0: exact for at
+most ``EXACT_MAX_N`` (8) tasks, from all n! pairings of the ranks (the t approximation says p = 0 for a
+perfect rank agreement of 3 tasks, whose exact p is 2 x 1/6 = 1/3), otherwise from the t distribution with
+n - 2 degrees of freedom.  Rows where either value is missing are dropped first.
 
 * `spearman(x, y)` -> `Correlation(rho, p_value, n)`;
 * `loss_correlation(per_task, x, y, by)`: rho between ``x`` (e.g. ``fewshot_loss``) and ``y`` (e.g.
@@ -13,6 +15,7 @@ t distribution with n - 2 degrees of freedom).  Rows where either value is missi
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 MIN_TASKS = 3
+EXACT_MAX_N = 8  # 8! = 40320 pairings, a few milliseconds
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,22 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> Correlation:
     if n < MIN_TASKS or np.ptp(xs) == 0 or np.ptp(ys) == 0:
         return Correlation(math.nan, math.nan, n)
     result = stats.spearmanr(xs, ys)
-    return Correlation(float(result.statistic), float(result.pvalue), n)
+    rho = float(result.statistic)
+    p_value = exact_spearman_p(xs, ys, rho) if n <= EXACT_MAX_N else float(result.pvalue)
+    return Correlation(rho, p_value, n)
+
+
+def exact_spearman_p(x: np.ndarray, y: np.ndarray, rho: float) -> float:
+    """Two-sided exact p-value of Spearman's ``rho`` over all n! pairings of ``y``'s ranks with ``x``'s, with
+    ``scipy.stats.permutation_test``'s convention: twice the smaller one-sided share, at most 1 (pairings
+    within 1e-12 of ``rho`` count as equal to it)."""
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    pairings = ry[np.array(list(itertools.permutations(range(len(ry)))))]  # (n!, n)
+    rhos = pairings @ rx / (np.linalg.norm(rx) * np.linalg.norm(ry))
+    tolerance = 1e-12 * max(1.0, abs(rho))
+    greater, less = np.mean(rhos >= rho - tolerance), np.mean(rhos <= rho + tolerance)
+    return float(min(1.0, 2 * min(greater, less)))
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
