@@ -158,7 +158,7 @@ def tasks_export(
 
 # --- further command groups (run, models) are attached below this line --------------------------
 
-from taskscope.pipeline.run import run_command
+from taskscope.pipeline.run import run_command  # noqa: E402  (the pipeline is the heavy import)
 
 app.command(
     "run",

@@ -24,7 +24,7 @@ Returns one float per example, in input order.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
@@ -71,8 +71,11 @@ def _sequences(tokenizer: Any, examples: Sequence[ExampleLike], *, is_encoder_de
     return sequences
 
 
+Batch = tuple[list[int], torch.Tensor, torch.Tensor]  # item indices, per-token losses, their batch rows
+
+
 def _batches(loss_module: TargetLoss, items: list[Item], plan: PrefixPlan, batch_size: int,
-             collate_batch: Any, device: torch.device) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+             collate_batch: Callable[[list[Item]], dict[str, torch.Tensor]], device: torch.device) -> Iterator[Batch]:
     """Run ``plan`` over ``items``: shared-prefix groups first (prefix once, then suffix batches on copies of its
     cache), then the rest in length-sorted batches; yield (item indices, per-token losses, their batch rows)."""
     hf = unwrap_peft(loss_module.model)

@@ -20,9 +20,9 @@ For encoder-decoder models (T5) the states are the encoder's.
    keeps positions 0..len-1 (no position-id fix-ups needed, GPT-2 included) and, in causal models, never
    sees a pad; for T5's bidirectional encoder the mask hides the pads;
 4. run the stack (no LM head, no KV cache beyond a shared prefix's) under ``torch.inference_mode`` (and
-   ``torch.autocast`` when ``dtype`` differs from the weights); hooks on the blocks pool each layer at once: ``"last"`` gathers the
-   last position whose mask is 1 (so a real token equal to the pad id is still found), ``"mean"`` averages
-   the positions whose mask is 1 (pads are excluded with ``masked_fill``, so even non-finite pad rows
+   ``torch.autocast`` when ``dtype`` differs from the weights); hooks on the blocks pool each layer at once:
+   ``"last"`` gathers the last position whose mask is 1 (so a real token equal to the pad id is still
+   found), ``"mean"`` averages the positions whose mask is 1 (pads are excluded with ``masked_fill``, so even non-finite pad rows
    cannot leak in); the forward stops after the highest requested layer;
 5. write the pooled float32 rows back to the prompts' original positions.
 """
@@ -219,7 +219,8 @@ def extract_hidden_states(
             task = bar.add_task(description, total=sum(lengths))
             for batch, pooled in _pooled_batches(backbone, recorder, token_ids, plan, batch_size, pad_id, device):
                 if states is None:
-                    states = torch.zeros((len(wanted), len(token_ids), pooled[wanted[0]].shape[-1]), dtype=torch.float32)
+                    width = pooled[wanted[0]].shape[-1]
+                    states = torch.zeros((len(wanted), len(token_ids), width), dtype=torch.float32)
                 rows = torch.tensor(batch, dtype=torch.long)
                 for slot, layer in enumerate(wanted):
                     states[slot, rows] = pooled[layer].to("cpu", torch.float32)
@@ -231,7 +232,8 @@ def extract_hidden_states(
 
 
 def _pooled_batches(backbone: Backbone, recorder: _LayerRecorder, token_ids: list[list[int]], plan: PrefixPlan,
-                    batch_size: int, pad_id: int, device: torch.device) -> Iterator[tuple[list[int], dict[int, torch.Tensor]]]:
+                    batch_size: int, pad_id: int, device: torch.device
+                    ) -> Iterator[tuple[list[int], dict[int, torch.Tensor]]]:
     """Run ``plan``: each shared-prefix group (its prefix once, then its batches of suffixes on copies of that
     cache), then the other prompts in length-sorted batches; yield each batch's prompt indices and pooled layers."""
     for group in plan.groups:
@@ -260,7 +262,8 @@ def _run_batch(backbone: Backbone, recorder: _LayerRecorder, input_ids: torch.Te
     return recorder.pooled
 
 
-def _prefix_cache(backbone: Backbone, recorder: _LayerRecorder, prefix: list[int], device: torch.device) -> DynamicCache:
+def _prefix_cache(backbone: Backbone, recorder: _LayerRecorder, prefix: list[int],
+                  device: torch.device) -> DynamicCache:
     """The KV cache of ``prefix`` (one row), filled up to the last layer the recorder needs."""
     cache = DynamicCache()
     ids = torch.tensor([prefix], dtype=torch.long, device=device)

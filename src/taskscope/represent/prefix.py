@@ -57,7 +57,8 @@ def _group_cost(prefix: int, lengths: Sequence[int]) -> int:
     return prefix + sum(length - prefix for length in lengths)
 
 
-def plan_shared_prefixes(token_ids: Sequence[Sequence[int]], batch_size: int, min_shared_tokens: int = 16) -> PrefixPlan:
+def plan_shared_prefixes(token_ids: Sequence[Sequence[int]], batch_size: int,
+                         min_shared_tokens: int = 16) -> PrefixPlan:
     """Group prompts by a shared token prefix (see the module docstring for the order of operations)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

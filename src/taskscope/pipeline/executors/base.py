@@ -39,7 +39,7 @@ class Executor(ABC):
 
 def get_executor(name: str, **options: Any) -> Executor:
     # the built-in executors register on import
-    from taskscope.pipeline.executors import local, ray
+    from taskscope.pipeline.executors import local, ray  # noqa: F401
 
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; known executors: {sorted(EXECUTORS)}")

@@ -10,7 +10,7 @@ Tasks are declared one module per cluster (``sentiment.py`` ... ``program_execut
 
 from __future__ import annotations
 
-from taskscope.tasks.builtin import (
+from taskscope.tasks.builtin import (  # noqa: F401  (imported to register their tasks)
     arithmetic,
     closed_book_qa,
     commonsense,

@@ -5,7 +5,7 @@ sampler: ``proportional``, ``uniform``, ``temperature``, ``reverse_annealing``, 
 See docs/samplers.md for the formulas and defaults.
 """
 
-from . import dwa, proportional, reverse_annealing, temperature, uniform, unimax
+from . import dwa, proportional, reverse_annealing, temperature, uniform, unimax  # noqa: F401  (fill the registry)
 from .base import SAMPLERS, TaskSampler, make_sampler, register
 
 __all__ = ["SAMPLERS", "TaskSampler", "make_sampler", "register"]
