@@ -115,13 +115,13 @@ class StudyConfig(_Strict):
     @field_validator("prompt_format")
     @classmethod
     def _prompt_format_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _validate_with("taskscope.tasks.formats", "PromptFormat", value)
+        validate_with("taskscope.tasks.formats", "PromptFormat", value)
         return value
 
     @field_validator("control_training", "multitask_training")
     @classmethod
     def _training_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _validate_with("taskscope.train.config", "TrainConfig", value)
+        validate_with("taskscope.train.config", "TrainConfig", value)
         return value
 
     @model_validator(mode="after")
@@ -141,13 +141,13 @@ class StudyConfig(_Strict):
         return [m.name for m in self.experimental_models]
 
 
-def _validate_with(module: str, cls_name: str, value: dict[str, Any]) -> None:
-    """Validate ``value`` with ``module.cls_name`` (errors keep their field names).
+def validate_with(module: str, cls_name: str, value: dict[str, Any]) -> BaseModel:
+    """``module.cls_name.model_validate(value)`` (errors keep their field names), the model imported on first use.
 
-    Imported on first use: ``taskscope.train`` pulls in torch, transformers and PEFT (~4 s), which commands
-    that never validate a study config (``taskscope --help``, ``taskscope tasks list``) should not pay.
+    ``taskscope.train`` pulls in torch, transformers and PEFT (~4 s), which commands that never validate a
+    study config (``taskscope --help``, ``taskscope tasks list``) should not pay.
     """
-    getattr(importlib.import_module(module), cls_name).model_validate(value)
+    return getattr(importlib.import_module(module), cls_name).model_validate(value)
 
 
 def format_errors(err: ValidationError, source: str, label: str = "study config") -> str:

@@ -31,6 +31,7 @@ from taskscope.pipeline.config import (
     config_from_dict,
     format_errors,
     read_config_yaml,
+    validate_with,
 )
 
 ContextKind = Literal["definition", "definition_exemplars", "exemplars", "task_id", "none"]
@@ -164,9 +165,7 @@ class TransferEvaluation(_Strict):
     @field_validator("settings")
     @classmethod
     def _settings_validate(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from taskscope.evaluate import EvalSettings
-
-        EvalSettings.model_validate(value)
+        validate_with("taskscope.evaluate", "EvalSettings", value)
         return value
 
 
@@ -197,38 +196,30 @@ class TransferStudyConfig(_Strict):
     @field_validator("context")
     @classmethod
     def _context_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from taskscope.tasks.formats import PromptFormat
-
-        PromptFormat.model_validate(value)
+        validate_with("taskscope.tasks.formats", "PromptFormat", value)
         return value
 
     @field_validator("instruction_tuning")
     @classmethod
     def _instruction_tuning_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from taskscope.train.config import TrainConfig
-
-        TrainConfig.model_validate(value)
+        validate_with("taskscope.train.config", "TrainConfig", value)
         return value
 
     @field_validator("fewshot")
     @classmethod
     def _fewshot_train_validates(cls, value: FewshotGrid) -> FewshotGrid:
-        from taskscope.train.config import TrainConfig
-
-        if TrainConfig.model_validate(value.train).lora is None:
+        if validate_with("taskscope.train.config", "TrainConfig", value.train).lora is None:
             raise ValueError("train.lora: few-shot fine-tuning uses LoRA, it cannot be null")
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> TransferStudyConfig:
-        from taskscope.train.config import TrainConfig
-
         names = self.model_names()
         if len(set(names)) != len(names):
             raise ValueError(f"models: names must be unique, got {names}")
         for i, model in enumerate(self.models):
             try:
-                TrainConfig.model_validate(self.train_config(model.name))
+                validate_with("taskscope.train.config", "TrainConfig", self.train_config(model.name))
             except ValidationError as err:
                 raise ValueError(f"models.{i}.train ({model.name}): {err.errors()[0]['loc']}: "
                                  f"{err.errors()[0]['msg']}") from None
