@@ -32,7 +32,7 @@ from taskscope.models import load_model
 from taskscope.represent import extract_hidden_states, find_backbone
 from taskscope.tasks import PromptFormat, format_task, load_suite
 
-SNI_DIR = Path("/work/shared/data/sni")
+SNI_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "sni"  # ../shared/data/sni of the checkout
 
 
 def sni_prompts(tokenizer, max_prompt_tokens: int) -> list[list[str]]:
