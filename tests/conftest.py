@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-SNI_SAMPLE = Path("/work/shared/data/sni")
+def _sni_sample() -> Path:
+    """``shared/data/sni`` beside the checkout (CI and a fresh clone), else the workplace's copy."""
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data" / "sni"
+    return beside if beside.is_dir() else Path("/work/shared/data/sni")
+
+
+SNI_SAMPLE = _sni_sample()
 
 
 @pytest.fixture

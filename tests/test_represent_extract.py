@@ -141,11 +141,11 @@ def test_autocast_dtype_runs_in_bfloat16_and_returns_float32():
 
 
 def test_peft_wrapped_model_reads_the_base_blocks():
-    from peft import LoraConfig, get_peft_model
+    from taskscope.models.lora import add_lora
 
     loaded = tiny_model("llama", n_layers=2, hidden_size=32, seed=5)
     plain = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, progress=False)
-    wrapped = get_peft_model(loaded.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    wrapped = add_lora(loaded.model, r=4, target_modules=["q_proj", "v_proj"])
     assert find_backbone(wrapped).num_layers == 2
     # a fresh LoRA adapter is the identity (B = 0), so the states are unchanged
     torch.testing.assert_close(extract_hidden_states(wrapped, loaded.tokenizer, PROMPTS, progress=False), plain)

@@ -30,6 +30,8 @@ from typing import Any, Literal
 import torch
 from transformers import DynamicCache
 
+from taskscope.common.fastpaths import note_fast_path
+from taskscope.models.capabilities import cache_keyword, cache_kwargs
 from taskscope.represent.prefix import PrefixPlan, plan_shared_prefixes
 from taskscope.train.data import (
     ExampleLike,
@@ -83,8 +85,7 @@ def _batches(loss_module: TargetLoss, items: list[Item], plan: PrefixPlan, batch
         length = group.prefix_length
         prefix = torch.tensor([items[group.batches[0][0]].prompt_ids[:length]], dtype=torch.long, device=device)
         prefix_cache = DynamicCache()
-        hf.base_model(input_ids=prefix, attention_mask=torch.ones_like(prefix), past_key_values=prefix_cache,
-                      use_cache=True)
+        hf.base_model(input_ids=prefix, attention_mask=torch.ones_like(prefix), **cache_kwargs(hf.base_model, prefix_cache))
         for indices in group.batches:
             tails = [Item(0, items[i].prompt_ids[length:], items[i].target_ids) for i in indices]
             batch = {k: v.to(device) for k, v in collate_batch(tails).items()}
@@ -92,7 +93,7 @@ def _batches(loss_module: TargetLoss, items: list[Item], plan: PrefixPlan, batch
             if len(indices) > 1:
                 cache.batch_repeat_interleave(len(indices))
             mask = torch.cat([batch["attention_mask"].new_ones(len(indices), length), batch["attention_mask"]], dim=1)
-            yield indices, *loss_module(batch["input_ids"], mask, batch["labels"], past_key_values=cache)
+            yield indices, *loss_module(batch["input_ids"], mask, batch["labels"], cache=cache)
     rest = sorted(plan.unshared, key=lambda i: -len(items[i]))
     for start in range(0, len(rest), batch_size):
         indices = rest[start:start + batch_size]
@@ -125,10 +126,15 @@ def target_loss(
     sequences = _sequences(tokenizer, examples, is_encoder_decoder=is_encoder_decoder, max_length=max_length,
                            max_target_length=max_target_length, reference=reference)
     items = [item for _, item in sequences]
-    if share_prefix and not is_encoder_decoder:
-        plan = plan_shared_prefixes([item.prompt_ids for item in items], batch_size, min_shared_tokens)
-    else:
+    reason = ("switched off (share_prefix=False)" if not share_prefix else
+              "an encoder-decoder scores whole sequences" if is_encoder_decoder else
+              f"{type(hf.base_model).__name__} does not continue a KV cache" if cache_keyword(hf.base_model) is None
+              else "")
+    note_fast_path("target_loss.share_prefix", used=not reason, reason=reason)
+    if reason:
         plan = PrefixPlan(groups=[], unshared=list(range(len(items))))
+    else:
+        plan = plan_shared_prefixes([item.prompt_ids for item in items], batch_size, min_shared_tokens)
     pad_id = pad_token_id(tokenizer)
     decoder_start = getattr(hf.config, "decoder_start_token_id", None)
 

@@ -17,12 +17,13 @@ Calling the stack itself (not the ``...ForCausalLM`` wrapper) is what skips the 
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from taskscope.models.capabilities import cache_keyword
 
 BLOCK_ATTRIBUTES = ("layers", "h", "block", "blocks", "layer")
 FINAL_NORM_ATTRIBUTES = ("norm", "ln_f", "final_layer_norm", "final_layernorm")
@@ -43,18 +44,16 @@ class Backbone:
 
     @property
     def takes_cache(self) -> bool:
-        """Whether the stack is causal and accepts ``past_key_values`` (needed to reuse a shared prefix)."""
-        return not self.is_encoder and "past_key_values" in inspect.signature(self.stack.forward).parameters
+        """Whether the stack is causal and continues a KV cache (needed to reuse a shared prefix); found by
+        trying it once (`taskscope.models.capabilities.cache_keyword`)."""
+        return not self.is_encoder and cache_keyword(self.stack) is not None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache: Any = None) -> Any:
-        """Run the stack on one padded batch.  Without ``cache``, no KV cache is made (when the stack takes
-        ``use_cache``); with one, the batch continues it (``attention_mask`` then covers cache + batch) and the
-        new keys and values are appended to it."""
-        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        """Run the stack on one padded batch.  Without ``cache``, no KV cache is made; with one, the batch
+        continues it (``attention_mask`` then covers cache + batch) and the new keys and values are appended."""
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
         if cache is not None:
-            kwargs.update(past_key_values=cache, use_cache=True)
-        elif "use_cache" in inspect.signature(self.stack.forward).parameters:
-            kwargs["use_cache"] = False
+            kwargs.update({cache_keyword(self.stack): cache, "use_cache": True})
         return self.stack(**kwargs)
 
 

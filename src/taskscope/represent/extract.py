@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from taskscope.common.fastpaths import note_fast_path
 from taskscope.common.progress import progress_bar
 
 from .backbone import Backbone, find_backbone
@@ -205,12 +206,9 @@ def extract_hidden_states(
     states: torch.Tensor | None = None  # allocated from the first batch's width
     pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
     autocast = compute_dtype is not None and compute_dtype != embeddings.weight.dtype
-    recorder = _LayerRecorder(backbone, set(wanted), POOLINGS[pooling])
     lengths = [len(ids) for ids in token_ids]
-    if share_prefix and pooling == "last" and backbone.takes_cache:
-        plan = plan_shared_prefixes(token_ids, batch_size, min_shared_tokens)
-    else:
-        plan = PrefixPlan(groups=[], unshared=list(range(len(token_ids))))
+    plan = _plan(backbone, token_ids, share_prefix, pooling, batch_size, min_shared_tokens)
+    recorder = _LayerRecorder(backbone, set(wanted), POOLINGS[pooling])
     was_training = model.training
     model.eval()
     try:
@@ -229,6 +227,19 @@ def extract_hidden_states(
         recorder.remove()
         model.train(was_training)
     return states
+
+
+def _plan(backbone: Backbone, token_ids: list[list[int]], share_prefix: bool, pooling: str, batch_size: int,
+          min_shared_tokens: int) -> PrefixPlan:
+    """The shared-prefix plan, or every prompt unshared; a skipped prefix path is noted with its reason."""
+    reason = ("switched off (share_prefix=False)" if not share_prefix else
+              f"{pooling!r} pooling reads every position" if pooling != "last" else
+              "a bidirectional encoder has no causal prefix" if backbone.is_encoder else
+              f"{type(backbone.stack).__name__} does not continue a KV cache" if not backbone.takes_cache else "")
+    note_fast_path("extract.share_prefix", used=not reason, reason=reason)
+    if reason:
+        return PrefixPlan(groups=[], unshared=list(range(len(token_ids))))
+    return plan_shared_prefixes(token_ids, batch_size, min_shared_tokens)
 
 
 def _pooled_batches(backbone: Backbone, recorder: _LayerRecorder, token_ids: list[list[int]], plan: PrefixPlan,

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from taskscope.models.capabilities import cache_kwargs
+
 from .data import IGNORE_INDEX
 
 
@@ -57,10 +59,11 @@ class TargetLoss(nn.Module):
         labels: torch.Tensor,
         decoder_input_ids: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: Any = None,
+        cache: Any = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``past_key_values`` (causal LMs, evaluation): a KV cache the batch continues; ``attention_mask`` then
-        covers cache + batch while ``input_ids``/``labels`` hold the new positions only."""
+        """``cache`` (causal LMs): a KV cache the batch continues; ``attention_mask`` then covers cache + batch
+        while ``input_ids``/``labels`` hold the new positions only (the keyword the backbone takes for it is
+        found by `taskscope.models.capabilities.cache_kwargs`)."""
         hf = self._hf()
         if self.is_encoder_decoder:
             encoded = hf.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -72,8 +75,8 @@ class TargetLoss(nn.Module):
                 hidden = hidden * self.decoder_scale
             targets = labels
         else:
-            hidden = hf.base_model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=past_key_values,
-                                   use_cache=past_key_values is not None).last_hidden_state
+            extra = cache_kwargs(hf.base_model, cache) if cache is not None else {"use_cache": False}
+            hidden = hf.base_model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
             hidden = hidden[:, :-1]
             targets = labels[:, 1:]
         mask = targets != IGNORE_INDEX
