@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +27,7 @@ from pydantic import (
 )
 
 from taskscope.analysis.layer_map import LayerMapParams
+from taskscope.common.paths import check_component
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # shipped in the package; ./configs links here
 
@@ -36,6 +38,11 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# A name that becomes a folder of the run (the run folder itself, a model's item folder): one safe path
+# component, so no config can make a run write outside ``output_dir`` (see taskscope.common.paths).
+FolderName = Annotated[str, AfterValidator(check_component)]
 
 
 class TaskSelection(_Strict):
@@ -54,7 +61,7 @@ class TaskSelection(_Strict):
 class ExperimentalModel(_Strict):
     """An experimental model: the pre-trained base, or the base instruction-tuned on the suite minus held-out tasks."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: FolderName = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["pretrained", "multitask"]
     heldout_tasks: list[str] = Field(default_factory=list)
     heldout_clusters: list[str] = Field(default_factory=list)
@@ -98,7 +105,7 @@ class ReportConfig(_Strict):
 
 
 class StudyConfig(_Strict):
-    name: str = "quickstart"
+    name: FolderName = "quickstart"  # the run folder is output_dir / name
     model: str = "embedded"  # a taskscope.models.load_model spec
     device: str = "cpu"
     tasks: TaskSelection = Field(default_factory=TaskSelection)

@@ -58,6 +58,18 @@ class Instance:
 _FORMATTER = string.Formatter()
 
 
+def name_problem(name: str) -> str | None:
+    """Why a task name cannot be a folder name (runs make one folder per task), or ``None``.
+
+    The rule of ``taskscope.common.paths.component_problem``, restated because ``tasks`` imports nothing of ours.
+    """
+    if name in (".", ".."):
+        return "would name a folder's parent or itself; task names become folder names"
+    if any(bad in name for bad in ("/", "\\", "\0")):
+        return "contains a path separator or NUL; task names become folder names"
+    return None
+
+
 def template_fields(text: str) -> set[str]:
     """The record fields a ``str.format`` template names (``"{premise} ..."`` -> ``{"premise"}``)."""
     names = set()
@@ -135,6 +147,9 @@ class Task:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.name:
             raise TaskError("task has an empty name", field="name")
+        problem = name_problem(self.name)
+        if problem:
+            raise TaskError(f"task name {self.name!r} {problem}", task=self.name, field="name")
 
     @property
     def cluster(self) -> str:

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from taskscope.tasks.core import Instance, Task, TaskError, TaskSuite, Template
+from taskscope.tasks.core import Instance, Task, TaskError, TaskSuite, Template, name_problem
 from taskscope.tasks.registry import register_source
 from taskscope.tasks.splits import cap_instances
 
@@ -72,6 +72,14 @@ class DatasetSpec(BaseModel):
     max_records: int | None = Field(default=None, ge=1)
     domains: list[str] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, value: str) -> str:
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(f"task name {value!r} {problem}")
+        return value
 
 
 class TemplatedSpec(BaseModel):
