@@ -83,6 +83,10 @@ class ExtractionConfig(_Strict):
     pooling: Literal["last", "mean"] = "last"
     dtype: Literal["float32", "bfloat16"] = "float32"
     share_prefix: bool = True  # run a token prefix shared by a task's prompts once (taskscope.represent.prefix)
+    # prompts longer than this many tokens are cut (None: the model's context length, read from its config);
+    # "left" keeps the end (the last token is what MOSSA reads), as training's fit_lengths does
+    max_length: int | None = Field(None, ge=1)
+    truncation_side: Literal["left", "right"] = "left"
 
 
 class BootstrapConfig(_Strict):
