@@ -166,7 +166,7 @@ def format_errors(err: ValidationError, source: str, label: str = "study config"
     lines = [f"invalid {label} {source}:"]
     for item in err.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
+        lines.append(f"  {where}: {item['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 

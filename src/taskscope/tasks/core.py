@@ -13,6 +13,7 @@ Two kinds of task share one class:
 
 from __future__ import annotations
 
+import difflib
 import string
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -214,7 +215,9 @@ class TaskSuite:
         for task in self.tasks:
             if task.name == name:
                 return task
-        raise KeyError(f"no task {name!r} in suite {self.name!r}; it has {len(self.tasks)} tasks, e.g. {self.names[:5]}")
+        close = difflib.get_close_matches(str(name), self.names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"it has {len(self.tasks)} tasks, e.g. {self.names[:5]}"
+        raise KeyError(f"no task {name!r} in suite {self.name!r}; {hint}")
 
     def __contains__(self, name: object) -> bool:
         return any(task.name == name for task in self.tasks)
