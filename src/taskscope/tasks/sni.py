@@ -319,11 +319,13 @@ def load_sni(
         except TaskError as err:
             bad.append(err)
     if bad:
-        listing = "\n".join(f"  - {err}" for err in bad)
+        listing = "\n".join(f"  - {err}" for err in bad)  # each error names its own file, task and field
         if not skip_bad:
-            first = bad[0]
-            raise TaskError(f"{len(bad)} bad SNI task file(s) of {len(files)}:\n{listing}",
-                            file=first.file, task=first.task, field=first.field)
+            if len(bad) == 1:
+                raise bad[0]
+            error = TaskError(f"{len(bad)} bad SNI task file(s) of {len(files)}:\n{listing}")
+            error.file, error.task, error.field = bad[0].file, bad[0].task, bad[0].field
+            raise error
         warnings.warn(f"skipped {len(bad)} bad SNI task file(s) of {len(files)}:\n{listing}", stacklevel=2)
 
     if layout.split_dir is not None:
