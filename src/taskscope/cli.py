@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -90,7 +91,8 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 Seed = Annotated[int, typer.Option("--seed", help="Seed for instance draws and template sampling.")]
-SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip bad task files with a warning instead of failing.")]
+SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip bad task files (sni) or bad records (templated: "
+                                       "on_bad_record=skip) with a warning instead of failing.")]
 NInstances = Annotated[int | None, typer.Option("--n-instances", help="Cap every task to N instances (seeded draw).")]
 Kind = Annotated[str, typer.Option("--format", help=f"Task context: {', '.join(FORMAT_KINDS)}.")]
 NExemplars = Annotated[int, typer.Option("--n-exemplars", help="Positive exemplars for exemplar formats.")]
@@ -105,15 +107,24 @@ def _fail(err: Exception) -> typer.Exit:
 
 
 def _load(spec: str, seed: int, skip_bad: bool, n_instances: int | None) -> TaskSuite:
+    """Load a suite; its warnings (dropped tasks, skipped files or records) print as ``warning: ...`` lines."""
+    from taskscope.tasks.registry import parse_spec
+
     options: dict[str, Any] = {"seed": seed}
-    if skip_bad:
-        options["skip_bad"] = True
+    if skip_bad:  # bad files (sni) or bad records (templated) are skipped, each source in its own terms
+        options.update({"on_bad_record": "skip"} if parse_spec(spec)[0] == "templated" else {"skip_bad": True})
     if n_instances is not None:
         options["n_instances"] = n_instances
     try:
-        return load_suite(spec, **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            suite = load_suite(spec, **options)
     except (TaskError, TypeError) as err:
         raise _fail(err) from err
+    for warning in caught:
+        for line in error_lines(str(warning.message)):
+            err_console.print(Text(f"warning: {line}", style="yellow"), soft_wrap=True)
+    return suite
 
 
 def _format(kind: str, n_exemplars: int, task_name: bool, policy: str) -> PromptFormat:
