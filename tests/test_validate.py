@@ -49,6 +49,7 @@ def test_the_tiny_presets_have_no_problems():
     ("model", "/nonexistent/model/folder", "model", "does not exist"),
     ("model", "tiny:llama+lora:/nonexistent/adapter", "model", "adapter folder"),
     ("tasks.source", "bultin", "tasks.source", "did you mean 'builtin'?"),
+    ("tasks.options.n_instance", 3, "tasks.options.n_instance", "did you mean 'n_instances'?"),
     ("tasks.clusters", ["arithmetic", "nlii"], "tasks.clusters", "did you mean 'nli'?"),
     ("experimental_models.2.heldout_clusters", ["sentimnt"], "experimental_models.2.heldout_clusters",
      "did you mean 'sentiment'?"),

@@ -163,7 +163,16 @@ def _load(source: str, options: dict[str, Any], where: str) -> tuple[Any, list[P
     except TaskError as err:
         return None, [Problem(f"{where}.source", str(err))]
     except TypeError as err:  # an option the source does not take
-        return None, [Problem(f"{where}.options", f"source {prefix!r}: {err}")]
+        import inspect
+
+        from taskscope.tasks.registry import SOURCES
+
+        accepted = [n for n in inspect.signature(SOURCES[prefix]).parameters if n != "path"]
+        unknown = [name for name in options if name not in accepted]
+        if not unknown:
+            return None, [Problem(f"{where}.options", f"source {prefix!r}: {err}")]
+        return None, [Problem(f"{where}.options.{name}", f"source {prefix!r} takes no option {name!r}"
+                              f"{suggestion(name, accepted, 'its options')}") for name in unknown]
 
 
 def _name_problems(where: str, names: list[str] | None, known: Iterable[str], what: str) -> list[Problem]:
