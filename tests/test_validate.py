@@ -173,3 +173,14 @@ def test_a_single_bad_sni_file_names_its_location_once(write_sni, tmp_path: Path
         assert result.exit_code == 1
         assert result.output.count(str(path)) == 1, result.output
         assert result.output.count("(file ") == 1 and "line 1" in result.output
+
+
+@pytest.mark.parametrize(("data", "line"), [
+    ({"control_training": {"samplr": "uniform"}}, "control_training.samplr: Extra inputs are not permitted; "
+                                                  "did you mean 'sampler'?"),
+    ({"tasks": {"n_input": 8}}, "tasks.n_input: Extra inputs are not permitted; did you mean 'n_inputs'?"),
+])
+def test_a_misspelt_key_gets_a_did_you_mean(data, line):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data, "x.yaml")
+    assert f"  {line}" in str(info.value).splitlines()

@@ -11,7 +11,9 @@ too, so a typo fails before any work starts.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -161,12 +163,48 @@ def validate_with(module: str, cls_name: str, value: dict[str, Any]) -> BaseMode
     return getattr(importlib.import_module(module), cls_name).model_validate(value)
 
 
-def format_errors(err: ValidationError, source: str, label: str = "study config") -> str:
-    """One line per invalid field, named by its dotted path: ``  tasks.n_inputs: Input should be ...``."""
+# the models whose fields a study config's free-form sections hold (for "did you mean" on a misspelt key)
+_SECTION_MODELS = (("taskscope.train.config", "TrainConfig"), ("taskscope.tasks.formats", "PromptFormat"),
+                   ("taskscope.evaluate", "EvalSettings"))
+
+
+def _field_names(model: type[BaseModel], seen: set[type] | None = None) -> set[str]:
+    """Every field name of ``model`` and of the models nested in its fields (lists and unions included)."""
+    seen = set() if seen is None else seen
+    if model in seen:
+        return set()
+    seen.add(model)
+    names = set(model.model_fields)
+    stack = [info.annotation for info in model.model_fields.values()]
+    while stack:
+        annotation = stack.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= _field_names(annotation, seen)
+        stack.extend(typing.get_args(annotation))
+    return names
+
+
+def _known_keys(model: type[BaseModel]) -> set[str]:
+    names = _field_names(model)
+    for module, cls_name in _SECTION_MODELS:
+        names |= _field_names(getattr(importlib.import_module(module), cls_name))
+    return names
+
+
+def format_errors(err: ValidationError, source: str, label: str = "study config",
+                  model: type[BaseModel] | None = None) -> str:
+    """One line per invalid field, named by its dotted path: ``  tasks.n_inputs: Input should be ...``; a key
+    no model takes gets ``did you mean ...?`` when it is close to one (``samplr`` -> ``sampler``)."""
     lines = [f"invalid {label} {source}:"]
+    known: set[str] | None = None
     for item in err.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg'].removeprefix('Value error, ')}")
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden" and item["loc"]:
+            known = known if known is not None else _known_keys(model or StudyConfig)
+            close = difflib.get_close_matches(str(item["loc"][-1]), sorted(known), n=1)
+            message += f"; did you mean {close[0]!r}?" if close else ""
+        lines.append(f"  {where}: {message}")
     return "\n".join(lines)
 
 

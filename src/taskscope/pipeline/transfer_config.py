@@ -285,7 +285,7 @@ def transfer_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> T
     try:
         return TransferStudyConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_errors(err, source, "transfer study config")) from None
+        raise ConfigError(format_errors(err, source, "transfer study config", TransferStudyConfig)) from None
 
 
 def load_transfer_config(path: str | Path) -> TransferStudyConfig:
