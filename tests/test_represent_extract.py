@@ -321,3 +321,10 @@ def test_explicit_max_length_overrides_the_context_length(tmp_path):
     assert report == {"n_prompts": 2, "n_truncated": 1, "longest_tokens": report["longest_tokens"],
                       "max_length": 8, "truncation_side": "right"}
     assert report["longest_tokens"] > 8
+
+
+def test_a_max_length_past_the_context_length_is_a_clear_error_not_an_index_error():
+    loaded = tiny_model("gpt2", n_layers=1, hidden_size=16, seed=0)
+    with pytest.raises(ValueError, match="longer than the model's context length 512"):
+        extract_hidden_states(loaded.model, loaded.tokenizer, ["x" * 600], max_length=1000, progress=False,
+                              description="extract task_x")

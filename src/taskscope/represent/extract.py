@@ -262,6 +262,11 @@ def extract_hidden_states(
     if not isinstance(prompts, PromptTokens):
         prompts = tokenize(tokenizer, prompts, max_length if max_length is not None else context_length(model),
                            truncation_side)
+    context = context_length(model)
+    longest = max((len(ids) for ids in prompts.ids), default=0)
+    if context is not None and longest > context:
+        raise ValueError(f"{description}: a prompt of {longest} tokens is longer than the model's context length "
+                         f"{context} (max_length {prompts.max_length}); set max_length <= {context} or leave it None")
     if prompts.truncated:
         logger.warning("%s: %d of %d prompts longer than max_length %d tokens, cut on the %s (longest %d)",
                        description, len(prompts.truncated), len(prompts.ids), prompts.max_length,
