@@ -250,3 +250,81 @@ def test_prefix_plan_covers_every_prompt_once_with_true_shorter_prefixes(specs, 
                    for i in members)
     lengths = [len(ids) for ids in token_ids]
     assert plan.tokens_run(lengths) <= sum(lengths)
+
+
+# ---------------------------------------------------------------- max_length (issue 12, item 2)
+def test_context_length_is_read_from_the_model_config():
+    from taskscope.represent.extract import context_length
+
+    for arch in ("llama", "gpt2"):
+        loaded = tiny_model(arch, n_layers=1, hidden_size=16, seed=0)
+        assert context_length(loaded.model) == 512  # tiny models: max_position_embeddings / n_positions
+    assert context_length(torch.nn.Linear(2, 2)) is None
+
+
+def test_tokenize_cuts_on_the_stated_side_and_counts():
+    from taskscope.represent.extract import tokenize
+
+    tok = tiny_model("llama", n_layers=1, hidden_size=16, seed=0).tokenizer
+    full = tok(["abcdefghij", "ab"], add_special_tokens=True)["input_ids"]
+    left = tokenize(tok, ["abcdefghij", "ab"], 5, "left")
+    right = tokenize(tok, ["abcdefghij", "ab"], 5, "right")
+    assert left.ids == [full[0][-5:], full[1]] and right.ids == [full[0][:5], full[1]]
+    assert left.truncated == [0] and left.summary()["n_truncated"] == 1
+    assert left.summary()["longest_tokens"] == len(full[0])
+    assert tokenize(tok, ["abcdefghij"], None).truncated == []
+
+
+def test_a_prompt_past_gpt2_positions_gives_the_states_of_its_end():
+    """Past n_positions GPT-2's position embedding raised IndexError; now the last 512 tokens are used,
+    and the states equal HF's own forward over exactly those tokens (left truncation, as training)."""
+    from taskscope.represent.extract import tokenize
+
+    loaded = tiny_model("gpt2", n_layers=2, hidden_size=32, seed=3)
+    long_prompt = "the quick brown fox jumps over the lazy dog. " * 20  # 900 byte tokens > 512 positions
+    states = extract_hidden_states(loaded.model, loaded.tokenizer, [long_prompt, "short"], progress=False)
+    assert states.shape[:2] == (3, 2) and torch.isfinite(states).all()
+    ids = tokenize(loaded.tokenizer, [long_prompt], None).ids[0][-512:]
+    with torch.inference_mode():
+        hidden = loaded.model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+    assert max_relative_error(states[1, 0], hidden[1][0, -1]) < 1e-4
+
+
+def test_extract_job_cuts_a_100k_character_instance_and_records_the_count(tmp_path, caplog):
+    import json
+    import logging
+
+    from taskscope.pipeline.config import ExtractionConfig
+    from taskscope.pipeline.study import TRUNCATION_FILE, extract_job
+
+    huge = "word " * 20_000  # 100k characters: 100k byte tokens, far past the tiny model's 512 positions
+    prompts = {"long_task": [huge, "a short one", "another"], "short_task": ["x y", "z"]}
+    with caplog.at_level(logging.WARNING, logger="taskscope.represent"):
+        extract_job("tiny:gpt2", "cpu", ExtractionConfig(batch_size=2).model_dump(), prompts, tmp_path)
+    report = json.loads((tmp_path / TRUNCATION_FILE).read_text())
+    assert report["long_task"]["n_truncated"] == 1 and report["long_task"]["max_length"] == 512
+    assert report["long_task"]["longest_tokens"] > 100_000 - 10
+    assert report["short_task"]["n_truncated"] == 0
+    assert any("long_task" in r.getMessage() and "1 of 3" in r.getMessage() for r in caplog.records)
+    assert not any("short_task" in r.getMessage() for r in caplog.records)
+
+
+def test_explicit_max_length_overrides_the_context_length(tmp_path):
+    import json
+
+    from taskscope.pipeline.config import ExtractionConfig
+    from taskscope.pipeline.study import TRUNCATION_FILE, extract_job
+
+    extraction = ExtractionConfig(max_length=8, truncation_side="right").model_dump()
+    extract_job("tiny:llama", "cpu", extraction, {"t": ["0123456789abcdef", "ab"]}, tmp_path)
+    report = json.loads((tmp_path / TRUNCATION_FILE).read_text())["t"]
+    assert report == {"n_prompts": 2, "n_truncated": 1, "longest_tokens": report["longest_tokens"],
+                      "max_length": 8, "truncation_side": "right"}
+    assert report["longest_tokens"] > 8
+
+
+def test_a_max_length_past_the_context_length_is_a_clear_error_not_an_index_error():
+    loaded = tiny_model("gpt2", n_layers=1, hidden_size=16, seed=0)
+    with pytest.raises(ValueError, match="longer than the model's context length 512"):
+        extract_hidden_states(loaded.model, loaded.tokenizer, ["x" * 600], max_length=1000, progress=False,
+                              description="extract task_x")

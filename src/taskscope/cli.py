@@ -1,12 +1,19 @@
 """The ``taskscope`` command line (Typer + rich).  Thin: the logic lives in the packages it calls.
 
-Command groups: ``tasks`` (list / show / export task suites).  Further groups are attached at the
-end of this file.
+Command groups: ``tasks`` (list / show / export task suites), ``config validate``, ``run``.  Further groups are
+attached at the end of this file.
+
+Errors: every command runs under :func:`user_errors`, which prints an error as ``error: ...`` lines (one per
+problem, naming the file and field) and exits 1; the traceback is shown only with the global ``--debug``
+(``taskscope --debug run ...``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,12 +37,62 @@ app = typer.Typer(name="taskscope", help="Multi-task transfer and layer-wise sim
                   no_args_is_help=True, add_completion=False)
 tasks_app = typer.Typer(help="Inspect task suites: sni:PATH, templated:PATH, builtin.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
+config_app = typer.Typer(help="Check study configs before running them.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 console = Console()
 err_console = Console(stderr=True)
+_OPTIONS = {"debug": False}
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")] = False,
+) -> None:
+    _OPTIONS["debug"] = debug
+
+
+def _message(err: BaseException) -> str:
+    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+
+
+def error_lines(message: str) -> list[str]:
+    """One self-contained line per problem: a ``header:`` followed by indented items (``ConfigError``'s and the SNI
+    loader's lists) becomes ``header: item`` per item, so every line names the file and the field."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":") and all(line.startswith(" ") for line in lines[1:]):
+        header = lines[0][:-1]
+        return [f"{header}: {line.strip().removeprefix('- ')}" for line in lines[1:]]
+    return lines
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``command``; an exception becomes ``error: ...`` lines on stderr and exit code 1 (``--debug``: raise).
+
+    Bad input (``ValueError`` and its kinds: ConfigError, TaskError, ModelSpecError, ...; ``OSError``;
+    ``KeyError``) prints its message only; anything else also says how to see the traceback.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as err:
+            if _OPTIONS["debug"]:
+                raise
+            known = isinstance(err, (ValueError, OSError, KeyError))
+            hint = "" if known else f" ({type(err).__name__}; rerun with --debug for the traceback)"
+            for line in error_lines(f"{_message(err)}{hint}") or [type(err).__name__]:
+                err_console.print(Text(f"error: {line}", style="red"), soft_wrap=True)
+            raise typer.Exit(code=1) from None
+
+    return wrapper
 
 Seed = Annotated[int, typer.Option("--seed", help="Seed for instance draws and template sampling.")]
-SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip bad task files with a warning instead of failing.")]
+SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip bad task files (sni) or bad records (templated: "
+                                       "on_bad_record=skip) with a warning instead of failing.")]
 NInstances = Annotated[int | None, typer.Option("--n-instances", help="Cap every task to N instances (seeded draw).")]
 Kind = Annotated[str, typer.Option("--format", help=f"Task context: {', '.join(FORMAT_KINDS)}.")]
 NExemplars = Annotated[int, typer.Option("--n-exemplars", help="Positive exemplars for exemplar formats.")]
@@ -45,20 +102,29 @@ TemplatePolicy = Annotated[str, typer.Option("--template-policy", help="Template
 
 
 def _fail(err: Exception) -> typer.Exit:
-    err_console.print(Text(f"error: {err}", style="red"))
+    err_console.print(Text(f"error: {_message(err)}", style="red"), soft_wrap=True)
     return typer.Exit(code=1)
 
 
 def _load(spec: str, seed: int, skip_bad: bool, n_instances: int | None) -> TaskSuite:
+    """Load a suite; its warnings (dropped tasks, skipped files or records) print as ``warning: ...`` lines."""
+    from taskscope.tasks.registry import parse_spec
+
     options: dict[str, Any] = {"seed": seed}
-    if skip_bad:
-        options["skip_bad"] = True
+    if skip_bad:  # bad files (sni) or bad records (templated) are skipped, each source in its own terms
+        options.update({"on_bad_record": "skip"} if parse_spec(spec)[0] == "templated" else {"skip_bad": True})
     if n_instances is not None:
         options["n_instances"] = n_instances
     try:
-        return load_suite(spec, **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            suite = load_suite(spec, **options)
     except (TaskError, TypeError) as err:
         raise _fail(err) from err
+    for warning in caught:
+        for line in error_lines(str(warning.message)):
+            err_console.print(Text(f"warning: {line}", style="yellow"), soft_wrap=True)
+    return suite
 
 
 def _format(kind: str, n_exemplars: int, task_name: bool, policy: str) -> PromptFormat:
@@ -69,6 +135,7 @@ def _format(kind: str, n_exemplars: int, task_name: bool, policy: str) -> Prompt
 
 
 @tasks_app.command("list")
+@user_errors
 def tasks_list(
     spec: Spec,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array, one object per task.")] = False,
@@ -92,6 +159,7 @@ def tasks_list(
 
 
 @tasks_app.command("show")
+@user_errors
 def tasks_show(
     spec: Spec,
     name: Annotated[str, typer.Argument(help="Task name.")],
@@ -136,6 +204,7 @@ def tasks_show(
 
 
 @tasks_app.command("export")
+@user_errors
 def tasks_export(
     spec: Spec,
     out: Annotated[Path, typer.Argument(help="Output JSONL file.")],
@@ -156,6 +225,24 @@ def tasks_export(
     err_console.print(f"wrote {count} examples of {len(suite)} tasks to {out}")
 
 
+@config_app.command("validate")
+@user_errors
+def config_validate(
+    config: Annotated[Path, typer.Argument(help="Study YAML (MOSSA or transfer), or a preset name.")],
+    executor: Annotated[str, typer.Option(help="The executor the run would use: local | ray.")] = "local",
+    tasks: Annotated[bool, typer.Option("--tasks/--no-tasks", help="Also load the task source and check task, "
+                                        "cluster and held-out names against it.")] = True,
+) -> None:
+    """Check every field, plug-in name, model spec, path and task name of a study config; run nothing."""
+    from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config
+    from taskscope.pipeline.validate import validate_study
+
+    study = load_study_config(config)
+    validate_study(study, source=str(config), executor=executor, load_tasks=tasks)
+    kind = "transfer" if isinstance(study, TransferStudyConfig) else "MOSSA"
+    console.print(f"ok: {config} is a valid {kind} study config (name {study.name!r}, model {study.model!r})")
+
+
 # --- further command groups (run, models) are attached below this line --------------------------
 
 from taskscope.pipeline.run import run_command  # noqa: E402  (the pipeline is the heavy import)
@@ -164,7 +251,7 @@ app.command(
     "run",
     help="Run (or resume) a study from a YAML config; with no config, the MOSSA quickstart on the "
     "embedded Gemma 3 270M and the builtin tasks. Finished stages are reused.",
-)(run_command)
+)(user_errors(run_command))
 
 
 def main() -> None:

@@ -11,12 +11,15 @@ too, so a typo fails before any work starts.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +29,7 @@ from pydantic import (
 )
 
 from taskscope.analysis.layer_map import LayerMapParams
+from taskscope.common.paths import check_component
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # shipped in the package; ./configs links here
 
@@ -36,6 +40,11 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# A name that becomes a folder of the run (the run folder itself, a model's item folder): one safe path
+# component, so no config can make a run write outside ``output_dir`` (see taskscope.common.paths).
+FolderName = Annotated[str, AfterValidator(check_component)]
 
 
 class TaskSelection(_Strict):
@@ -54,7 +63,7 @@ class TaskSelection(_Strict):
 class ExperimentalModel(_Strict):
     """An experimental model: the pre-trained base, or the base instruction-tuned on the suite minus held-out tasks."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: FolderName = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["pretrained", "multitask"]
     heldout_tasks: list[str] = Field(default_factory=list)
     heldout_clusters: list[str] = Field(default_factory=list)
@@ -76,6 +85,10 @@ class ExtractionConfig(_Strict):
     pooling: Literal["last", "mean"] = "last"
     dtype: Literal["float32", "bfloat16"] = "float32"
     share_prefix: bool = True  # run a token prefix shared by a task's prompts once (taskscope.represent.prefix)
+    # prompts longer than this many tokens are cut (None: the model's context length, read from its config);
+    # "left" keeps the end (the last token is what MOSSA reads), as training's fit_lengths does
+    max_length: int | None = Field(None, ge=1)
+    truncation_side: Literal["left", "right"] = "left"
 
 
 class BootstrapConfig(_Strict):
@@ -98,7 +111,7 @@ class ReportConfig(_Strict):
 
 
 class StudyConfig(_Strict):
-    name: str = "quickstart"
+    name: FolderName = "quickstart"  # the run folder is output_dir / name
     model: str = "embedded"  # a taskscope.models.load_model spec
     device: str = "cpu"
     tasks: TaskSelection = Field(default_factory=TaskSelection)
@@ -150,12 +163,48 @@ def validate_with(module: str, cls_name: str, value: dict[str, Any]) -> BaseMode
     return getattr(importlib.import_module(module), cls_name).model_validate(value)
 
 
-def format_errors(err: ValidationError, source: str, label: str = "study config") -> str:
-    """One line per invalid field, named by its dotted path: ``  tasks.n_inputs: Input should be ...``."""
+# the models whose fields a study config's free-form sections hold (for "did you mean" on a misspelt key)
+_SECTION_MODELS = (("taskscope.train.config", "TrainConfig"), ("taskscope.tasks.formats", "PromptFormat"),
+                   ("taskscope.evaluate", "EvalSettings"))
+
+
+def _field_names(model: type[BaseModel], seen: set[type] | None = None) -> set[str]:
+    """Every field name of ``model`` and of the models nested in its fields (lists and unions included)."""
+    seen = set() if seen is None else seen
+    if model in seen:
+        return set()
+    seen.add(model)
+    names = set(model.model_fields)
+    stack = [info.annotation for info in model.model_fields.values()]
+    while stack:
+        annotation = stack.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= _field_names(annotation, seen)
+        stack.extend(typing.get_args(annotation))
+    return names
+
+
+def _known_keys(model: type[BaseModel]) -> set[str]:
+    names = _field_names(model)
+    for module, cls_name in _SECTION_MODELS:
+        names |= _field_names(getattr(importlib.import_module(module), cls_name))
+    return names
+
+
+def format_errors(err: ValidationError, source: str, label: str = "study config",
+                  model: type[BaseModel] | None = None) -> str:
+    """One line per invalid field, named by its dotted path: ``  tasks.n_inputs: Input should be ...``; a key
+    no model takes gets ``did you mean ...?`` when it is close to one (``samplr`` -> ``sampler``)."""
     lines = [f"invalid {label} {source}:"]
+    known: set[str] | None = None
     for item in err.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden" and item["loc"]:
+            known = known if known is not None else _known_keys(model or StudyConfig)
+            close = difflib.get_close_matches(str(item["loc"][-1]), sorted(known), n=1)
+            message += f"; did you mean {close[0]!r}?" if close else ""
+        lines.append(f"  {where}: {message}")
     return "\n".join(lines)
 
 

@@ -3,7 +3,9 @@
 Order of operations in :func:`run_study`:
 
 1. resolve the config (``None`` -> the quickstart preset, a path -> read and dispatched on its ``study:``
-   key; a transfer study goes on in :func:`taskscope.pipeline.transfer_study.run_transfer_study`);
+   key), then check it against the registries and the task source (:mod:`taskscope.pipeline.validate`), so a
+   misspelt plug-in or task name fails before any work; a transfer study goes on in
+   :func:`taskscope.pipeline.transfer_study.run_transfer_study`;
 2. resolve the run folder (``run_dir`` or ``config.output_dir / config.name``), write ``study.yaml``
    there and attach the log file ``logs/run.log``;
 3. run the stages of :func:`~taskscope.pipeline.study.study_stages` through the chosen executor
@@ -29,6 +31,7 @@ from taskscope.pipeline.executors.base import get_executor
 from taskscope.pipeline.progress import attach_log_file, detach_log_file
 from taskscope.pipeline.stages import Stage, run_stages
 from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config
+from taskscope.pipeline.validate import validate_study
 
 TABLES = ("mossa", "layer_summary", "cluster_summary", "differences")
 QUICKSTART = CONFIG_DIR / "quickstart.yaml"
@@ -116,6 +119,11 @@ def execute_stages(stages: Sequence[Stage], study: Any, study_yaml: str, folder:
         detach_log_file(handler)
 
 
+def config_source(config: Any) -> str:
+    """How messages name a config: its path, the quickstart preset's, or ``<config object>``."""
+    return str(QUICKSTART if config is None else config if isinstance(config, (str, Path)) else "<config object>")
+
+
 def run_study(config: StudyConfig | str | Path | None = None, run_dir: str | Path | None = None, *,
               executor: str = "local", force: bool | Sequence[str] = False,
               executor_options: dict | None = None, stages: Sequence[Stage] | None = None) -> Run:
@@ -128,6 +136,7 @@ def run_study(config: StudyConfig | str | Path | None = None, run_dir: str | Pat
     from taskscope.pipeline.study import study_stages
 
     study = resolve_config(config)
+    validate_study(study, source=config_source(config), executor=executor)  # plug-ins, paths, task names
     if isinstance(study, TransferStudyConfig):
         from taskscope.pipeline.transfer_study import run_transfer_study
 
@@ -143,7 +152,9 @@ def run_command(
     run_dir: Annotated[Path | None, typer.Option(help="run folder (default: OUTPUT_DIR/NAME)")] = None,
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
     force: Annotated[bool, typer.Option(help="rerun every stage")] = False,
-) -> Run:
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only check the config (see `taskscope config "
+                                          "validate`) and exit")] = False,
+) -> Run | None:
     """Body of ``taskscope run [CONFIG.yaml] [--run-dir DIR] [--executor local|ray] [--force]``.
 
     Typer reads the parameters from this signature (attach with ``app.command("run")(run_command)``);
@@ -151,6 +162,11 @@ def run_command(
     """
     from rich import print as rich_print
 
+    if dry_run:
+        study = resolve_config(config)
+        validate_study(study, source=config_source(config), executor=executor)
+        rich_print(f"config {config_source(config)} is valid; nothing was run")
+        return None
     run = run_study(config, run_dir, executor=executor, force=force)
     rich_print(f"report: {run.report_path}\ntables: {', '.join(sorted(run.tables))} in {run.run_dir}")
     return run

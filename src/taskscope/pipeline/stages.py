@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from taskscope.common.files import atomic_dir, atomic_path, atomic_write_json
+from taskscope.common.paths import inside
 from taskscope.pipeline.cache import is_done, mark_done, stable_hash
 from taskscope.pipeline.executors.base import Executor
 
@@ -43,7 +44,7 @@ class StageContext:
     run_dir: Path
 
     def item_dir(self, name: str) -> Path:
-        return self.out_dir / "items" / name
+        return inside(self.out_dir / "items", name)  # a name that would leave the stage folder raises
 
     def map_items(self, job: Callable[..., Any], items: dict[str, tuple], description: str, *,
                   atomic: bool = True) -> dict[str, Path]:

@@ -36,6 +36,7 @@ from taskscope.pipeline.stages import Stage, StageContext
 
 CHECKPOINT_FILE = "model.json"
 STATES_FILE = "states.safetensors"
+TRUNCATION_FILE = "truncation.json"  # per task: prompts cut to extraction.max_length (see extract_job)
 
 
 # ---------------------------------------------------------------- tasks
@@ -175,18 +176,24 @@ def run_experimental(ctx: StageContext) -> None:
 
 # ---------------------------------------------------------------- extraction
 def extract_job(model_spec: str, device: str, extraction: dict, prompts: dict[str, list[str]], out_dir: Path) -> None:
-    """Hidden states ``(L+1, n, d)`` of every task's prompts, saved as one safetensors file (tensor per task)."""
+    """Hidden states ``(L+1, n, d)`` of every task's prompts, saved as one safetensors file (tensor per task);
+    ``truncation.json`` beside it counts, per task, the prompts cut to ``extraction.max_length``."""
     from safetensors.torch import save_file
 
     from taskscope.models import load_model
     from taskscope.represent import extract_hidden_states
+    from taskscope.represent.extract import context_length, tokenize
 
     loaded = load_model(model_spec, device=device, dtype=extraction["dtype"])
-    states = {task: extract_hidden_states(loaded.model, loaded.tokenizer, texts, batch_size=extraction["batch_size"],
-                                          pooling=extraction["pooling"],
-                                          share_prefix=extraction["share_prefix"]).contiguous()
+    limit = extraction["max_length"] or context_length(loaded.model)
+    tokens = {task: tokenize(loaded.tokenizer, texts, limit, extraction["truncation_side"])
               for task, texts in prompts.items()}
+    states = {task: extract_hidden_states(loaded.model, loaded.tokenizer, tokens[task], batch_size=extraction["batch_size"],
+                                          pooling=extraction["pooling"], share_prefix=extraction["share_prefix"],
+                                          description=f"extract {task}").contiguous()
+              for task in prompts}
     save_file(states, str(Path(out_dir) / STATES_FILE))
+    atomic_write_json(Path(out_dir) / TRUNCATION_FILE, {task: t.summary() for task, t in tokens.items()})
 
 
 def run_extract(ctx: StageContext) -> None:

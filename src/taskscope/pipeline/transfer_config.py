@@ -27,6 +27,7 @@ from pydantic import (
 
 from taskscope.pipeline.config import (
     ConfigError,
+    FolderName,
     StudyConfig,
     config_from_dict,
     format_errors,
@@ -84,7 +85,7 @@ class TransferModel(_Strict):
     ``cap``, ``unsupervised_every``) for this model only.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: FolderName = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["pretrained", "multitask"]
     train: dict[str, Any] = Field(default_factory=dict)
 
@@ -178,7 +179,7 @@ class TransferStudyConfig(_Strict):
     """Everything a transfer study needs (see docs/transfer.md for each field)."""
 
     study: Literal["transfer"] = "transfer"
-    name: str = "transfer"
+    name: FolderName = "transfer"  # the run folder is output_dir / name
     model: str = "embedded"
     device: str = "cpu"
     tasks: TransferTasks = Field(default_factory=TransferTasks)
@@ -284,7 +285,7 @@ def transfer_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> T
     try:
         return TransferStudyConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_errors(err, source, "transfer study config")) from None
+        raise ConfigError(format_errors(err, source, "transfer study config", TransferStudyConfig)) from None
 
 
 def load_transfer_config(path: str | Path) -> TransferStudyConfig:

@@ -9,8 +9,11 @@ For encoder-decoder models (T5) the states are the encoder's.
 
 `extract_hidden_states` works in this order:
 
-1. tokenise every prompt the way the tokenizer does by default (special tokens added, e.g. Gemma's BOS);
-   with ``max_length`` the tokenizer truncates (on its ``truncation_side``);
+1. tokenise every prompt the way the tokenizer does by default (special tokens added, e.g. Gemma's BOS),
+   then fit it into ``max_length`` tokens (default: the model's context length, :func:`context_length`):
+   ``truncation_side="left"`` (the default) keeps the prompt's last ``max_length`` tokens, as training's
+   ``fit_lengths`` does - the last token is the state MOSSA reads, and the query sits at the end - while
+   ``"right"`` keeps its first ones; truncated prompts are counted (:class:`PromptTokens`) and logged;
 2. with ``share_prefix`` (causal models, ``"last"`` pooling): group prompts that share a long token prefix
    (:mod:`.prefix`); per group, run the prefix once into a KV cache, then run each batch of the members'
    remaining tokens on a copy of that cache (positions continue after the prefix, the mask covers prefix +
@@ -30,8 +33,10 @@ For encoder-decoder models (T5) the states are the encoder's.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -44,6 +49,11 @@ from .backbone import Backbone, find_backbone
 from .prefix import PrefixPlan, plan_shared_prefixes
 
 Pooler = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+TruncationSide = Literal["left", "right"]
+logger = logging.getLogger("taskscope.represent")
+
+# config attributes that hold a model's absolute context length, in the order tried
+CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length")
 
 
 def pool_last(hidden: torch.Tensor, mask: torch.Tensor, last_index: torch.Tensor) -> torch.Tensor:
@@ -89,16 +99,61 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return value
 
 
-def tokenize(tokenizer: Any, prompts: Sequence[str], max_length: int | None) -> list[list[int]]:
-    """Token ids of every prompt with the tokenizer's default special tokens; errors name the empty prompt."""
-    if not prompts:
-        return []
-    encoded = tokenizer(list(prompts), add_special_tokens=True, truncation=max_length is not None,
-                        max_length=max_length)["input_ids"]
+def context_length(model: nn.Module) -> int | None:
+    """The longest input the model's position scheme takes (its config's ``max_position_embeddings``,
+    ``n_positions``, ...), or ``None`` when it names none (e.g. T5's relative positions)."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    for key in CONTEXT_LENGTH_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """Token ids of prompts after fitting them into ``max_length``, with each prompt's length before."""
+
+    ids: list[list[int]]
+    original_lengths: list[int]
+    max_length: int | None
+    truncation_side: TruncationSide = "left"
+
+    @property
+    def truncated(self) -> list[int]:
+        """Indices of the prompts that were cut."""
+        return [i for i, (ids, n) in enumerate(zip(self.ids, self.original_lengths)) if len(ids) < n]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready counts: prompts, truncated prompts, the longest prompt before fitting, the limit and side."""
+        return {"n_prompts": len(self.ids), "n_truncated": len(self.truncated),
+                "longest_tokens": max(self.original_lengths, default=0), "max_length": self.max_length,
+                "truncation_side": self.truncation_side}
+
+
+def tokenize(tokenizer: Any, prompts: Sequence[str], max_length: int | None = None,
+             truncation_side: TruncationSide = "left") -> PromptTokens:
+    """Token ids of every prompt (the tokenizer's default special tokens), each cut to ``max_length``
+    tokens on ``truncation_side`` (``None``: no limit); errors name the empty prompt."""
+    if truncation_side not in ("left", "right"):
+        raise ValueError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}")
+    if max_length is not None and max_length < 1:
+        raise ValueError(f"max_length must be >= 1, got {max_length}")
+    encoded = tokenizer(list(prompts), add_special_tokens=True)["input_ids"] if prompts else []
     for index, ids in enumerate(encoded):
         if len(ids) == 0:
             raise ValueError(f"prompt {index} ({prompts[index][:40]!r}) has no tokens")
-    return [list(ids) for ids in encoded]
+    lengths = [len(ids) for ids in encoded]
+    fitted = [_fit(list(ids), max_length, truncation_side) for ids in encoded]
+    return PromptTokens(fitted, lengths, max_length, truncation_side)
+
+
+def _fit(ids: list[int], max_length: int | None, side: TruncationSide) -> list[int]:
+    if max_length is None or len(ids) <= max_length:
+        return ids
+    return ids[len(ids) - max_length:] if side == "left" else ids[:max_length]
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -171,12 +226,13 @@ class _LayerRecorder:
 def extract_hidden_states(
     model: nn.Module,
     tokenizer: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | PromptTokens,
     *,
     batch_size: int = 16,
     pooling: str = "last",
     layers: Sequence[int] | None = None,
     max_length: int | None = None,
+    truncation_side: TruncationSide = "left",
     dtype: str | torch.dtype | None = None,
     share_prefix: bool = True,
     min_shared_tokens: int = 16,
@@ -189,6 +245,9 @@ def extract_hidden_states(
     ``pooling``: ``"last"`` (last non-padding token) or ``"mean"`` (over non-padding tokens).  ``layers``
     picks and orders layers (0 = embeddings, L = last block; negative counts from the end).  ``dtype``
     (e.g. ``"bfloat16"``) runs the forward under autocast in that dtype; the result is float32 anyway.
+    ``max_length`` (default: :func:`context_length` of the model) and ``truncation_side`` fit each prompt
+    (step 1); ``prompts`` may also be :class:`PromptTokens` from :func:`tokenize` (then both are ignored),
+    for a caller that reports the truncation counts itself.
     ``share_prefix`` runs a token prefix of at least ``min_shared_tokens`` that several prompts share once
     (causal models with ``"last"`` pooling; same states up to float rounding, see :mod:`.prefix`).
     See the module docstring for the order of operations and what each layer index means.
@@ -200,7 +259,19 @@ def extract_hidden_states(
     compute_dtype = resolve_dtype(dtype)
     embeddings = backbone.stack.get_input_embeddings()
     device = embeddings.weight.device
-    token_ids = tokenize(tokenizer, prompts, max_length)
+    if not isinstance(prompts, PromptTokens):
+        prompts = tokenize(tokenizer, prompts, max_length if max_length is not None else context_length(model),
+                           truncation_side)
+    context = context_length(model)
+    longest = max((len(ids) for ids in prompts.ids), default=0)
+    if context is not None and longest > context:
+        raise ValueError(f"{description}: a prompt of {longest} tokens is longer than the model's context length "
+                         f"{context} (max_length {prompts.max_length}); set max_length <= {context} or leave it None")
+    if prompts.truncated:
+        logger.warning("%s: %d of %d prompts longer than max_length %d tokens, cut on the %s (longest %d)",
+                       description, len(prompts.truncated), len(prompts.ids), prompts.max_length,
+                       prompts.truncation_side, max(prompts.original_lengths))
+    token_ids = prompts.ids
     if not token_ids:
         return torch.zeros((len(wanted), 0, embeddings.embedding_dim), dtype=torch.float32)
     states: torch.Tensor | None = None  # allocated from the first batch's width

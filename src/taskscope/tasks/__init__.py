@@ -1,6 +1,6 @@
 """Tasks: the data model, task sources, prompt formats and splits.  Imports nothing else from taskscope."""
 
-from taskscope.tasks.core import Example, Instance, Task, TaskError, TaskSuite, Template
+from taskscope.tasks.core import Dropped, Example, Instance, Task, TaskError, TaskSuite, Template
 from taskscope.tasks.formats import (
     FORMAT_KINDS,
     FormattedExample,
@@ -20,6 +20,7 @@ from taskscope.tasks.splits import (
 
 __all__ = [
     "FORMAT_KINDS",
+    "Dropped",
     "Example",
     "FormattedExample",
     "Instance",

@@ -13,6 +13,7 @@ Two kinds of task share one class:
 
 from __future__ import annotations
 
+import difflib
 import string
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ class TaskError(ValueError):
     """Bad task data.  The message always names the file (when there is one), the task and the field."""
 
     def __init__(self, message: str, *, file: str | None = None, task: str | None = None, field: str | None = None):
-        self.file, self.task, self.field = file, task, field
+        self.file, self.task, self.field, self.detail = file, task, field, message
         where = ", ".join(f"{k} {v!r}" for k, v in (("file", file), ("task", task), ("field", field)) if v)
         super().__init__(f"{message} ({where})" if where else message)
 
@@ -58,6 +59,18 @@ class Instance:
 _FORMATTER = string.Formatter()
 
 
+def name_problem(name: str) -> str | None:
+    """Why a task name cannot be a folder name (runs make one folder per task), or ``None``.
+
+    The rule of ``taskscope.common.paths.component_problem``, restated because ``tasks`` imports nothing of ours.
+    """
+    if name in (".", ".."):
+        return "would name a folder's parent or itself; task names become folder names"
+    if any(bad in name for bad in ("/", "\\", "\0")):
+        return "contains a path separator or NUL; task names become folder names"
+    return None
+
+
 def template_fields(text: str) -> set[str]:
     """The record fields a ``str.format`` template names (``"{premise} ..."`` -> ``{"premise"}``)."""
     names = set()
@@ -67,6 +80,11 @@ def template_fields(text: str) -> set[str]:
     return names
 
 
+def is_missing(value: Any) -> bool:
+    """A record value that is absent: ``None`` (JSON null, an empty CSV cell) or a float NaN (pandas)."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
 @dataclass(frozen=True)
 class Template:
     """An instruction template of a templated task.
@@ -74,8 +92,9 @@ class Template:
     ``input`` and ``output`` are ``str.format`` strings over the record fields, e.g.
     ``input="Premise: {premise}\\nHypothesis: {hypothesis}\\nDoes the premise entail the hypothesis?"``,
     ``output="{label}"``.  ``verbalizer`` maps a raw field value to words before formatting,
-    e.g. ``{"label": {"0": "yes", "1": "no"}}``.  ``outputs_field`` names a record field holding a
-    list of alternative references (used instead of ``output`` when present in the record).
+    e.g. ``{"label": {"0": "yes", "1": "no"}}``; a value the verbalizer does not map, and a missing value
+    (:func:`is_missing`), raise :class:`TaskError` naming the field.  ``outputs_field`` names a record field
+    holding a list of alternative references (used instead of ``output`` when present in the record).
     """
 
     input: str
@@ -96,8 +115,13 @@ class Template:
                     field=name,
                 )
             value = record[name]
+            if is_missing(value):
+                raise TaskError(f"field {name!r} has no value", task=task or None, field=name)
             words = self.verbalizer.get(name)
-            values[name] = words.get(str(value), str(value)) if words else value
+            if words and str(value) not in words:
+                raise TaskError(f"value {str(value)!r} of field {name!r} has no verbalizer entry; the verbalizer "
+                                f"maps {sorted(words)}", task=task or None, field=name)
+            values[name] = words[str(value)] if words else value
         text = self.input.format(**values)
         if self.outputs_field and self.outputs_field in record:
             refs = record[self.outputs_field]
@@ -135,6 +159,9 @@ class Task:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.name:
             raise TaskError("task has an empty name", field="name")
+        problem = name_problem(self.name)
+        if problem:
+            raise TaskError(f"task name {self.name!r} {problem}", task=self.name, field="name")
 
     @property
     def cluster(self) -> str:
@@ -175,14 +202,40 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Dropped:
+    """Tasks or records a loader or filter left out of a suite, and why (``records`` empty: the whole task)."""
+
+    task: str
+    reason: str
+    field: str | None = None
+    file: str | None = None
+    records: tuple[str, ...] = ()  # where each dropped record was (e.g. "line 7"), for record drops
+
+    def __str__(self) -> str:
+        what = f"{len(self.records)} record(s) of task {self.task!r}" if self.records else f"task {self.task!r}"
+        where = ", ".join(f"{k} {v!r}" for k, v in (("file", self.file), ("field", self.field)) if v)
+        return f"{what}: {self.reason}" + (f" ({where})" if where else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "reason": self.reason, "field": self.field, "file": self.file,
+                "records": list(self.records)}
+
+
+@dataclass(frozen=True)
 class TaskSuite:
-    """A named, ordered collection of tasks with filters.  Task names are unique."""
+    """A named, ordered collection of tasks with filters.  Task names are unique.
+
+    ``dropped`` lists what the loader or its filters left out (kept through ``filter`` / ``select`` / ...);
+    :meth:`dropped_summary` is its JSON-ready count for a run's manifest.
+    """
 
     name: str
     tasks: tuple[Task, ...]
+    dropped: tuple[Dropped, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "dropped", tuple(self.dropped))
         seen: set[str] = set()
         for task in self.tasks:
             if task.name in seen:
@@ -199,7 +252,12 @@ class TaskSuite:
         for task in self.tasks:
             if task.name == name:
                 return task
-        raise KeyError(f"no task {name!r} in suite {self.name!r}; it has {len(self.tasks)} tasks, e.g. {self.names[:5]}")
+        dropped = self.dropped_task(name)
+        if dropped is not None:
+            raise KeyError(f"no task {name!r} in suite {self.name!r}: the loader dropped it, {dropped}")
+        close = difflib.get_close_matches(str(name), self.names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"it has {len(self.tasks)} tasks, e.g. {self.names[:5]}"
+        raise KeyError(f"no task {name!r} in suite {self.name!r}; {hint}")
 
     def __contains__(self, name: object) -> bool:
         return any(task.name == name for task in self.tasks)
@@ -213,12 +271,22 @@ class TaskSuite:
         """Primary clusters in first-seen order."""
         return list(dict.fromkeys(task.cluster for task in self.tasks))
 
+    def dropped_task(self, name: str) -> Dropped | None:
+        """Why the loader left task ``name`` out, if it did."""
+        return next((d for d in self.dropped if d.task == name and not d.records), None)
+
+    def dropped_summary(self) -> dict[str, Any]:
+        """``{"n_tasks", "n_records", "items": [...]}``: what the loader and its filters dropped."""
+        return {"n_tasks": sum(1 for d in self.dropped if not d.records),
+                "n_records": sum(len(d.records) for d in self.dropped),
+                "items": [d.to_dict() for d in self.dropped]}
+
     def filter(self, predicate: Callable[[Task], bool], name: str | None = None) -> TaskSuite:
-        return TaskSuite(name or self.name, tuple(t for t in self.tasks if predicate(t)))
+        return TaskSuite(name or self.name, tuple(t for t in self.tasks if predicate(t)), self.dropped)
 
     def select(self, names: Sequence[str]) -> TaskSuite:
         """The named tasks, in the order given; unknown names raise ``KeyError``."""
-        return TaskSuite(self.name, tuple(self[n] for n in names))
+        return TaskSuite(self.name, tuple(self[n] for n in names), self.dropped)
 
     def exclude(self, names: Iterable[str]) -> TaskSuite:
         drop = set(names)
@@ -229,4 +297,4 @@ class TaskSuite:
         return self.filter(lambda t: bool(keep.intersection(t.clusters)))
 
     def map(self, fn: Callable[[Task], Task]) -> TaskSuite:
-        return TaskSuite(self.name, tuple(fn(t) for t in self.tasks))
+        return TaskSuite(self.name, tuple(fn(t) for t in self.tasks), self.dropped)

@@ -12,6 +12,7 @@ register it in its own module and import that module (built-in sources are impor
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -42,12 +43,18 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return prefix.strip(), (path if sep else None)
 
 
+def known_sources() -> list[str]:
+    """Every registered prefix and every built-in one (registered on first use)."""
+    return sorted(set(SOURCES) | set(_BUILTIN_SOURCE_MODULES))
+
+
 def load_suite(spec: str, **options: Any) -> TaskSuite:
     """Load a :class:`TaskSuite` from a spec string; unknown prefixes raise :class:`TaskError`."""
     prefix, path = parse_spec(spec)
     if prefix not in SOURCES and prefix in _BUILTIN_SOURCE_MODULES:
         importlib.import_module(_BUILTIN_SOURCE_MODULES[prefix])
     if prefix not in SOURCES:
-        known = sorted(set(SOURCES) | set(_BUILTIN_SOURCE_MODULES))
-        raise TaskError(f"unknown task source {prefix!r} in spec {spec!r}; known sources: {known}", field="spec")
+        close = difflib.get_close_matches(prefix, known_sources(), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known sources: {known_sources()}"
+        raise TaskError(f"unknown task source {prefix!r} in spec {spec!r}; {hint}", field="spec")
     return SOURCES[prefix](path, **options)

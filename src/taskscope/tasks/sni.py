@@ -13,7 +13,8 @@ Order of operations in :func:`load_sni`:
 3. mark each task ``metadata["split"] = "seen" | "unseen"`` from the split lists when present;
 4. apply the filters (:class:`SNIFilters`, a preset merged with explicit options): English only,
    excluded categories / domains / sources, minimum instance count.  A task asked for by name
-   that a filter drops raises :class:`TaskError` naming it and the field;
+   that a filter drops raises :class:`TaskError` naming it and the field; other dropped tasks get one
+   warning listing them, and every dropped task (and skipped bad file) is in ``suite.dropped``;
 5. optionally cap each task to ``n_instances`` by a seeded draw (:func:`splits.cap_instances`).
 
 Schema tolerance: ``Definition`` and ``Categories`` may be a string or a list (a list
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from taskscope.tasks.core import Example, Instance, Task, TaskError, TaskSuite
+from taskscope.tasks.core import Dropped, Example, Instance, Task, TaskError, TaskSuite
 from taskscope.tasks.registry import register_source
 from taskscope.tasks.splits import cap_instances
 
@@ -319,12 +320,16 @@ def load_sni(
         except TaskError as err:
             bad.append(err)
     if bad:
-        listing = "\n".join(f"  - {err}" for err in bad)
+        listing = "\n".join(f"  - {err}" for err in bad)  # each error names its own file, task and field
         if not skip_bad:
-            first = bad[0]
-            raise TaskError(f"{len(bad)} bad SNI task file(s) of {len(files)}:\n{listing}",
-                            file=first.file, task=first.task, field=first.field)
+            if len(bad) == 1:
+                raise bad[0]
+            error = TaskError(f"{len(bad)} bad SNI task file(s) of {len(files)}:\n{listing}")
+            error.file, error.task, error.field = bad[0].file, bad[0].task, bad[0].field
+            raise error
         warnings.warn(f"skipped {len(bad)} bad SNI task file(s) of {len(files)}:\n{listing}", stacklevel=2)
+    dropped = [Dropped(task=err.task or "?", reason=f"bad task file skipped (skip_bad): {err}", field=err.field,
+                       file=err.file) for err in bad]
 
     if layout.split_dir is not None:
         train_list = _read_list(layout.split_dir / "train_tasks.txt")
@@ -332,17 +337,25 @@ def load_sni(
         parsed = [_with_split(t, train_list, test_list) for t in parsed]
 
     kept = []
+    filtered: list[Dropped] = []
     for task in parsed:
         rejection = filters.rejection(task)
         if rejection is None:
             kept.append(task)
-        elif tasks is not None:
-            key, reason = rejection
+            continue
+        key, reason = rejection
+        if tasks is not None:
             raise TaskError(f"task asked for by name is filtered out: {reason}",
                             file=task.metadata.get("file"), task=task.name, field=key)
+        filtered.append(Dropped(task=task.name, reason=f"filtered out: {reason}", field=key,
+                                file=task.metadata.get("file")))
+    if filtered:
+        shown = "\n".join(f"  - {d}" for d in filtered[:20]) + ("\n  - ..." if len(filtered) > 20 else "")
+        warnings.warn(f"the SNI filters dropped {len(filtered)} of {len(parsed)} task(s), {len(kept)} kept:\n{shown}",
+                      stacklevel=2)
     if n_instances is not None:
         kept = [cap_instances(t, n_instances, seed) for t in kept]
-    return TaskSuite(name=f"sni:{path}", tasks=tuple(kept))
+    return TaskSuite(name=f"sni:{path}", tasks=tuple(kept), dropped=tuple(dropped + filtered))
 
 
 def _with_split(task: Task, train_list: set[str], test_list: set[str]) -> Task:

@@ -23,21 +23,25 @@ Order of operations in :func:`load_templated`:
 
 1. read and validate the spec (pydantic; unknown keys are errors naming the file and key);
 2. per dataset: load its records, check every template against the first record (a template naming
-   an unknown field raises :class:`TaskError` naming file, task and field), and build instances
-   whose ``fields`` hold the record and whose ``input``/``outputs`` are template 0's rendering;
+   an unknown field raises :class:`TaskError` naming file, task and field), render every template on every
+   record (a missing value - an empty CSV cell, a null - or a label the verbalizer does not map raises
+   :class:`TaskError` naming the records file, the record's line / row and the field; with
+   ``on_bad_record="skip"`` the record is left out, warned about and listed in ``suite.dropped``), and build
+   instances whose ``fields`` hold the record and whose ``input``/``outputs`` are template 0's rendering;
 3. optionally cap each task to ``n_instances`` by a seeded draw.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from taskscope.tasks.core import Instance, Task, TaskError, TaskSuite, Template
+from taskscope.tasks.core import Dropped, Instance, Task, TaskError, TaskSuite, Template, name_problem
 from taskscope.tasks.registry import register_source
 from taskscope.tasks.splits import cap_instances
 
@@ -73,6 +77,14 @@ class DatasetSpec(BaseModel):
     domains: list[str] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, value: str) -> str:
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(f"task name {value!r} {problem}")
+        return value
+
 
 class TemplatedSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -104,8 +116,12 @@ def _read_spec(path: Path) -> TemplatedSpec:
                         file=str(path), task=task, field=where or None) from err
 
 
-def read_records(spec: DatasetSpec, base: Path, *, file: str) -> list[dict[str, Any]]:
-    """The dataset's records as dicts: local JSONL / JSON / CSV / parquet, or a Hugging Face dataset."""
+def read_records(spec: DatasetSpec, base: Path, *, file: str) -> tuple[list[dict[str, Any]], list[str], str]:
+    """``(records, where, records_file)``: the dataset's records as dicts (local JSONL / JSON / CSV / parquet, or a
+    Hugging Face dataset), where each one is in its file (``record 2, line 3`` of a JSONL file or of a CSV file
+    without multi-line cells, else ``record 2``) and the file they came from."""
+    where: list[str] | None = None
+    source = file
     if isinstance(spec.records, HFRecords):
         try:
             import datasets
@@ -117,20 +133,26 @@ def read_records(spec: DatasetSpec, base: Path, *, file: str) -> list[dict[str, 
         records = [dict(row) for row in data]
     else:
         path = (base / spec.records).resolve()
+        source = str(path)
         if not path.is_file():
             raise TaskError(f"records file not found: {path}", file=file, task=spec.name, field="records")
         suffix = path.suffix.lower()
         try:
             if suffix == ".jsonl":
-                lines = path.read_text(encoding="utf-8").splitlines()
-                records = [json.loads(line) for line in lines if line.strip()]
+                numbered = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                            if line.strip()]
+                records = [json.loads(line) for _, line in numbered]
+                where = [f"record {i}, line {n}" for i, (n, _) in enumerate(numbered)]
             elif suffix == ".json":
                 records = json.loads(path.read_text(encoding="utf-8"))
             elif suffix in (".csv", ".tsv"):
                 import pandas as pd
 
-                frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-                records = frame.to_dict("records")
+                # an empty cell is a missing value (None), not an empty string: a template using it is an error
+                frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False,
+                                    na_values=[""])
+                records = [{k: None if pd.isna(v) else v for k, v in row.items()} for row in frame.to_dict("records")]
+                where = [f"record {i}, line {i + 2}" for i in range(len(records))]  # line 1: the header
             elif suffix == ".parquet":
                 import pandas as pd
 
@@ -144,15 +166,22 @@ def read_records(spec: DatasetSpec, base: Path, *, file: str) -> list[dict[str, 
             raise TaskError(f"cannot read records: {err}", file=str(path), task=spec.name, field="records") from err
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise TaskError("records must be a list of objects", file=file, task=spec.name, field="records")
+    where = where if where is not None else [f"record {i}" for i in range(len(records))]
     if spec.max_records is not None:
-        records = records[: spec.max_records]
+        records, where = records[: spec.max_records], where[: spec.max_records]
     if not records:
         raise TaskError("dataset has no records", file=file, task=spec.name, field="records")
-    return records
+    return records, where, source
 
 
-def build_task(spec: DatasetSpec, records: list[dict[str, Any]], *, file: str) -> Task:
-    """A templated :class:`Task`; every template is checked against the first record."""
+def build_task(spec: DatasetSpec, records: list[dict[str, Any]], *, file: str, where: list[str] | None = None,
+               records_file: str | None = None, on_bad_record: str = "error") -> tuple[Task, Dropped | None]:
+    """A templated :class:`Task` and the records it dropped; every template is checked against the first record
+    (an unknown field is an error), then rendered on every record: a record with a missing value or a value its
+    verbalizer does not map raises :class:`TaskError` naming the file, the record and the field, or with
+    ``on_bad_record="skip"`` is left out and listed in the returned :class:`Dropped`."""
+    where = where or [f"record {i}" for i in range(len(records))]
+    records_file = records_file or file
     templates = tuple(
         Template(input=t.input, output=t.output if t.output is not None else "" if t.outputs_field else "{answer}",
                  verbalizer=t.verbalizer, outputs_field=t.outputs_field)
@@ -168,22 +197,34 @@ def build_task(spec: DatasetSpec, records: list[dict[str, Any]], *, file: str) -
         raise TaskError(f"id_field {spec.id_field!r} is not a record field; the records have {sorted(first)}",
                         file=file, task=spec.name, field="id_field")
     instances = []
+    skipped: list[str] = []
+    reasons: list[str] = []
     seen: set[str] = set()
     for index, record in enumerate(records):
         inst_id = str(record[spec.id_field]) if spec.id_field else f"{spec.name}-{index}"
         if inst_id in seen:
-            raise TaskError(f"duplicate instance id {inst_id!r} in record {index}", file=file, task=spec.name,
-                            field=spec.id_field or "id")
+            raise TaskError(f"duplicate instance id {inst_id!r} in {where[index]}", file=records_file,
+                            task=spec.name, field=spec.id_field or "id")
         seen.add(inst_id)
         try:
-            text, outputs = templates[0].render(record, task=spec.name)
+            rendered = [template.render(record, task=spec.name) for template in templates]
         except TaskError as err:
-            raise TaskError(f"record {index}: {err}", file=file, task=spec.name, field=err.field) from err
+            message = f"{where[index]}: {err.detail}"
+            if on_bad_record != "skip":
+                raise TaskError(f"{message} (on_bad_record: skip leaves such records out)", file=records_file,
+                                task=spec.name, field=err.field) from err
+            skipped.append(where[index])
+            reasons.append(message)
+            continue
+        text, outputs = rendered[0]
         instances.append(Instance(id=inst_id, input=text, outputs=outputs, fields=record))
+    if not instances:
+        raise TaskError(f"every record was skipped as bad, e.g. {reasons[0]}", file=records_file, task=spec.name,
+                        field="records")
     clusters = list(spec.clusters) or ([spec.cluster] if spec.cluster else [])
     if spec.cluster and spec.cluster not in clusters:
         clusters.insert(0, spec.cluster)
-    return Task(
+    task = Task(
         name=spec.name,
         instances=tuple(instances),
         clusters=tuple(clusters),
@@ -194,18 +235,35 @@ def build_task(spec: DatasetSpec, records: list[dict[str, Any]], *, file: str) -
         templates=templates,
         metadata={"file": file},
     )
+    dropped = None
+    if skipped:
+        dropped = Dropped(task=spec.name, reason=f"bad records skipped (on_bad_record: skip), e.g. {reasons[0]}",
+                          file=records_file, records=tuple(skipped))
+    return task, dropped
 
 
 @register_source("templated")
-def load_templated(path: str | None, *, n_instances: int | None = None, seed: int = 0) -> TaskSuite:
-    """Load the datasets of a templated spec file; see the module docstring for the order of operations."""
+def load_templated(path: str | None, *, n_instances: int | None = None, seed: int = 0,
+                   on_bad_record: str = "error") -> TaskSuite:
+    """Load the datasets of a templated spec file; see the module docstring for the order of operations.
+
+    ``on_bad_record``: ``"error"`` (default) fails on a record with a missing value or an unmapped verbalizer
+    label, naming file, record and field; ``"skip"`` leaves such records out with a warning, listed in
+    ``suite.dropped``.
+    """
     if not path:
         raise TaskError("the templated source needs a spec file: 'templated:PATH'", field="spec")
+    if on_bad_record not in ("error", "skip"):
+        raise TaskError(f"on_bad_record must be 'error' or 'skip', got {on_bad_record!r}", field="on_bad_record")
     spec_path = Path(path).expanduser()
     spec = _read_spec(spec_path)
-    tasks = []
+    tasks, dropped = [], []
     for dataset in spec.datasets:
-        records = read_records(dataset, spec_path.parent, file=str(spec_path))
-        task = build_task(dataset, records, file=str(spec_path))
+        records, where, records_file = read_records(dataset, spec_path.parent, file=str(spec_path))
+        task, bad = build_task(dataset, records, file=str(spec_path), where=where, records_file=records_file,
+                               on_bad_record=on_bad_record)
+        if bad is not None:
+            warnings.warn(f"templated: skipped {len(bad.records)} of {len(records)} record(s) of {bad}", stacklevel=2)
+            dropped.append(bad)
         tasks.append(cap_instances(task, n_instances, seed) if n_instances is not None else task)
-    return TaskSuite(name=spec.name or spec_path.stem, tasks=tuple(tasks))
+    return TaskSuite(name=spec.name or spec_path.stem, tasks=tuple(tasks), dropped=tuple(dropped))
