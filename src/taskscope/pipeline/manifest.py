@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -154,7 +155,7 @@ def stage_entries(records: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def build_manifest(config: Any, records: Mapping[str, Any], *, status: str, started_at: float) -> dict[str, Any]:
     """The manifest of a run of ``config`` whose stages so far are ``records`` (see the module docstring)."""
-    dump = config.model_dump(mode="json")
+    dump = config.model_dump(mode="json") if hasattr(config, "model_dump") else dataclasses.asdict(config)
     stages = stage_entries(records)
     return {
         "schema": SCHEMA,

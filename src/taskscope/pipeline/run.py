@@ -7,7 +7,7 @@ Order of operations in :func:`run_study`:
 2. resolve the run folder (``run_dir`` or ``config.output_dir / config.name``); then, in
    :func:`execute_stages`: take the folder's lock (:mod:`taskscope.pipeline.lock`; a second run on the folder
    stops with a message naming the first), remove temporaries a killed run left, record this attempt's
-   config in ``attempts/{id}/study.yaml`` and attach the log file ``logs/run.log``;
+   config in ``attempts/{n:04d}-{UTC time}-pid{pid}/study.yaml`` and attach the log file ``logs/run.log``;
 3. run the stages of :func:`~taskscope.pipeline.study.study_stages` through the chosen executor
    (verified cached stages are reused, see :mod:`taskscope.pipeline.stages`);
 4. write the attempt's ``manifest.json`` (:mod:`taskscope.pipeline.manifest`; status ``succeeded`` or
@@ -132,7 +132,8 @@ def execute_stages(stages: Sequence[Stage], study: Any, study_yaml: str, folder:
     with run_lock(folder, wait=lock_wait):
         stale = remove_temporaries(folder)
         started = time.time()
-        attempt = folder / ATTEMPTS / (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started)) + f"-{os.getpid()}")
+        attempt = folder / ATTEMPTS / (f"{_count_attempts(folder) + 1:04d}-"
+                                       + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started)) + f"-pid{os.getpid()}")
         atomic_write_text(attempt / "study.yaml", study_yaml)
         handler = attach_log_file(folder)
         if stale:
@@ -156,6 +157,11 @@ def execute_stages(stages: Sequence[Stage], study: Any, study_yaml: str, folder:
                              "(this attempt: %s)", attempt.relative_to(folder))
             detach_log_file(handler)
     return records
+
+
+def _count_attempts(folder: Path) -> int:
+    root = folder / ATTEMPTS
+    return sum(1 for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
 
 
 def run_study(config: StudyConfig | str | Path | None = None, run_dir: str | Path | None = None, *,
@@ -242,14 +248,14 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def clean_run(run_dir: str | Path, *, delete: bool = False) -> list[Path]:
-    """The superseded stage folders of ``run_dir`` (and leftover temporaries); removed when ``delete``.
-
-    Holds the run folder's lock, so it never deletes under a running study.
-    """
+def clean_run(run_dir: str | Path, *, delete: bool = False) -> dict[Path, int]:
+    """The superseded stage folders of ``run_dir`` with their sizes in bytes; removed (with leftover
+    temporaries) when ``delete``.  Holds the run folder's lock, so it never deletes under a running study."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run folder at {run_dir}")
     with run_lock(run_dir):
-        folders = superseded_stages(run_dir)
+        folders = {folder: folder_size(folder) for folder in superseded_stages(run_dir)}
         if delete:
             for folder in folders:
                 shutil.rmtree(folder)
