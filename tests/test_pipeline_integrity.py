@@ -37,8 +37,9 @@ def _states(run_dir, finished_run, item):
 def test_the_manifest_of_a_study_names_its_models_seeds_and_stages(finished_run, tiny_config):
     manifest = finished_run.manifest
     assert manifest["status"] == "succeeded" and manifest["study"] == {"kind": "mossa", "name": "tiny"}
-    assert list(manifest["stages"]) == ["tasks", "controls", "experimental", "extract", "similarity", "analysis", "report"]
-    assert all(s["version"] == "1" and s["compute_seconds"] > 0 for s in manifest["stages"].values())
+    stages = {stage["name"]: stage for stage in manifest["stages"]}
+    assert list(stages) == ["tasks", "controls", "experimental", "extract", "similarity", "analysis", "report"]
+    assert all(s["version"] == "1" and s["compute_seconds"] > 0 for s in stages.values())
     base = manifest["models"][0]
     assert base["spec"] == "tiny:llama" and len(base["fingerprint"]) == 64
     assert manifest["seeds"]["tasks.seed"] == tiny_config.tasks.seed
@@ -46,7 +47,7 @@ def test_the_manifest_of_a_study_names_its_models_seeds_and_stages(finished_run,
     # every extraction job decides on prefix sharing once per task: 4 controls (1 task) + 3 models x 4 tasks
     decisions = manifest["fast_paths"]["extract.share_prefix"]
     assert decisions["used"] + sum(decisions["skipped"].values()) == 4 + 3 * 4
-    assert manifest["stages"]["extract"]["fast_paths"] == manifest["fast_paths"]
+    assert stages["extract"]["fast_paths"] == manifest["fast_paths"]
 
 
 def test_a_truncated_states_file_is_rebuilt_with_what_reads_it(finished_run, tmp_path, caplog):
@@ -86,7 +87,8 @@ def test_an_edited_task_definition_reruns_the_tasks_stage(tiny_config, tmp_path,
         write_sni(name, sni_data(n_instances=6, Definition=f"Answer {name}."))
     data = tmp_path / "sni"
     config = tiny_config.model_copy(update={"tasks": tiny_config.tasks.model_copy(update={
-        "source": f"sni:{data}", "clusters": None, "options": {}, "n_inputs": 2, "n_train": 2})})
+        "source": f"sni:{data}", "clusters": None, "max_tasks_per_cluster": None, "options": {}, "n_inputs": 2,
+        "n_train": 2})})
     stages = [s for s in study_stages() if s.name in ("tasks",)]  # nothing is trained: the key is what matters
     first = run_stages(stages, config, tmp_path / "run", get_executor("local"))["tasks"]
     assert run_stages(stages, config, tmp_path / "run", get_executor("local"))["tasks"].cached

@@ -11,7 +11,7 @@
 4. ``threads``: torch intra-op and inter-op threads and the CPU count;
 5. ``models``: the base model's spec and fingerprint (computed where cheap: tiny models, local
    checkpoints; otherwise null with the reason);
-6. ``stages``: per stage key, code version, cached, seconds this run, seconds when computed, fast paths
+6. ``stages``: a list in run order, per stage its name, key, code version, cached, seconds this run, seconds when computed, fast paths
    (cached stages contribute the record stored in their done-marker); ``fast_paths``: their sum.
 
 :func:`manifest_so_far` gives a running stage (the report) the manifest of the stages before it;
@@ -142,14 +142,14 @@ def base_fingerprint(spec: str) -> dict[str, Any]:
     return entry
 
 
-def stage_entries(records: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per stage: key, folder, code version, cached, seconds (this run / when computed), fast paths."""
-    out = {}
+def stage_entries(records: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per stage in run order: name, key, folder, code version, cached, seconds (this run / when computed), fast paths."""
+    out = []
     for name, record in records.items():
         extra = record.extra
-        out[name] = {"key": record.key, "folder": record.folder.name, "version": extra.get("version"),
-                     "cached": record.cached, "seconds": round(record.seconds, 3),
-                     "compute_seconds": extra.get("compute_seconds"), "fast_paths": extra.get("fast_paths", {})}
+        out.append({"name": name, "key": record.key, "folder": record.folder.name, "version": extra.get("version"),
+                    "cached": record.cached, "seconds": round(record.seconds, 3),
+                    "compute_seconds": extra.get("compute_seconds"), "fast_paths": extra.get("fast_paths", {})})
     return out
 
 
@@ -172,7 +172,7 @@ def build_manifest(config: Any, records: Mapping[str, Any], *, status: str, star
         "seeds": fields_named(dump, "seed"),
         "threads": thread_info(),
         "models": [base_fingerprint(dump["model"])] if "model" in dump else [],
-        "fast_paths": merge_fast_paths([entry["fast_paths"] for entry in stages.values()]),
+        "fast_paths": merge_fast_paths([entry["fast_paths"] for entry in stages]),
         "stages": stages,
     }
 
@@ -212,8 +212,8 @@ def manifest_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
     for name, entry in sorted(manifest["fast_paths"].items()):
         skipped = ", ".join(f"{n}x {reason}" for reason, n in entry["skipped"].items())
         rows.append(("fast path", name, f"used {entry['used']}x" + (f"; not taken {skipped}" if skipped else "")))
-    for name, stage in manifest["stages"].items():
+    for stage in manifest["stages"]:
         took = stage["compute_seconds"]
-        rows.append(("stage", name, ("cached" if stage["cached"] else "ran") + f", v{stage['version']}, "
+        rows.append(("stage", stage["name"], ("cached" if stage["cached"] else "ran") + f", v{stage['version']}, "
                      + (f"{took:.1f} s to compute" if took is not None else "time unknown")))
     return pd.DataFrame(rows, columns=["section", "name", "value"])
