@@ -78,6 +78,20 @@ def test_an_altered_but_valid_states_file_is_not_used(finished_run, tmp_path, ca
     pd.testing.assert_frame_equal(run.tables["layer_summary"], finished_run.tables["layer_summary"])
 
 
+def test_a_damaged_control_model_is_trained_again_and_the_tables_do_not_change(finished_run, tmp_path, caplog):
+    run_dir = _copy(finished_run, tmp_path)
+    controls = run_dir / finished_run.stages["controls"]["folder"] / "items"
+    weights = sorted(controls.glob("*/train/**/final/adapter/adapter_model.safetensors"))[0]
+    weights.write_bytes(weights.read_bytes()[:200])
+    with caplog.at_level(logging.WARNING):
+        run = run_study(finished_run.config, run_dir)
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "adapter_model.safetensors: sha256 differs" in messages and "final weights" in messages
+    assert run.stages["tasks"]["cached"] and run.stages["experimental"]["cached"]
+    assert not any(run.stages[n]["cached"] for n in ("controls", "extract", "similarity", "analysis", "report"))
+    pd.testing.assert_frame_equal(run.tables["mossa"], finished_run.tables["mossa"])
+
+
 def test_an_edited_task_definition_reruns_the_tasks_stage(tiny_config, tmp_path, write_sni, sni_data):
     from taskscope.pipeline.executors import get_executor
     from taskscope.pipeline.stages import run_stages

@@ -96,3 +96,21 @@ def test_every_checkpoint_damaged_starts_over(tmp_path: Path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="taskscope.train"):
         assert latest_checkpoint(tmp_path) is None
     assert any("optimizer.pt" in r.getMessage() for r in caplog.records)
+
+
+def test_damaged_final_weights_are_trained_again_from_the_newest_checkpoint(tmp_path: Path, caplog) -> None:
+    cfg = config()
+    first = tiny_model("llama", seed=4)
+    train(first, toy_data(), cfg, tmp_path, progress=False)
+    expected = lora_weights(first.model)
+    weights = tmp_path / "final" / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING, logger="taskscope.train"):
+        again = tiny_model("llama", seed=4)
+        train(again, toy_data(), cfg, tmp_path, progress=False)
+    assert any("final weights" in r.getMessage() and "adapter_model.safetensors" in r.getMessage() for r in caplog.records)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(lora_weights(again.model)[name], tensor, rtol=0, atol=0, msg=name)
+    assert checkpoint_problems(tmp_path / "final") == []
+    steps = [r["step"] for r in read_log(tmp_path / "log.jsonl") if r["kind"] == "train"]
+    assert steps == list(range(1, 9))

@@ -34,7 +34,7 @@ from typing import Any
 
 from taskscope.common.fastpaths import FastPathRecord, collect_fast_paths, merge_fast_paths
 from taskscope.common.files import atomic_dir, atomic_path, atomic_write_json, is_temporary, remove_temporaries
-from taskscope.pipeline.cache import ITEMS, is_done, mark_done, read_marker, stable_hash, verify_done
+from taskscope.pipeline.cache import DONE_MARKER, ITEMS, is_done, mark_done, read_marker, stable_hash, verify_done
 from taskscope.pipeline.executors.base import Executor
 
 FAST_PATHS_FILE = "_fast_paths.json"
@@ -66,7 +66,7 @@ class StageContext:
         done last (with its files' sha256), so an interrupted stage keeps every finished item; a finished
         item whose files no longer match its marker is named in a warning and run again.
         """
-        pending = [(name, args) for name, args in items.items() if not _item_intact(self.item_dir(name))]
+        pending = [(name, args) for name, args in items.items() if not _item_intact(self.item_dir(name), atomic)]
         skipped = len(items) - len(pending)
         if skipped:
             logger.info("%s: %d of %d items already done", description, skipped, len(items))
@@ -75,14 +75,18 @@ class StageContext:
         return {name: self.item_dir(name) for name in items}
 
 
-def _item_intact(folder: Path) -> bool:
-    """A finished item whose files match its marker; a damaged one is removed (and named) so it reruns."""
+def _item_intact(folder: Path, atomic: bool) -> bool:
+    """A finished item whose files match its marker.  A damaged one is named and rerun: an atomic item from
+    scratch; a resuming one (``atomic=False``) loses only its marker, its job resumes from what is intact."""
     if not is_done(folder):
         return False
     problems = verify_done(folder)
     if problems:
         logger.warning("item %s: %s; running it again", folder, "; ".join(problems))
-        shutil.rmtree(folder)
+        if atomic:
+            shutil.rmtree(folder)
+        else:
+            (folder / DONE_MARKER).unlink()
     return not problems
 
 
@@ -225,11 +229,7 @@ def _stage_intact(stage: Stage, folder: Path) -> bool:
     logger.warning("stage %s: %s (in %s); rerunning the stage and every stage after it that reads it",
                    stage.name, "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else ""),
                    folder)
-    (folder / "_done.json").unlink()
-    for problem in problems:  # a damaged item goes; the stage's intact items are kept for the rerun
-        parts = problem.split(":", 1)[0].split("/")
-        if parts[0] == ITEMS and len(parts) > 1 and (folder / ITEMS / parts[1]).exists():
-            shutil.rmtree(folder / ITEMS / parts[1])
+    (folder / DONE_MARKER).unlink()  # the rerun keeps every intact item (`StageContext.map_items` checks each)
     return False
 
 

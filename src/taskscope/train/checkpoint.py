@@ -67,6 +67,16 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return None
 
 
+def final_problems(final_dir: Path) -> list[str]:
+    """`checkpoint_problems` of a finished run's ``final/`` folder; damage is logged (the run then trains again
+    from its newest intact checkpoint and rewrites ``final/``)."""
+    problems = checkpoint_problems(final_dir)
+    if problems:
+        logger.warning("final weights in %s are damaged (%s); training again from the newest intact checkpoint",
+                       final_dir, "; ".join(problems))
+    return problems
+
+
 def file_digests(directory: Path) -> dict[str, str]:
     """``relative path -> sha256`` of every file under ``directory`` but ``files.json``."""
     return {p.relative_to(directory).as_posix(): file_sha256(p) for p in sorted(Path(directory).rglob("*"))
@@ -76,15 +86,11 @@ def file_digests(directory: Path) -> dict[str, str]:
 def checkpoint_problems(directory: Path) -> list[str]:
     """What is wrong with a checkpoint: files missing, changed or truncated against ``files.json`` (empty: intact).
 
-    A checkpoint written before ``files.json`` existed is checked by reading its state file.
+    A checkpoint written before ``files.json`` existed cannot be checked and counts as intact.
     """
     directory = Path(directory)
     listing = directory / FILES
     if not listing.is_file():
-        try:
-            json.loads((directory / STATE_FILE).read_text())
-        except (OSError, ValueError) as err:
-            return [f"{STATE_FILE}: unreadable ({err})"]
         return []
     recorded, found = json.loads(listing.read_text()), file_digests(directory)
     return [f"{name}: {'missing' if name not in found else 'sha256 differs (changed or truncated)'}"
