@@ -1,6 +1,6 @@
 """An exclusive lock on a run folder while a run (or ``taskscope clean``) works in it.
 
-``with run_lock(run_dir, wait=0):`` takes ``fcntl.flock(LOCK_EX)`` on ``run_dir/.run.lock``:
+``with run_lock(run_dir, wait=0):`` takes an exclusive lock on ``run_dir/.run.lock``:
 
 1. the lock is tried without blocking; while another process holds it, retry every 0.2 s until ``wait``
    seconds have passed, then raise :class:`RunLockedError` naming the holder (pid, host, start time);
@@ -9,12 +9,12 @@
 3. the file now names this process; on exit the record is emptied and the lock released.
 
 The lock file is never deleted (deleting it would let a waiting process lock an orphaned inode while a
-third one locks a new file).  POSIX only (``fcntl``); on NFS it relies on the server's lock support.
+third one locks a new file).  POSIX ``fcntl.flock`` (on NFS it relies on the server's lock support); on
+Windows ``msvcrt.locking`` of the first byte.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -25,12 +25,38 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+    import msvcrt
+
 LOCK_FILE = ".run.lock"
 logger = logging.getLogger("taskscope.pipeline")
 
 
 class RunLockedError(RuntimeError):
     """Another live process holds the run folder's lock."""
+
+
+def _try_lock(handle) -> bool:
+    try:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:  # pragma: no cover - Windows
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        return True
+    except OSError:  # BlockingIOError (POSIX) or PermissionError (Windows): held elsewhere
+        return False
+
+
+def _unlock(handle) -> None:
+    if fcntl is not None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    else:  # pragma: no cover - Windows
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
 
 
 def _holder(handle) -> dict:
@@ -58,16 +84,12 @@ def run_lock(run_dir: str | Path, *, wait: float = 0.0) -> Iterator[None]:
     handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
     try:
         deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise RunLockedError(
-                        f"run folder {run_dir} is in use by {_describe(_holder(handle))}; wait for that run to "
-                        f"finish (or stop it) and try again, or use another run folder") from None
-                time.sleep(0.2)
+        while not _try_lock(handle):
+            if time.monotonic() >= deadline:
+                raise RunLockedError(
+                    f"run folder {run_dir} is in use by {_describe(_holder(handle))}; wait for that run to "
+                    f"finish (or stop it) and try again, or use another run folder")
+            time.sleep(0.2)
         stale = _holder(handle)
         if stale:
             logger.warning("run folder %s: stale lock of %s (that run ended without releasing it; killed?); "
@@ -83,6 +105,6 @@ def run_lock(run_dir: str | Path, *, wait: float = 0.0) -> Iterator[None]:
             handle.seek(0)
             handle.truncate()
             handle.flush()
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            _unlock(handle)
     finally:
         handle.close()
