@@ -67,14 +67,16 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return None
 
 
-def final_problems(final_dir: Path) -> list[str]:
-    """`checkpoint_problems` of a finished run's ``final/`` folder; damage is logged (the run then trains again
-    from its newest intact checkpoint and rewrites ``final/``)."""
+def is_finished(final_dir: Path) -> bool:
+    """Whether ``final_dir`` holds a finished run (``result.json``) whose files are intact; damage is logged
+    (the run then trains again from its newest intact checkpoint and rewrites ``final/``)."""
+    if not (Path(final_dir) / "result.json").is_file():
+        return False
     problems = checkpoint_problems(final_dir)
     if problems:
         logger.warning("final weights in %s are damaged (%s); training again from the newest intact checkpoint",
                        final_dir, "; ".join(problems))
-    return problems
+    return not problems
 
 
 def file_digests(directory: Path) -> dict[str, str]:
