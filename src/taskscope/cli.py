@@ -254,6 +254,27 @@ app.command(
 )(user_errors(run_command))
 
 
+@app.command("clean")
+def clean(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Delete (without it: only list what would go).")] = False,
+) -> None:
+    """Remove stage folders the last successful run of RUN no longer uses (a dry run unless --yes)."""
+    from taskscope.pipeline.lock import RunLockedError
+    from taskscope.pipeline.run import clean_run
+
+    try:
+        sizes = clean_run(run, delete=yes)
+    except (FileNotFoundError, RunLockedError) as err:
+        raise _fail(err) from err
+    verb = "removed" if yes else "would remove"
+    for folder, size in sizes.items():
+        console.print(f"{verb} {folder} ({size / 1e6:.1f} MB)")
+    total = sum(sizes.values()) / 1e6
+    console.print(f"{verb} {len(sizes)} superseded stage folder(s), {total:.1f} MB"
+                  + ("" if yes or not sizes else "; run again with --yes to delete them"))
+
+
 def main() -> None:
     app()
 

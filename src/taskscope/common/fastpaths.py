@@ -44,14 +44,22 @@ def note_fast_path(name: str, used: bool, reason: str = "") -> None:
 
 
 @contextmanager
-def collect_fast_paths() -> Iterator[FastPathRecord]:
-    """The decisions noted while the block runs (nested blocks each see their own and their children's)."""
+def collect_fast_paths(*, isolated: bool = False) -> Iterator[FastPathRecord]:
+    """The decisions noted while the block runs (nested blocks each see their own and their children's).
+
+    ``isolated=True`` hides the block's decisions from the enclosing blocks (an item job whose record is
+    stored on its own, so its stage does not count it twice).
+    """
     record: FastPathRecord = {}
+    outer = _collectors[:] if isolated else []
+    if isolated:
+        _collectors.clear()
     _collectors.append(record)
     try:
         yield record
     finally:
         _collectors.remove(record)
+        _collectors.extend(outer)
 
 
 def merge_fast_paths(records: list[FastPathRecord]) -> FastPathRecord:

@@ -6,16 +6,26 @@ Order of operations in :func:`run_study`:
    key), then check it against the registries and the task source (:mod:`taskscope.pipeline.validate`), so a
    misspelt plug-in or task name fails before any work; a transfer study goes on in
    :func:`taskscope.pipeline.transfer_study.run_transfer_study`;
-2. resolve the run folder (``run_dir`` or ``config.output_dir / config.name``), write ``study.yaml``
-   there and attach the log file ``logs/run.log``;
+2. resolve the run folder (``run_dir`` or ``config.output_dir / config.name``); then, in
+   :func:`execute_stages`: take the folder's lock (:mod:`taskscope.pipeline.lock`; a second run on the folder
+   stops with a message naming the first), remove temporaries a killed run left, record this attempt's
+   config in ``attempts/{n:04d}-{UTC time}-pid{pid}/study.yaml`` and attach the log file ``logs/run.log``;
 3. run the stages of :func:`~taskscope.pipeline.study.study_stages` through the chosen executor
-   (cached stages are reused, see :mod:`taskscope.pipeline.stages`);
-4. return a :class:`Run` over the folder.
+   (verified cached stages are reused, see :mod:`taskscope.pipeline.stages`);
+4. write the attempt's ``manifest.json`` (:mod:`taskscope.pipeline.manifest`; status ``succeeded`` or
+   ``failed``); only when the run succeeded are ``study.yaml`` and ``manifest.json`` of the run folder
+   replaced, so they always describe the tables beside them;
+5. return a :class:`Run` over the folder.
+
+:func:`superseded_stages` / :func:`clean_run` find and remove stage folders the last successful run did not use.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -25,11 +35,14 @@ import pandas as pd
 import typer
 
 from taskscope.analysis.layer_map import LayerMap
-from taskscope.common.files import atomic_write_text
+from taskscope.common.files import atomic_write_text, remove_temporaries
+from taskscope.pipeline.cache import is_done
 from taskscope.pipeline.config import CONFIG_DIR, StudyConfig, dump_config, load_config
 from taskscope.pipeline.executors.base import get_executor
-from taskscope.pipeline.progress import attach_log_file, detach_log_file
-from taskscope.pipeline.stages import Stage, run_stages
+from taskscope.pipeline.lock import run_lock
+from taskscope.pipeline.manifest import MANIFEST_FILE, build_manifest, write_manifest
+from taskscope.pipeline.progress import attach_log_file, detach_log_file, logger
+from taskscope.pipeline.stages import Stage, StageRecord, forced_stages, run_stages
 from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config
 from taskscope.pipeline.validate import validate_study
 
@@ -88,6 +101,11 @@ class Run:
         return load_config(self.run_dir / "study.yaml")
 
     @property
+    def manifest(self) -> dict[str, Any]:
+        """Provenance of the last successful run (``manifest.json``, see :mod:`taskscope.pipeline.manifest`)."""
+        return json.loads((self.run_dir / MANIFEST_FILE).read_text())
+
+    @property
     def stages(self) -> dict[str, Any]:
         """What the last run did per stage: key, folder, ``cached`` and seconds (``stages.json``)."""
         return json.loads((self.run_dir / "stages.json").read_text())
@@ -105,18 +123,48 @@ def resolve_config(config: StudyConfig | TransferStudyConfig | str | Path | None
     return load_study_config(config)
 
 
+ATTEMPTS = "attempts"
+
+
 def execute_stages(stages: Sequence[Stage], study: Any, study_yaml: str, folder: Path, *, executor: str,
-                   force: bool | Sequence[str], executor_options: dict | None) -> None:
-    """Steps 2-3 shared by every study kind: write ``study.yaml``, attach the log, run the stages, clean up."""
+                   force: bool | str | Sequence[str], executor_options: dict | None,
+                   lock_wait: float = 0.0) -> dict[str, StageRecord]:
+    """Steps 2-4 shared by every study kind (see the module docstring); returns the stage records."""
+    forced_stages(stages, force)  # an unknown stage name fails before anything is touched
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "study.yaml", study_yaml)
-    handler = attach_log_file(folder)
-    runner = get_executor(executor, **(executor_options or {}))
-    try:
-        run_stages(stages, study, folder, runner, force=force)
-    finally:
-        runner.close()
-        detach_log_file(handler)
+    with run_lock(folder, wait=lock_wait):
+        stale = remove_temporaries(folder)
+        started = time.time()
+        attempt = folder / ATTEMPTS / (f"{_count_attempts(folder) + 1:04d}-"
+                                       + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started)) + f"-pid{os.getpid()}")
+        atomic_write_text(attempt / "study.yaml", study_yaml)
+        handler = attach_log_file(folder)
+        if stale:
+            logger.info("removed %d unfinished temporary file(s) of an earlier run: %s", len(stale),
+                        ", ".join(str(p.relative_to(folder)) for p in stale[:5]))
+        runner = get_executor(executor, **(executor_options or {}))
+        records: dict[str, StageRecord] = {}
+        status = "failed"
+        try:
+            records = run_stages(stages, study, folder, runner, force=force, on_stage=records.__setitem__)
+            status = "succeeded"
+        finally:
+            runner.close()
+            manifest = build_manifest(study, records, status=status, started_at=started)
+            write_manifest(attempt / MANIFEST_FILE, manifest)
+            if status == "succeeded":
+                atomic_write_text(folder / "study.yaml", study_yaml)
+                write_manifest(folder / MANIFEST_FILE, manifest)
+            else:
+                logger.error("run failed; study.yaml and manifest.json keep describing the last successful run "
+                             "(this attempt: %s)", attempt.relative_to(folder))
+            detach_log_file(handler)
+    return records
+
+
+def _count_attempts(folder: Path) -> int:
+    root = folder / ATTEMPTS
+    return sum(1 for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
 
 
 def config_source(config: Any) -> str:
@@ -125,13 +173,14 @@ def config_source(config: Any) -> str:
 
 
 def run_study(config: StudyConfig | str | Path | None = None, run_dir: str | Path | None = None, *,
-              executor: str = "local", force: bool | Sequence[str] = False,
+              executor: str = "local", force: bool | str | Sequence[str] = False,
               executor_options: dict | None = None, stages: Sequence[Stage] | None = None) -> Run:
     """Run (or resume) a MOSSA study and return its :class:`Run`; ``None`` runs the quickstart preset.
 
-    ``force=True`` reruns every stage, a list of stage names reruns those (and, being new work, nothing
-    else: their dependants are rerun only if their outputs' keys change).  ``stages`` overrides the
-    stage list (default: :func:`taskscope.pipeline.study.study_stages`).
+    ``force=True`` (or ``"all"``) reruns every stage; a stage name or list of names reruns those and every
+    stage downstream of them.  A run folder another run holds raises
+    :class:`~taskscope.pipeline.lock.RunLockedError`.  ``stages`` overrides the stage list (default:
+    :func:`taskscope.pipeline.study.study_stages`).
     """
     from taskscope.pipeline.study import study_stages
 
@@ -151,11 +200,14 @@ def run_command(
     config: Annotated[Path | None, typer.Argument(help="study YAML (default: the quickstart preset)")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="run folder (default: OUTPUT_DIR/NAME)")] = None,
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
-    force: Annotated[bool, typer.Option(help="rerun every stage")] = False,
+    force: Annotated[list[str] | None, typer.Option(
+        "--force", metavar="STAGE", help="rerun STAGE and every stage after it that reads it (repeatable); "
+        "'all' reruns everything")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only check the config (see `taskscope config "
                                           "validate`) and exit")] = False,
 ) -> Run | None:
-    """Body of ``taskscope run [CONFIG.yaml] [--run-dir DIR] [--executor local|ray] [--force]``.
+    """Body of ``taskscope run [CONFIG.yaml] [--run-dir DIR] [--executor local|ray] [--force STAGE|all ...]
+    [--dry-run]``.
 
     Typer reads the parameters from this signature (attach with ``app.command("run")(run_command)``);
     it prints where the report is.
@@ -167,6 +219,62 @@ def run_command(
         validate_study(study, source=config_source(config), executor=executor)
         rich_print(f"config {config_source(config)} is valid; nothing was run")
         return None
-    run = run_study(config, run_dir, executor=executor, force=force)
+    if force:
+        _check_force_option(config, force)
+    run = run_study(config, run_dir, executor=executor, force=force or False)
     rich_print(f"report: {run.report_path}\ntables: {', '.join(sorted(run.tables))} in {run.run_dir}")
     return run
+
+
+def _check_force_option(config: Path | None, force: list[str]) -> None:
+    """Reject unknown ``--force`` stage names before any work, listing the valid ones."""
+    from taskscope.pipeline.study import study_stages
+
+    study = resolve_config(config)
+    if isinstance(study, TransferStudyConfig):
+        from taskscope.pipeline.transfer_study import transfer_stages
+
+        stages = transfer_stages(study)
+    else:
+        stages = study_stages()
+    try:
+        forced_stages(stages, force)
+    except ValueError as err:
+        raise typer.BadParameter(str(err).removeprefix("--force: "), param_hint="'--force'") from err
+
+
+# ---------------------------------------------------------------- clean
+def superseded_stages(run_dir: str | Path) -> list[Path]:
+    """Stage folders of ``run_dir`` the last successful run (``stages.json``) did not use.
+
+    Unfinished folders newer than that record are kept: they are the resumable work of a later attempt.
+    """
+    run_dir = Path(run_dir)
+    record = run_dir / "stages.json"
+    if not record.is_file():
+        raise FileNotFoundError(f"{run_dir} has no stages.json: no run finished there, so nothing is known "
+                                "to be superseded")
+    used = {Path(info["folder"]).name for info in json.loads(record.read_text()).values()}
+    finished_at = record.stat().st_mtime
+    root = run_dir / "stages"
+    return [folder for folder in sorted(root.iterdir()) if folder.is_dir() and folder.name not in used
+            and (is_done(folder) or folder.stat().st_mtime <= finished_at)] if root.is_dir() else []
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def clean_run(run_dir: str | Path, *, delete: bool = False) -> dict[Path, int]:
+    """The superseded stage folders of ``run_dir`` with their sizes in bytes; removed (with leftover
+    temporaries) when ``delete``.  Holds the run folder's lock, so it never deletes under a running study."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run folder at {run_dir}")
+    with run_lock(run_dir):
+        folders = {folder: folder_size(folder) for folder in superseded_stages(run_dir)}
+        if delete:
+            for folder in folders:
+                shutil.rmtree(folder)
+            remove_temporaries(run_dir)
+    return folders

@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from taskscope.common.files import atomic_write_json, atomic_write_text
+from taskscope.pipeline.cache import data_fingerprint
 from taskscope.pipeline.config import StudyConfig, dump_config
 from taskscope.pipeline.stages import Stage, StageContext
 
@@ -266,21 +267,23 @@ def study_stages() -> list[Stage]:
     """The stages of a MOSSA study, in run order, with the config slice each one reads."""
     dump = lambda model: model.model_dump(mode="json")
     return [
-        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "prompt_format": c.prompt_format}),
-        Stage("controls", run_controls, lambda c: {"model": c.model, "train": c.control_training}, needs=("tasks",)),
+        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "prompt_format": c.prompt_format,
+                                             "data": data_fingerprint(c.tasks.source)}, version="1"),
+        Stage("controls", run_controls, lambda c: {"model": c.model, "train": c.control_training}, needs=("tasks",),
+              version="1"),
         Stage("experimental", run_experimental,
               lambda c: {"model": c.model, "train": c.multitask_training,
                          "models": [dump(m) for m in c.experimental_models if m.kind == "multitask"]},
-              needs=("tasks",)),
+              needs=("tasks",), version="1"),
         Stage("extract", run_extract,
               lambda c: {"extraction": dump(c.extraction), "models": [dump(m) for m in c.experimental_models]},
-              needs=("tasks", "controls", "experimental")),
+              needs=("tasks", "controls", "experimental"), version="1"),
         Stage("similarity", run_similarity, lambda c: {"similarity": dump(c.similarity)},
-              needs=("tasks", "extract"), publish=("mossa.csv",)),
+              needs=("tasks", "extract"), publish=("mossa.csv",), version="1"),
         Stage("analysis", run_analysis,
               lambda c: {"layer_map": dump(c.layer_map), "baseline": c.report.baseline_model},
               needs=("similarity",),
-              publish=("layer_map.json", "layer_summary.csv", "cluster_summary.csv", "differences.csv")),
+              publish=("layer_map.json", "layer_summary.csv", "cluster_summary.csv", "differences.csv"), version="1"),
         Stage("report", run_report, lambda c: c.model_dump(mode="json"), needs=("similarity", "analysis"),
-              publish=("report.html", "figures")),
+              publish=("report.html", "figures"), version="1"),
     ]

@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from taskscope.common.files import atomic_write_json, atomic_write_text
+from taskscope.pipeline.cache import data_fingerprint
 from taskscope.pipeline.run import Run, RunTables, execute_stages
 from taskscope.pipeline.stages import Stage, StageContext
 from taskscope.pipeline.transfer_config import (
@@ -468,17 +469,20 @@ def transfer_stages(config: TransferStudyConfig) -> list[Stage]:
     dump = lambda model: model.model_dump(mode="json")
     evaluation = lambda c: {"model": c.model, "evaluation": dump(c.evaluation)}
     stages = [
-        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "context": c.context}),
+        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "context": c.context,
+                                             "data": [data_fingerprint(c.tasks.source), data_fingerprint(c.tasks.split_dir)]},
+              version="1"),
         Stage("instruction_tune", run_instruction_tune,
               lambda c: {"model": c.model, "unsupervised_text": str(c.unsupervised_text),
-                         "train": {m.name: c.train_config(m.name) for m in c.models if m.kind == "multitask"}},
-              needs=("tasks",)),
+                         "train": {m.name: c.train_config(m.name) for m in c.models if m.kind == "multitask"},
+                         "data": data_fingerprint(c.unsupervised_text)},
+              needs=("tasks",), version="1"),
         Stage("seen_eval", run_seen_eval, lambda c: {**evaluation(c), "models": c.model_names()},
-              needs=("tasks", "instruction_tune")),
+              needs=("tasks", "instruction_tune"), version="1"),
         Stage("icl", run_icl, lambda c: {**evaluation(c), "icl": dump(c.icl), "models": c.model_names()},
-              needs=("tasks", "instruction_tune")),
+              needs=("tasks", "instruction_tune"), version="1"),
         Stage("fewshot", run_fewshot, lambda c: {**evaluation(c), "fewshot": dump(c.fewshot), "models": c.model_names()},
-              needs=("tasks", "instruction_tune")),
+              needs=("tasks", "instruction_tune"), version="1"),
     ]
     analysis_needs = ("tasks", "seen_eval", "icl", "fewshot")
     if config.analyses.trajectory is not None:
@@ -486,13 +490,13 @@ def transfer_stages(config: TransferStudyConfig) -> list[Stage]:
                             lambda c: {**evaluation(c), "trajectory": dump(c.analyses.trajectory), "icl": dump(c.icl),
                                        "contexts": c.fewshot.contexts[:1], "seeds": c.fewshot.seeds[:1],
                                        "train": c.fewshot.train},
-                            needs=("tasks", "instruction_tune")))
+                            needs=("tasks", "instruction_tune"), version="1"))
         analysis_needs += ("trajectory",)
     stages += [
         Stage("analysis", run_analysis, lambda c: {"analyses": dump(c.analyses), "models": dump_models(c)},
-              needs=analysis_needs, publish=tuple(f"{name}.csv" for name in expected_tables(config))),
+              needs=analysis_needs, publish=tuple(f"{name}.csv" for name in expected_tables(config)), version="1"),
         Stage("report", run_report, lambda c: c.model_dump(mode="json"), needs=("analysis",),
-              publish=("report.html", "figures")),
+              publish=("report.html", "figures"), version="1"),
     ]
     return stages
 

@@ -8,15 +8,19 @@ Layout of ``out_dir/checkpoints/step-000100/`` (and of ``out_dir/final/``, which
     optimizer.pt           optimizer and scheduler state dicts (torch.save; loaded with weights_only=True)
     rng-rank0.pt ...       per process: torch, python `random` and numpy global RNG states
     trainer_state.json     step, total steps, data-order cursor, sampler state, config
+    files.json             sha256 of every other file (written last, before the move)
 
-Writing order: everything goes into ``checkpoints/.tmp-step-000100/`` and the finished directory is moved
-into place with ``os.replace``, so a run killed at any moment leaves either a complete checkpoint or none
-(stale ``.tmp-*`` directories are ignored and replaced).  `latest_checkpoint` returns the highest complete step.
+Writing order: everything goes into ``checkpoints/.tmp-step-000100/``, ``files.json`` lists the digests, and
+the finished directory is moved into place with ``os.replace``, so a run killed at any moment leaves either a
+complete checkpoint or none (stale ``.tmp-*`` directories are ignored and replaced).  `latest_checkpoint`
+returns the highest step whose files still match ``files.json``; newer damaged ones are skipped with a
+warning naming the checkpoint and the file.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -28,13 +32,15 @@ import torch
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
-from taskscope.common.files import atomic_write_text
+from taskscope.common.files import atomic_write_text, file_sha256
 
 from .objective import unwrap_peft
 
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
 STATE_FILE = "trainer_state.json"
+FILES = "files.json"
+logger = logging.getLogger("taskscope.train")
 
 
 def step_dir(out_dir: Path, step: int) -> Path:
@@ -46,10 +52,51 @@ def staging_dir(final_dir: Path) -> Path:
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
-    """The complete checkpoint with the highest step under ``out_dir/checkpoints``, or None."""
+    """The intact checkpoint (`checkpoint_problems`) with the highest step under ``out_dir/checkpoints``, or None.
+
+    Every newer checkpoint that fails the check is skipped with a warning naming it and the damaged file.
+    """
     root = Path(out_dir) / CHECKPOINTS
     done = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file()] if root.is_dir() else []
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+    for candidate in sorted(done, key=lambda p: int(p.name.split("-")[1]), reverse=True):
+        problems = checkpoint_problems(candidate)
+        if not problems:
+            return candidate
+        logger.warning("checkpoint %s is damaged (%s); skipping it and resuming from an older one",
+                       candidate, "; ".join(problems))
+    return None
+
+
+def is_finished(final_dir: Path) -> bool:
+    """Whether ``final_dir`` holds a finished run (``result.json``) whose files are intact; damage is logged
+    (the run then trains again from its newest intact checkpoint and rewrites ``final/``)."""
+    if not (Path(final_dir) / "result.json").is_file():
+        return False
+    problems = checkpoint_problems(final_dir)
+    if problems:
+        logger.warning("final weights in %s are damaged (%s); training again from the newest intact checkpoint",
+                       final_dir, "; ".join(problems))
+    return not problems
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    """``relative path -> sha256`` of every file under ``directory`` but ``files.json``."""
+    return {p.relative_to(directory).as_posix(): file_sha256(p) for p in sorted(Path(directory).rglob("*"))
+            if p.is_file() and p.relative_to(directory).as_posix() != FILES}
+
+
+def checkpoint_problems(directory: Path) -> list[str]:
+    """What is wrong with a checkpoint: files missing, changed or truncated against ``files.json`` (empty: intact).
+
+    A checkpoint written before ``files.json`` existed cannot be checked and counts as intact.
+    """
+    directory = Path(directory)
+    listing = directory / FILES
+    if not listing.is_file():
+        return []
+    recorded, found = json.loads(listing.read_text()), file_digests(directory)
+    return [f"{name}: {'missing' if name not in found else 'sha256 differs (changed or truncated)'}"
+            for name in sorted(recorded) if found.get(name) != recorded[name]]
 
 
 def is_lora(model: Any) -> bool:
@@ -114,7 +161,9 @@ def prepare_staging(final_dir: Path) -> Path:
 
 
 def publish(staging: Path, final_dir: Path) -> None:
-    """Move the finished staging directory into place atomically (replacing an older ``final_dir``)."""
+    """List the staged files' digests in ``files.json``, then move the directory into place atomically
+    (replacing an older ``final_dir``)."""
+    write_json(staging / FILES, file_digests(staging))
     if final_dir.exists():
         shutil.rmtree(final_dir)
     os.replace(staging, final_dir)

@@ -3,8 +3,10 @@
 One record per line in ``out_dir/log.jsonl``; kinds: ``"train"`` (step, lr, loss, per-task train loss
 ``task_loss``, and ``p`` = P_s(K) when a sampler is used), ``"eval"`` (per-task validation loss
 ``task_loss``).  The same numbers go to TensorBoard under ``out_dir/tensorboard`` as ``train/loss``,
-``train/loss/<task>``, ``eval/loss/<task>``, ``sampler/p/<task>``, ``train/lr``.  On resume `truncate_log`
-drops records written after the checkpoint, so the log never holds a step twice.
+``train/loss/<task>``, ``eval/loss/<task>``, ``sampler/p/<task>``, ``train/lr``.  A `TrainLogger` starting at
+step ``s`` (0 for a fresh start, the checkpoint's step on resume) first drops the JSONL records after ``s``
+(`truncate_log`) and opens TensorBoard with ``purge_step=s``, so a run killed after logging steps it never
+checkpointed does not log them twice.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ class TrainLogger:
     def __init__(self, out_dir: Path, *, enabled: bool, total_steps: int, start_step: int, progress: bool) -> None:
         self.enabled = enabled
         self.path = Path(out_dir) / LOG_FILE
-        self.writer = SummaryWriter(str(Path(out_dir) / "tensorboard")) if enabled else None
+        self.writer = None
+        if enabled:
+            truncate_log(self.path, start_step)
+            self.writer = SummaryWriter(str(Path(out_dir) / "tensorboard"), purge_step=start_step)
         self.progress = None
         if enabled and progress:
             self.progress = progress_bar("loss {task.fields[loss]}")

@@ -145,7 +145,7 @@ def train(
     log_path = out_dir / LOG_FILE
     set_seed(config.seed)
     model = _prepare_model(loaded, config)
-    if (final_dir / "result.json").is_file():
+    if ckpt.is_finished(final_dir):
         ckpt.load_weights(model, final_dir)
         loaded.refresh_fingerprint()
         result = json.loads((final_dir / "result.json").read_text())

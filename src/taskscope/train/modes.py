@@ -17,6 +17,7 @@ from pathlib import Path
 
 from taskscope.models.loaded import LoadedModel
 
+from .checkpoint import is_finished
 from .config import TrainConfig
 from .data import ExampleLike, TrainDataError
 from .loop import TrainResult, train
@@ -50,7 +51,7 @@ def train_control(
     for task, examples in suite_examples.items():
         out_dir = Path(out_root) / task
         task_validation = {task: validation[task]} if validation and task in validation else None
-        if (out_dir / "final" / "result.json").is_file():
+        if is_finished(out_dir / "final"):
             steps = int(json.loads((out_dir / "final" / "result.json").read_text())["steps"])
             results[task] = TrainResult(out_dir, out_dir / "final", steps, out_dir / "log.jsonl")
             continue
