@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from taskscope.similarity.cka import CHUNK_BYTES, unit_centred_grams
-from taskscope.similarity.hsic import centre, masked_centre, unit_frobenius
+from taskscope.similarity.hsic import centre, masked_centre
 from taskscope.similarity.inputs import (
     NanPolicy,
     Precision,
@@ -101,11 +101,11 @@ def resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
 
 
-def _check(confidence: float, n_resamples: int) -> None:
+def _check(confidence: float, n_resamples: int, minimum: int = 1) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if n_resamples < minimum:
+        raise ValueError(f"n_resamples must be >= {minimum}, got {n_resamples}")
 
 
 def _gram(x: torch.Tensor, kern: Kernel, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,9 +119,10 @@ def _chunk(n: int, positions: int, sides: int = 2) -> int:
 
 
 def _cosine(cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
-    ux, _ = unit_frobenius(cx)
-    uy, _ = unit_frobenius(cy)
-    return (ux * uy).sum(dim=(-2, -1))
+    """``<cx, cy>_F / (||cx||_F ||cy||_F)`` over the last two dimensions (NaN where a norm is 0)."""
+    a, b = cx.flatten(-2), cy.flatten(-2)
+    norms = (torch.linalg.vecdot(a, a) * torch.linalg.vecdot(b, b)).sqrt()
+    return torch.linalg.vecdot(a, b) / torch.where(norms > 0, norms, torch.nan)
 
 
 def _peak_scaled(gram: torch.Tensor) -> torch.Tensor:
@@ -281,7 +282,8 @@ def paired_difference(
     nan_policy: NanPolicy = "raise",
     **kernel_args: object,
 ) -> DifferenceResult:
-    """``CKA(X_a, Y) - CKA(X_b, Y)`` with a paired interval and a paired permutation p-value.
+    """``CKA(X_a, Y) - CKA(X_b, Y)`` with a paired interval and a paired permutation p-value
+    (``n_resamples=0``: no interval, NaN; ``n_permutations=0``: no test, NaN).
 
     Order: each side's Gram once; the difference of the two estimates; its jackknife and its
     bootstrap on the *same* resampled inputs for both models (:func:`resample_indices` with
@@ -293,7 +295,7 @@ def paired_difference(
     |T_obs|}) / (1 + n_permutations)`` (two-sided, never 0), with ``T`` the difference computed from
     the pooled Gram matrix.
     """
-    _check(confidence, n_resamples)
+    _check(confidence, n_resamples, minimum=0)
     if n_permutations < 0:
         raise ValueError(f"n_permutations must be >= 0, got {n_permutations}")
     grams, constant = _prepared_grams([Y, X_a, X_b], ["Y", "X_a", "X_b"], kernel, debiased, precision, nan_policy,
@@ -302,14 +304,17 @@ def paired_difference(
     est_a, est_b = _estimate(grams, debiased)
     estimate = est_a - est_b
     estimate[constant] = torch.nan
-    loo_a, loo_b = _leave_one_out(grams, debiased)
-    indices = torch.from_numpy(resample_indices(n, n_resamples, seed)).to(grams[0].device)
-    boot_a, boot_b = _bootstrap_values(grams, indices, debiased)
-    values = boot_a - boot_b
-    values[:, constant] = torch.nan
-    dist = values.cpu().numpy()
     est = estimate.cpu().numpy()
-    low, high, corrected = _interval(est, (loo_a - loo_b).cpu().numpy(), dist, confidence, 2.0)
+    low = high = corrected = np.full(est.shape, np.nan)
+    dist = np.empty((0, *est.shape))
+    if n_resamples > 0:
+        loo_a, loo_b = _leave_one_out(grams, debiased)
+        indices = torch.from_numpy(resample_indices(n, n_resamples, seed)).to(grams[0].device)
+        boot_a, boot_b = _bootstrap_values(grams, indices, debiased)
+        values = boot_a - boot_b
+        values[:, constant] = torch.nan
+        dist = values.cpu().numpy()
+        low, high, corrected = _interval(est, (loo_a - loo_b).cpu().numpy(), dist, confidence, 2.0)
     null = np.empty((0, *est.shape))
     p_value = np.full(est.shape, np.nan)
     if n_permutations > 0:
