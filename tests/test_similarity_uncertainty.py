@@ -11,10 +11,13 @@ from taskscope.similarity import bootstrap_ci, cka, paired_difference, permutati
 
 def expected_interval(estimate, loo, dist, confidence=0.95):
     """Jackknife-centred percentile interval written out (docs/similarity.md)."""
-    n = len(loo)
-    centre = n * estimate - (n - 1) * np.mean(loo)
+    n, loo, dist = len(loo), np.asarray(loo), np.asarray(dist)
+    centre = n * estimate - (n - 1) * loo.mean()
+    se = np.sqrt((n - 1) / n * np.sum((loo - loo.mean()) ** 2))
     low_q, high_q = np.quantile(dist, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return np.clip(centre + low_q - np.mean(dist), -1, 1), np.clip(centre + high_q - np.mean(dist), -1, 1), centre
+    scale = se / dist.std()
+    return (np.clip(centre + (low_q - dist.mean()) * scale, -1, 1),
+            np.clip(centre + (high_q - dist.mean()) * scale, -1, 1), centre)
 
 
 @pytest.mark.parametrize("debiased", [False, True])

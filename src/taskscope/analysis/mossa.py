@@ -170,7 +170,8 @@ def mossa_differences(
             if task not in experimental[baseline]:
                 continue
             control = _check_pair(model, task, states, controls)
-            base = _check_pair(baseline, task, experimental[baseline][task], controls)
+            base = experimental[baseline][task]
+            _check_pair(baseline, task, base, controls)
             permutations = n_permutations
             if permutations and states.shape != base.shape:
                 warnings.warn(f"task {task!r}: {model!r} and {baseline!r} states differ in shape "
