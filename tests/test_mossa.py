@@ -8,13 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskscope.analysis.mossa import (
+    DIFFERENCE_COLUMNS,
     MOSSA_COLUMNS,
-    bootstrap_curves,
+    _task_seed,
     cluster_summary,
     layer_summary,
-    model_differences,
+    mossa_differences,
     mossa_table,
 )
+from taskscope.similarity import bootstrap_ci, cka_sensitivity
 
 
 def reference_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -62,24 +64,51 @@ def test_tidy_columns_clusters_and_heldout_flags():
     assert set(table.kernel) == {"linear", "rbf"}
 
 
-def test_bootstrap_uses_the_same_resamples_as_a_direct_computation():
-    exp, ctrl = planted(n=12, d=30)  # d > n: the row-space projection is used
-    curves = bootstrap_curves(exp, ctrl, kernel="linear", debiased=False, n_bootstrap=5, seed=7, chunk=2)
-    indices = np.random.default_rng(7).integers(0, 12, size=(5, 12))
-    for b, idx in enumerate(indices):
-        for layer in range(4):
-            ref = reference_linear_cka(exp[layer, idx].numpy(), ctrl[layer, idx].numpy())
-            assert curves[b, layer] == pytest.approx(ref, abs=1e-4)
+def test_table_intervals_are_the_similarity_bootstrap_with_the_task_seed():
+    exp, ctrl = planted(n=16, d=30)
+    table = mossa_table({"m": {"t": exp}}, {"t": ctrl}, {"t": "c"}, kernels=("rbf",), debiased=True, n_bootstrap=25,
+                        seed=4)
+    direct = bootstrap_ci(exp, ctrl, "rbf", True, n_resamples=25, seed=_task_seed(4, "t"))
+    np.testing.assert_allclose(table.sort_values("layer").ci_low, direct.low, atol=1e-12)
+    np.testing.assert_allclose(table.sort_values("layer").ci_high, direct.high, atol=1e-12)
 
 
-def test_row_space_bootstrap_of_a_nonlinear_kernel_equals_resampling_the_raw_states():
-    from taskscope.similarity import cka
+def test_sensitivity_columns_expose_a_planted_dominating_direction():
+    """One shared huge direction makes CKA high; without the top directions little agreement is left."""
+    g = torch.Generator().manual_seed(7)
+    n, d = 40, 12
+    shared = torch.randn(n, 1, generator=g)
+    exp = torch.randn(2, n, d, generator=g)
+    ctrl = torch.randn(2, n, d, generator=g)
+    exp[1, :, 0:1] += 50 * shared        # layer 1: a massive dimension both sides share
+    ctrl[1, :, 3:4] += 50 * shared
+    table = mossa_table({"m": {"t": exp}}, {"t": ctrl}, {"t": "c"}, top_k=1).sort_values("layer")
+    assert list(table.columns) == MOSSA_COLUMNS and (table.top_k == 1).all()
+    plain, massive = table.iloc[0], table.iloc[1]
+    assert massive.cka > 0.9 and massive.cka_without_topk < 0.5
+    assert massive.topk_var_share_exp > 0.8 and massive.topk_var_share_ctrl > 0.8
+    assert plain.topk_var_share_exp < 0.4
+    report = cka_sensitivity(exp[1], ctrl[1], top_k=1)                 # one implementation of the removal
+    assert massive.cka_without_topk == pytest.approx(report.without_top_pcs[0], abs=1e-9)
+    assert massive.topk_var_share_exp == pytest.approx(report.top_pc_variance[0], abs=1e-9)
+    off = mossa_table({"m": {"t": exp}}, {"t": ctrl}, {"t": "c"}, top_k=0)
+    assert off[["topk_var_share_exp", "topk_var_share_ctrl", "cka_without_topk"]].isna().all().all()
 
-    exp, ctrl = planted(n=10, d=30)
-    curves = bootstrap_curves(exp, ctrl, kernel="rbf", debiased=False, n_bootstrap=4, seed=3)
-    for b, idx in enumerate(np.random.default_rng(3).integers(0, 10, size=(4, 10))):
-        direct = cka(exp[:, idx].double(), ctrl[:, idx].double(), kernel="rbf", precision="float64")
-        np.testing.assert_allclose(curves[b], direct, atol=1e-4)
+
+def test_differences_are_paired_with_intervals_and_p_values():
+    exp, ctrl = planted(seed=5)
+    noisy = exp + 3.0 * torch.randn(exp.shape, generator=torch.Generator().manual_seed(1))
+    models = {"pre": {"t": noisy}, "it": {"t": exp}}
+    diffs = mossa_differences(models, {"t": ctrl}, {"t": "c"}, "pre", n_bootstrap=40, n_permutations=99, seed=2)
+    assert list(diffs.columns) == DIFFERENCE_COLUMNS and set(diffs.experimental_model) == {"it"}
+    table = mossa_table(models, {"t": ctrl}, {"t": "c"})
+    by_model = table.pivot(index="layer", columns="experimental_model", values="cka")
+    np.testing.assert_allclose(diffs.sort_values("layer").cka_diff, by_model["it"] - by_model["pre"], atol=1e-6)
+    early = diffs[diffs.layer < 2]                      # it = rotated control, pre = noisy copy of it
+    assert (early.ci_low > 0).all() and (early.p_value <= 0.02).all()
+    assert (diffs.ci_low <= diffs.ci_high).all()
+    with pytest.raises(KeyError, match="baseline model 'zzz'"):
+        mossa_differences(models, {"t": ctrl}, {"t": "c"}, "zzz")
 
 
 def test_bootstrap_interval_brackets_a_planted_identity_and_is_paired_across_models():
@@ -120,12 +149,13 @@ def test_mismatched_inputs_and_missing_controls_are_named():
         mossa_table({"m": {"u": exp}}, {"t": ctrl}, {"t": "c"})
 
 
-def test_aggregates_and_differences():
+def test_aggregates():
     rows = []
     for model, offset in (("pre", 0.0), ("it", 0.1)):
         for task, cluster, value in (("a", "x", 0.5), ("b", "x", 0.7), ("c", "y", 0.2)):
             for layer in range(2):
-                rows.append((model, task, cluster, False, layer, "linear", value + offset + layer / 10, np.nan, np.nan))
+                rows.append((model, task, cluster, False, layer, "linear", value + offset + layer / 10, np.nan, np.nan,
+                             3, np.nan, np.nan, np.nan))
     table = pd.DataFrame(rows, columns=MOSSA_COLUMNS)
     clusters = cluster_summary(table)
     x = clusters[(clusters.experimental_model == "pre") & (clusters.cluster == "x") & (clusters.layer == 0)]
@@ -133,7 +163,3 @@ def test_aggregates_and_differences():
     layers = layer_summary(table)
     row = layers[(layers.experimental_model == "it") & (layers.layer == 1)]
     assert row["mean"].item() == pytest.approx(np.mean([0.7, 0.9, 0.4])) and row["n_tasks"].item() == 3
-    diffs = model_differences(table, "pre")
-    assert set(diffs.experimental_model) == {"it"} and diffs["cka_diff"].to_numpy() == pytest.approx([0.1] * 6)
-    with pytest.raises(KeyError, match="baseline model 'zzz'"):
-        model_differences(table, "zzz")

@@ -6,37 +6,60 @@ import numpy as np
 import pytest
 from test_similarity_reference import ref_cka, related_pair, single_thread  # noqa: F401
 
-from taskscope.similarity import bootstrap_ci, cka, permutation_test
+from taskscope.similarity import bootstrap_ci, cka, paired_difference, permutation_test
 
 
+def expected_interval(estimate, loo, dist, confidence=0.95):
+    """Jackknife-centred percentile interval written out (docs/similarity.md)."""
+    n, loo, dist = len(loo), np.asarray(loo), np.asarray(dist)
+    centre = n * estimate - (n - 1) * loo.mean()
+    se = np.sqrt((n - 1) / n * np.sum((loo - loo.mean()) ** 2))
+    low_q, high_q = np.quantile(dist, [(1 - confidence) / 2, (1 + confidence) / 2])
+    scale = se / dist.std()
+    return (np.clip(centre + (low_q - dist.mean()) * scale, -1, 1),
+            np.clip(centre + (high_q - dist.mean()) * scale, -1, 1), centre)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
 @pytest.mark.parametrize("kernel", ["linear", "poly"])
-def test_biased_bootstrap_equals_cka_on_explicitly_resampled_rows(kernel):
+def test_bootstrap_equals_cka_on_explicitly_resampled_rows_and_the_written_out_interval(kernel, debiased):
     x, y = related_pair(0, 25, 4, 6, noise=2.0)
-    result = bootstrap_ci(x, y, kernel, n_resamples=30, seed=9, precision="float64")
+    result = bootstrap_ci(x, y, kernel, debiased, n_resamples=30, seed=9, precision="float64")
     indices = np.random.default_rng(9).integers(0, 25, size=(30, 25))
-    expected = [ref_cka(x[i], y[i], kernel) for i in indices]
+    expected = [ref_cka(x[i], y[i], kernel, debiased) for i in indices]   # duplicates kept (plug-in bootstrap)
     np.testing.assert_allclose(result.distribution, expected, atol=1e-10)
-    low, high = np.quantile(expected, [0.025, 0.975])
+    loo = [ref_cka(np.delete(x, i, 0), np.delete(y, i, 0), kernel, debiased) for i in range(25)]
+    low, high, centre = expected_interval(ref_cka(x, y, kernel, debiased), loo, expected)
     assert result.low == pytest.approx(low, abs=1e-10) and result.high == pytest.approx(high, abs=1e-10)
-    assert result.estimate == pytest.approx(ref_cka(x, y, kernel), abs=1e-10)
+    assert result.bias_corrected == pytest.approx(centre, abs=1e-10)
+    assert result.estimate == pytest.approx(ref_cka(x, y, kernel, debiased), abs=1e-10)
 
 
-def test_debiased_bootstrap_uses_the_distinct_rows_of_each_resample():
+def test_rbf_bootstrap_keeps_the_full_sample_bandwidth():
     x, y = related_pair(1, 20, 3, 5, noise=2.0)
-    result = bootstrap_ci(x, y, debiased=True, n_resamples=20, seed=4, precision="float64")
-    indices = np.random.default_rng(4).integers(0, 20, size=(20, 20))
-    expected = [ref_cka(x[np.unique(i)], y[np.unique(i)], debiased=True) for i in indices]
-    np.testing.assert_allclose(result.distribution, expected, atol=1e-10)
+    result = bootstrap_ci(x, y, "rbf", n_resamples=10, seed=4, precision="float64")
+
+    def median_distance(a):
+        d = np.sqrt(((a[:, None] - a[None]) ** 2).sum(-1))
+        return np.median(d[np.triu_indices(len(a), 1)])
+
+    sx, sy = median_distance(x), median_distance(y)
+    for value, i in zip(result.distribution, np.random.default_rng(4).integers(0, 20, size=(10, 20))):
+        kx = np.exp(-((x[i][:, None] - x[i][None]) ** 2).sum(-1) / (2 * sx ** 2))
+        ky = np.exp(-((y[i][:, None] - y[i][None]) ** 2).sum(-1) / (2 * sy ** 2))
+        h = np.eye(20) - 1 / 20
+        kc, lc = h @ kx @ h, h @ ky @ h
+        assert value == pytest.approx(np.sum(kc * lc) / np.sqrt(np.sum(kc * kc) * np.sum(lc * lc)), abs=1e-10)
 
 
-def test_bootstrap_is_seeded_and_brackets_the_estimate():
+def test_bootstrap_is_seeded_and_brackets_the_bias_corrected_estimate():
     x, y = related_pair(2, 60, 5, 5, noise=3.0)
     a = bootstrap_ci(x, y, n_resamples=200, seed=1)
     b = bootstrap_ci(x, y, n_resamples=200, seed=1)
     c = bootstrap_ci(x, y, n_resamples=200, seed=2)
     np.testing.assert_array_equal(a.distribution, b.distribution)
     assert not np.array_equal(a.distribution, c.distribution)
-    assert a.low < a.estimate < a.high
+    assert a.low < a.bias_corrected < a.high
     narrow = bootstrap_ci(x, y, n_resamples=200, seed=1, confidence=0.5)
     assert a.low < narrow.low < narrow.high < a.high
 
@@ -71,6 +94,37 @@ def test_permutation_p_value_separates_related_from_unrelated():
                                  seed=s).p_value for s in range(20)]
     assert np.mean(np.array(p_values) < 0.05) <= 0.2 and np.median(p_values) > 0.2
     assert permutation_test(x, y, n_permutations=10).statistic == pytest.approx(cka(x, y), abs=1e-6)
+
+
+def test_paired_difference_matches_two_intervals_on_the_same_resamples():
+    x, y = related_pair(8, 30, 4, 4, noise=1.0)
+    worse = x + 2.0 * np.random.default_rng(1).normal(size=x.shape)
+    diff = paired_difference(x, worse, y, n_resamples=40, n_permutations=0, seed=5, precision="float64")
+    a = bootstrap_ci(x, y, n_resamples=40, seed=5, precision="float64")
+    b = bootstrap_ci(worse, y, n_resamples=40, seed=5, precision="float64")
+    np.testing.assert_allclose(diff.distribution, a.distribution - b.distribution, atol=1e-12)
+    assert diff.estimate == pytest.approx(a.estimate - b.estimate, abs=1e-12)
+    assert diff.bias_corrected == pytest.approx(a.bias_corrected - b.bias_corrected, abs=1e-10)
+    assert diff.low < diff.bias_corrected < diff.high and np.isnan(diff.p_value)
+
+
+def test_paired_permutation_null_swaps_the_models_input_by_input():
+    x, y = related_pair(9, 16, 3, 3, noise=1.0)
+    other = x + np.random.default_rng(2).normal(size=x.shape)
+    result = paired_difference(x, other, y, n_resamples=0, n_permutations=30, seed=6, precision="float64")
+    swaps = np.random.default_rng([6, 1]).integers(0, 2, size=(30, 16)).astype(bool)
+    pooled = np.concatenate([x, other])
+    expected = []
+    for s in swaps:
+        a = np.where(s[:, None], other, x)
+        b = np.where(s[:, None], x, other)
+        expected.append(ref_cka(a, y) - ref_cka(b, y))
+    np.testing.assert_allclose(result.null_distribution, expected, atol=1e-10)
+    observed = ref_cka(x, y) - ref_cka(other, y)
+    assert result.p_value == pytest.approx((1 + np.sum(np.abs(expected) >= abs(observed) - 1e-12)) / 31)
+    assert np.isnan(result.low) and pooled.shape == (32, 3)
+    with pytest.raises(ValueError, match="one shape"):
+        paired_difference(x, other[:, :2], y, n_resamples=0, n_permutations=5)
 
 
 def test_invalid_resampling_arguments():

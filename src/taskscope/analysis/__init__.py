@@ -10,11 +10,11 @@ from typing import Any
 
 _EXPORTS = {
     "LayerMap": "layer_map", "LayerMapParams": "layer_map", "find_layer_map": "layer_map",
-    "mossa_table": "mossa", "layer_summary": "mossa", "cluster_summary": "mossa", "model_differences": "mossa",
+    "mossa_table": "mossa", "layer_summary": "mossa", "cluster_summary": "mossa", "mossa_differences": "mossa",
 }
 
 __all__ = [
-    "LayerMap", "LayerMapParams", "cluster_summary", "find_layer_map", "layer_summary", "model_differences",
+    "LayerMap", "LayerMapParams", "cluster_summary", "find_layer_map", "layer_summary", "mossa_differences",
     "mossa_table",
 ]
 

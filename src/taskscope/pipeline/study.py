@@ -10,9 +10,10 @@ experimental   ``model``, ``multitask_training``,           ``items/{model}/`` o
                ``experimental_models`` + tasks              model each (pre-trained: nothing to train)
 extract        ``extraction`` + tasks, controls,            ``items/{control-task | exp-model}/
                experimental                                 states.safetensors`` ``(L+1, n, d)`` per task
-similarity     ``similarity`` + tasks, extract              ``mossa.csv``
+similarity     ``similarity``, ``report.baseline_model``    ``mossa.csv``, ``differences.csv``
+               + tasks, extract
 analysis       ``layer_map``, ``report.baseline_model``     ``layer_map.json``, ``layer_summary.csv``,
-               + similarity                                 ``cluster_summary.csv``, ``differences.csv``
+               + similarity                                 ``cluster_summary.csv``
 report         the whole config + tasks, analysis           ``figures/``, ``report.html``
 =============  ===========================================  =======================================
 
@@ -218,7 +219,7 @@ def load_states(extract_dir: Path, item: str) -> dict:
 
 # ---------------------------------------------------------------- similarity and analysis
 def run_similarity(ctx: StageContext) -> None:
-    from taskscope.analysis.mossa import mossa_table
+    from taskscope.analysis.mossa import DIFFERENCE_COLUMNS, mossa_differences, mossa_table
 
     config: StudyConfig = ctx.config
     tasks = read_tasks(ctx.inputs["tasks"])
@@ -232,24 +233,23 @@ def run_similarity(ctx: StageContext) -> None:
                         confidence=sim.bootstrap.confidence, seed=sim.bootstrap.seed, heldout=heldout,
                         kernel_args=sim.kernel_args)
     atomic_write_text(ctx.out_dir / "mossa.csv", table.to_csv(index=False))
+    baseline = config.report.baseline_model
+    diffs = (mossa_differences(experimental, controls, {t: info["cluster"] for t, info in tasks.items()}, baseline,
+                               kernels=sim.kernels, debiased=sim.debiased, n_bootstrap=sim.bootstrap.n_resamples,
+                               n_permutations=sim.bootstrap.n_resamples, confidence=sim.bootstrap.confidence,
+                               seed=sim.bootstrap.seed, kernel_args=sim.kernel_args)
+             if len(experimental) > 1 and baseline in experimental else pd.DataFrame(columns=DIFFERENCE_COLUMNS))
+    atomic_write_text(ctx.out_dir / "differences.csv", diffs.to_csv(index=False))
 
 
 def run_analysis(ctx: StageContext) -> None:
-    from taskscope.analysis import (
-        cluster_summary,
-        find_layer_map,
-        layer_summary,
-        model_differences,
-    )
+    from taskscope.analysis import cluster_summary, find_layer_map, layer_summary
 
     config: StudyConfig = ctx.config
     table = pd.read_csv(ctx.inputs["similarity"] / "mossa.csv")
     atomic_write_text(ctx.out_dir / "layer_map.json", find_layer_map(table, config.layer_map).to_json())
     atomic_write_text(ctx.out_dir / "layer_summary.csv", layer_summary(table).to_csv(index=False))
     atomic_write_text(ctx.out_dir / "cluster_summary.csv", cluster_summary(table).to_csv(index=False))
-    diffs = (model_differences(table, config.report.baseline_model) if table["experimental_model"].nunique() > 1
-             else pd.DataFrame(columns=["experimental_model", "baseline", "task", "cluster", "layer", "kernel", "cka_diff"]))
-    atomic_write_text(ctx.out_dir / "differences.csv", diffs.to_csv(index=False))
 
 
 def run_report(ctx: StageContext) -> None:
@@ -278,12 +278,12 @@ def study_stages() -> list[Stage]:
         Stage("extract", run_extract,
               lambda c: {"extraction": dump(c.extraction), "models": [dump(m) for m in c.experimental_models]},
               needs=("tasks", "controls", "experimental"), version="1"),
-        Stage("similarity", run_similarity, lambda c: {"similarity": dump(c.similarity)},
-              needs=("tasks", "extract"), publish=("mossa.csv",), version="1"),
+        Stage("similarity", run_similarity, lambda c: {"similarity": dump(c.similarity), "baseline": c.report.baseline_model},
+              needs=("tasks", "extract"), publish=("mossa.csv", "differences.csv"), version="2"),
         Stage("analysis", run_analysis,
               lambda c: {"layer_map": dump(c.layer_map), "baseline": c.report.baseline_model},
               needs=("similarity",),
-              publish=("layer_map.json", "layer_summary.csv", "cluster_summary.csv", "differences.csv"), version="1"),
+              publish=("layer_map.json", "layer_summary.csv", "cluster_summary.csv"), version="2"),
         Stage("report", run_report, lambda c: c.model_dump(mode="json"), needs=("similarity", "analysis"),
               publish=("report.html", "figures"), version="1"),
     ]

@@ -2,7 +2,7 @@
 
 Entry points: :func:`cka` (batched), :func:`cka_grid` (every stack of one list against every stack of
 another, each Gram once), :func:`hsic`, :class:`MinibatchCKA` (streaming), :func:`bootstrap_ci`,
-:func:`permutation_test`, :func:`cka_sensitivity` (robustness), :func:`similarity` with the measure
+:func:`paired_difference`, :func:`permutation_test`, :func:`cka_sensitivity` (robustness), :func:`similarity` with the measure
 registry :data:`MEASURES` (``cka``, ``procrustes``, ``svcca``, ``pwcca``, ``rsa``, ``mutual_knn``) and
 the kernel registry :data:`KERNELS` (``linear``, ``rbf``, ``poly``).  See docs/similarity.md.
 """
@@ -19,18 +19,27 @@ from taskscope.similarity.measures import (
     similarity,
 )
 from taskscope.similarity.minibatch import MinibatchCKA
-from taskscope.similarity.robustness import SensitivityReport, cka_sensitivity
+from taskscope.similarity.robustness import (
+    SensitivityReport,
+    cka_sensitivity,
+    cka_without_top_directions,
+    remove_top_directions,
+)
 from taskscope.similarity.uncertainty import (
     BootstrapResult,
+    DifferenceResult,
     PermutationResult,
     bootstrap_ci,
+    paired_difference,
     permutation_test,
+    resample_indices,
 )
 
 __all__ = [
     "KERNELS",
     "MEASURES",
     "BootstrapResult",
+    "DifferenceResult",
     "Kernel",
     "Measure",
     "MinibatchCKA",
@@ -41,11 +50,15 @@ __all__ = [
     "cka",
     "cka_grid",
     "cka_sensitivity",
+    "cka_without_top_directions",
     "get_kernel",
     "get_measure",
     "hsic",
+    "paired_difference",
     "permutation_test",
+    "resample_indices",
     "register",
     "register_kernel",
+    "remove_top_directions",
     "similarity",
 ]

@@ -9,11 +9,12 @@ Order of operations in :func:`cka`:
 2. linear + biased + ``space="auto"`` picks the feature space (``||Xc^T Yc||_F^2 / (||Xc^T Xc||_F
    ||Yc^T Yc||_F)``, cost ``n(d1 d2 + d1^2 + d2^2)``) when it is cheaper than the Gram space
    (cost ``n^2 (d1 + d2)``); both give the same value;
-3. Gram space: per chunk of leading positions, each side's Gram stack (:mod:`.kernels`, float32
-   products on centred data in ``precision="fast"``, float64 in ``"float64"``), centred and scaled to
-   unit Frobenius norm in float64, then one float64 inner product per pair;
-4. positions where a side is constant (zero variance) or a centred Gram is zero become NaN with a
-   :class:`~.inputs.SimilarityWarning`.
+3. Gram space: per chunk of leading positions, each side's Gram stack (:mod:`.kernels`: centred
+   in float64, scaled by its largest value, float32 products in ``precision="fast"``, float64 in
+   ``"float64"``), centred and scaled to unit Frobenius norm in float64, then one float64 inner
+   product per pair;
+4. positions where a side is exactly constant (zero variance) or a centred Gram is zero become NaN
+   with a :class:`~.inputs.SimilarityWarning`.
 
 When the leading shapes differ they broadcast: each side's Grams are computed once over its own
 leading shape, then every broadcast pair is a float64 inner product.  :func:`cka_grid` compares
@@ -38,14 +39,13 @@ from taskscope.similarity.inputs import (
     all_finite,
     as_tensor,
     check_rows,
-    constant_positions,
     finite_rows,
     min_rows,
     prepare_pair,
     to_output,
     warn_undefined,
 )
-from taskscope.similarity.kernels import Kernel, compute_dtype, get_kernel
+from taskscope.similarity.kernels import Kernel, centred_data, compute_dtype, get_kernel
 
 Space = Literal["auto", "gram", "feature"]
 CHUNK_BYTES = 1 << 28  # working memory per chunk of leading positions
@@ -61,35 +61,32 @@ def unit_centred_grams(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(..., n, d)`` -> (float64 centred Grams of unit Frobenius norm ``(..., n, n)``, bool undefined ``(...)``).
 
-    Undefined: the side is constant over the rows, or its centred Gram is zero / not finite (NaN there).
-    Centring a constant side leaves only rounding residue, so the exact constancy test (a pass over
-    the data) runs only where centring removed all but ``1e-6`` of the Gram matrix's scale.  The
-    scale is the trace, an O(n) bound on the Frobenius norm of a positive semi-definite Gram matrix
-    (``||G||_F <= tr G``), so the test flags at least every case a Frobenius-norm test would.
+    Undefined: the side is exactly constant over the rows (:func:`~.kernels.centred_data`), or its
+    centred Gram is zero / not finite (NaN there).  The centred Gram is divided by its largest
+    absolute entry before its norm is taken, so Gram values up to the float64 limit do not overflow
+    the sum of squares.
     """
-    gram = kernel.gram(x, precision)
-    scale = torch.diagonal(gram, dim1=-2, dim2=-1).sum(dim=-1)
-    centred = centre(gram, debiased, inplace=True)  # the kernel's Gram is ours to overwrite
+    data = centred_data(x, precision)
+    centred = centre(kernel.gram_centred(data), debiased, inplace=True)  # the kernel's Gram is ours to overwrite
+    peak = centred.abs().amax(dim=(-2, -1))
+    bad = data.constant | ~(torch.isfinite(peak) & (peak > 0))
+    centred.div_(torch.where(bad, 1.0, peak)[..., None, None])
     norm = torch.linalg.vector_norm(centred, dim=(-2, -1))
-    bad = ~(torch.isfinite(norm) & (norm > 0))
-    suspicious = ~bad & ~(norm > 1e-6 * scale)
-    if bool(suspicious.any()):
-        bad = bad | (suspicious & constant_positions(x))
     return centred.div_(torch.where(bad, torch.nan, norm)[..., None, None]), bad
 
 
 def _feature_space_linear(x: torch.Tensor, y: torch.Tensor, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:
-    """Biased linear CKA in feature space for one chunk ``(m, n, d1)``, ``(m, n, d2)`` -> ``(m,)``, undefined."""
-    dtype = compute_dtype(precision)
-    xc = (x.to(torch.float64) - x.mean(dim=-2, keepdim=True, dtype=torch.float64)).to(dtype)
-    yc = (y.to(torch.float64) - y.mean(dim=-2, keepdim=True, dtype=torch.float64)).to(dtype)
+    """Biased linear CKA in feature space for one chunk ``(m, n, d1)``, ``(m, n, d2)`` -> ``(m,)``, undefined.
+
+    Uses the scaled centred rows of :func:`~.kernels.centred_data` (CKA is scale invariant)."""
+    cx, cy = centred_data(x, precision), centred_data(y, precision)
 
     def sq_norm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.matmul(a.mT, b).to(torch.float64).square().sum(dim=(-2, -1))
 
-    denom = (sq_norm(xc, xc) * sq_norm(yc, yc)).sqrt()
-    bad = ~(denom > 0) | constant_positions(x) | constant_positions(y)
-    return sq_norm(xc, yc) / torch.where(bad, torch.nan, denom), bad
+    denom = (sq_norm(cx.rows, cx.rows) * sq_norm(cy.rows, cy.rows)).sqrt()
+    bad = ~(denom > 0) | cx.constant | cy.constant
+    return sq_norm(cx.rows, cy.rows) / torch.where(bad, torch.nan, denom), bad
 
 
 def _use_feature_space(space: Space, kernel: Kernel, debiased: bool, n: int, d1: int, d2: int) -> bool:

@@ -1,17 +1,25 @@
 """Kernels for CKA: linear, RBF (median heuristic over distinct pairs), polynomial; registry by short id.
 
 Every kernel maps a stack ``X (..., n, d)`` to float64 Gram matrices ``(..., n, n)``.  Order of
-operations (:func:`centred_data` then :func:`centred_dot_gram`):
+operations (:func:`centred_data`, then :meth:`Kernel.gram_centred`):
 
-1. the data are cast to the compute dtype (float32 in ``precision="fast"``, float64 in
-   ``precision="float64"``; float16/bfloat16 activations convert exactly to float32);
-2. the column means are subtracted (:func:`centred_data`);
-3. the dot products of the centred rows ``G = Xc Xc^T`` are one batched matrix product in the compute
-   dtype (the only ``O(n^2 d)`` step), then cast to float64;
-4. the kernel is evaluated from ``G`` in float64: linear uses ``G`` itself (a Gram matrix of the raw
-   rows differs from ``G`` only by row/column terms that every HSIC centring removes), RBF uses the
-   squared distances ``G_ii + G_jj - 2 G_ij`` (translation invariant), polynomial adds back the mean
-   through float64 rank-one terms ``x_i . y_j = G_ij + xc_i . m + m . xc_j + m . m``.
+1. the column means are taken with float64 accumulation and subtracted in float64 for float64 input
+   (float32 for float32 / float16 / bfloat16 input, whose values the subtraction keeps exactly
+   enough: its error is relative to the *centred* value, not to the offset);
+2. exactly constant positions are found (a cheap screen: the spread left after centring is below
+   ``1e-9`` of the largest mean; only there the exact ``max == min`` test runs) and their centred
+   rows set to 0, so a constant side gives a zero centred Gram (NaN CKA, with a warning) and never
+   rounding residue scaled up to a value;
+3. each position is divided by its largest absolute centred value ``s`` and cast to the compute
+   dtype (float32 in ``precision="fast"``, float64 in ``"float64"``), so the products neither
+   overflow nor underflow (any ``|x|`` from about 1e-150 to 1e150 in float64);
+4. the dot products of the scaled centred rows are one batched matrix product in the compute
+   dtype (the only ``O(n^2 d)`` step), cast to float64 and multiplied back by ``s^2``;
+5. the kernel is evaluated from ``G = Xc Xc^T`` in float64: linear uses ``G`` itself (a Gram matrix
+   of the raw rows differs from ``G`` only by row/column terms that every HSIC centring removes),
+   RBF uses the squared distances ``G_ii + G_jj - 2 G_ij`` (translation invariant), polynomial adds
+   back the mean through float64 rank-one terms ``x_i . x_j = m . m + (G_ij + xc_i . m + m . xc_j)``
+   and is expanded around ``m . m`` without its constant term (see :class:`PolynomialKernel`).
 
 Centring before the float32 product keeps float32 rounding relative to the spread of the data, not
 to its (often huge, for LLM hidden states) mean.
@@ -19,8 +27,10 @@ to its (often huge, for LLM hidden states) mean.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
@@ -64,21 +74,44 @@ def compute_dtype(precision: Precision) -> torch.dtype:
     raise ValueError(f"precision must be 'fast' or 'float64', got {precision!r}")
 
 
-def centred_data(x: torch.Tensor, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(..., n, d)`` -> (centred rows in the compute dtype, the subtracted column means as float64 ``(..., 1, d)``).
+@dataclass(frozen=True)
+class CentredData:
+    """A stack after steps 1-3 of the module docstring.
 
-    The means are taken in the compute dtype: they only shift the data (every kernel here is
-    evaluated exactly for whatever shift was subtracted, and HSIC centring removes what remains),
-    so a float32 mean costs no accuracy, and it is 5x cheaper than a float64 one on CPU.
+    ``rows``: centred rows divided by ``scale``, in the compute dtype ``(..., n, d)``; ``scale``:
+    float64 ``(...)`` (1 where the position is constant); ``mean``: the subtracted column means,
+    float64 ``(..., 1, d)``; ``constant``: bool ``(...)``, every column constant over the rows.
     """
-    data = x.to(compute_dtype(precision))
-    mean = data.mean(dim=-2, keepdim=True)
-    return data - mean, mean.to(torch.float64)
+
+    rows: torch.Tensor
+    scale: torch.Tensor
+    mean: torch.Tensor
+    constant: torch.Tensor
+
+    def dots(self) -> torch.Tensor:
+        """float64 ``Xc Xc^T (..., n, n)``: one batched product in the compute dtype, scaled back."""
+        scaled = torch.matmul(self.rows, self.rows.mT).to(torch.float64)
+        return scaled.mul_(self.scale.square()[..., None, None])
 
 
-def centred_dot_gram(xc: torch.Tensor) -> torch.Tensor:
-    """Centred rows ``(..., n, d)`` -> float64 ``Xc Xc^T`` (one batched product in ``xc``'s dtype)."""
-    return torch.matmul(xc, xc.mT).to(torch.float64)
+def centred_data(x: torch.Tensor, precision: Precision) -> CentredData:
+    """``(..., n, d)`` -> :class:`CentredData` (steps 1-3 of the module docstring)."""
+    dtype = compute_dtype(precision)
+    work = torch.float64 if x.dtype == torch.float64 or dtype == torch.float64 else torch.float32
+    mean = x.mean(dim=-2, keepdim=True, dtype=torch.float64)
+    xc = x.to(work) - mean.to(work)
+    scale = xc.abs().amax(dim=(-2, -1)).to(torch.float64)
+    largest_mean = mean.abs().amax(dim=(-2, -1))
+    suspicious = ~(scale > 1e-9 * largest_mean)       # includes scale 0 and NaN
+    constant = torch.zeros_like(suspicious)
+    if bool(suspicious.any()):
+        constant_columns = x.amax(dim=-2, keepdim=True) == x.amin(dim=-2, keepdim=True)
+        constant = constant_columns.all(dim=(-2, -1))
+        xc = xc.masked_fill(constant_columns, 0.0)
+        scale = torch.where(suspicious, xc.abs().amax(dim=(-2, -1)).to(torch.float64), scale)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    rows = (xc / scale.to(work)[..., None, None]).to(dtype)
+    return CentredData(rows=rows, scale=scale, mean=mean, constant=constant)
 
 
 class Kernel(ABC):
@@ -86,9 +119,13 @@ class Kernel(ABC):
 
     name: str = ""
 
-    @abstractmethod
     def gram(self, x: torch.Tensor, precision: Precision = "fast") -> torch.Tensor:
         """``(..., n, d)`` -> float64 ``(..., n, n)`` (up to terms removed by centring, see module doc)."""
+        return self.gram_centred(centred_data(x, precision))
+
+    @abstractmethod
+    def gram_centred(self, data: CentredData) -> torch.Tensor:
+        """The Gram stack from :func:`centred_data`'s output (steps 4-5 of the module docstring)."""
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -99,9 +136,8 @@ class Kernel(ABC):
 class LinearKernel(Kernel):
     """``k(x, y) = x . y``; returned as the Gram matrix of the centred rows."""
 
-    def gram(self, x: torch.Tensor, precision: Precision = "fast") -> torch.Tensor:
-        xc, _ = centred_data(x, precision)
-        return centred_dot_gram(xc)
+    def gram_centred(self, data: CentredData) -> torch.Tensor:
+        return data.dots()
 
 
 def squared_distances(dots: torch.Tensor) -> torch.Tensor:
@@ -131,7 +167,10 @@ class RBFKernel(Kernel):
     ``sigma = sigma_scale * median{||x_i - x_j|| : i < j}`` per Gram matrix (Kornblith et al. 2019 use
     ``sigma_scale = 1``; their demo code takes the median over all ``n^2`` squared distances, zero
     diagonal included, which shrinks sigma).  A fixed ``sigma`` overrides the heuristic.  A zero
-    median (more than half the pairs are duplicates) gives a NaN Gram matrix.
+    median (more than half the pairs are duplicates) gives a NaN Gram matrix.  The bandwidth belongs
+    to the Gram matrix of the full sample: resampling (:mod:`.uncertainty`) gathers from that matrix
+    and never re-estimates it.  Distances are taken in the scaled units of :class:`CentredData`
+    (``sigma`` is scaled alike), so huge or tiny inputs neither overflow nor underflow.
     """
 
     def __init__(self, sigma_scale: float = 1.0, sigma: float | None = None) -> None:
@@ -141,14 +180,18 @@ class RBFKernel(Kernel):
         self.sigma = None if sigma is None else float(sigma)
 
     def bandwidth(self, sq_distances: torch.Tensor) -> torch.Tensor:
+        """``sigma`` for squared distances ``(..., n, n)`` in the data's own units -> ``(...)``."""
         if self.sigma is not None:
             return torch.full(sq_distances.shape[:-2], self.sigma, dtype=torch.float64, device=sq_distances.device)
         return self.sigma_scale * median_pairwise_distance(sq_distances)
 
-    def gram(self, x: torch.Tensor, precision: Precision = "fast") -> torch.Tensor:
-        xc, _ = centred_data(x, precision)
-        sq = squared_distances(centred_dot_gram(xc))
-        sigma = self.bandwidth(sq)
+    def gram_centred(self, data: CentredData) -> torch.Tensor:
+        scaled = torch.matmul(data.rows, data.rows.mT).to(torch.float64)
+        sq = squared_distances(scaled)                                   # in units of data.scale^2
+        if self.sigma is not None:
+            sigma = self.sigma / data.scale
+        else:
+            sigma = self.bandwidth(sq)
         sigma = torch.where(sigma > 0, sigma, torch.nan)
         return torch.exp(-sq / (2.0 * sigma.square())[..., None, None])
 
@@ -156,7 +199,14 @@ class RBFKernel(Kernel):
 @register_kernel("poly")
 class PolynomialKernel(Kernel):
     """``k(x, y) = (gamma x . y + coef0)^degree`` with ``gamma = 1/d`` by default (scikit-learn's
-    ``polynomial_kernel``), ``degree = 3``, ``coef0 = 1``; evaluated on the raw (uncentred) rows."""
+    ``polynomial_kernel``), ``degree = 3``, ``coef0 = 1``; evaluated on the raw (uncentred) rows.
+
+    Written around the mean ``m``: ``x_i . x_j = m . m + t_ij`` with ``t_ij = G_ij + xc_i . m +
+    m . xc_j``, ``b = gamma m . m + coef0``, and ``k_ij - b^degree = sum_{j>=1} C(degree, j)
+    b^(degree-j) (gamma t_ij)^j`` (Horner).  The constant ``b^degree`` is left out (every centring
+    removes it); evaluating it would leave float64 rounding of ``b^degree`` in place of the data when
+    the inputs carry a large common offset, or are tiny next to ``coef0``.
+    """
 
     def __init__(self, degree: int = 3, coef0: float = 1.0, gamma: float | None = None) -> None:
         if int(degree) != degree or degree < 1:
@@ -165,10 +215,13 @@ class PolynomialKernel(Kernel):
         self.coef0 = float(coef0)
         self.gamma = None if gamma is None else float(gamma)
 
-    def gram(self, x: torch.Tensor, precision: Precision = "fast") -> torch.Tensor:
-        xc, mean = centred_data(x, precision)
-        dots = centred_dot_gram(xc)
-        shift = torch.matmul(xc.to(torch.float64), mean.mT)  # (..., n, 1): xc_i . m
-        raw = dots + shift + shift.mT + mean.square().sum(dim=-1, keepdim=True)
-        gamma = 1.0 / x.shape[-1] if self.gamma is None else self.gamma
-        return (gamma * raw + self.coef0).pow(self.degree)
+    def gram_centred(self, data: CentredData) -> torch.Tensor:
+        xc = data.rows.to(torch.float64) * data.scale[..., None, None]
+        shift = torch.matmul(xc, data.mean.mT)                            # (..., n, 1): xc_i . m
+        gamma = 1.0 / data.rows.shape[-1] if self.gamma is None else self.gamma
+        step = gamma * (data.dots() + shift + shift.mT)                   # gamma t_ij
+        base = gamma * data.mean.square().sum(dim=-1, keepdim=True) + self.coef0   # (..., 1, 1)
+        out = torch.zeros_like(step)
+        for j in range(self.degree, 0, -1):
+            out = (out + math.comb(self.degree, j) * base.pow(self.degree - j)) * step
+        return out

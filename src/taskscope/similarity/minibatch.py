@@ -5,7 +5,9 @@
 are unbiased for the population HSIC whatever the batch size (each batch needs ``m >= 4`` rows).
 
 Order of operations in :meth:`MinibatchCKA.update`: check the batch pair, compute each side's Gram
-stack once, U-centre, and ADD the three HSIC values to float64 running sums (plus the batch count).
+stack once, U-centre, divide each side by a scale fixed at the first batch (its largest centred Gram
+entry, so the sums neither overflow nor underflow), and ADD the three HSIC values to float64 running
+sums (plus the batch count).
 :meth:`MinibatchCKA.compute` divides the sums; nothing is overwritten between batches.  With the RBF
 kernel the median heuristic is applied per minibatch unless a fixed ``sigma`` is given.
 """
@@ -26,6 +28,12 @@ from taskscope.similarity.inputs import (
 from taskscope.similarity.kernels import get_kernel
 
 
+def _peak(u: torch.Tensor) -> torch.Tensor:
+    """Largest absolute entry per position ``(..., 1, 1)``, 1 where it is 0 or not finite."""
+    peak = u.abs().amax(dim=(-2, -1), keepdim=True)
+    return torch.where(torch.isfinite(peak) & (peak > 0), peak, torch.ones_like(peak))
+
+
 class MinibatchCKA:
     """Accumulate unbiased HSIC over minibatch pairs ``X (..., m, d1)``, ``Y (..., m, d2)``."""
 
@@ -40,6 +48,8 @@ class MinibatchCKA:
         self.sum_xy: torch.Tensor | None = None
         self.sum_xx: torch.Tensor | None = None
         self.sum_yy: torch.Tensor | None = None
+        self.scale_x: torch.Tensor | None = None
+        self.scale_y: torch.Tensor | None = None
         self.batches = 0
 
     def update(self, X: object, Y: object) -> None:
@@ -48,14 +58,17 @@ class MinibatchCKA:
         m = x.shape[-2]
         ux = u_centre(self.kernel.gram(x, self.precision))
         uy = u_centre(self.kernel.gram(y, self.precision))
+        if self.scale_x is None:   # the first batch fixes one scale per side for all sums (no overflow)
+            self.scale_x, self.scale_y = (_peak(u) for u in (ux, uy))
+        elif ux.shape[:-2] != self.scale_x.shape[:-2]:
+            raise ValueError(f"minibatch leading shape {tuple(ux.shape[:-2])} differs from earlier batches "
+                             f"{tuple(self.scale_x.shape[:-2])}")
+        ux, uy = ux / self.scale_x.to(ux.device), uy / self.scale_y.to(uy.device)
         norm = hsic_normaliser(m, debiased=True)
         xy, xx, yy = frobenius(ux, uy) / norm, frobenius(ux, ux) / norm, frobenius(uy, uy) / norm
         if self.sum_xy is None:
             self.sum_xy, self.sum_xx, self.sum_yy = xy, xx, yy
         else:
-            if xy.shape != self.sum_xy.shape:
-                raise ValueError(f"minibatch leading shape {tuple(xy.shape)} differs from earlier batches "
-                                 f"{tuple(self.sum_xy.shape)}")
             self.sum_xy = self.sum_xy + xy.to(self.sum_xy.device)
             self.sum_xx = self.sum_xx + xx.to(self.sum_xx.device)
             self.sum_yy = self.sum_yy + yy.to(self.sum_yy.device)
@@ -65,7 +78,9 @@ class MinibatchCKA:
         """Mean unbiased ``(HSIC(K, L), HSIC(K, K), HSIC(L, L))`` over the batches so far."""
         if self.batches == 0 or self.sum_xy is None:
             raise RuntimeError("MinibatchCKA.hsic/compute called before any update")
-        return tuple(to_output(s / self.batches) for s in (self.sum_xy, self.sum_xx, self.sum_yy))
+        sx, sy = self.scale_x[..., 0, 0], self.scale_y[..., 0, 0]
+        return tuple(to_output(s * scale / self.batches)
+                     for s, scale in ((self.sum_xy, sx * sy), (self.sum_xx, sx * sx), (self.sum_yy, sy * sy)))
 
     def compute(self) -> float | np.ndarray:
         """Minibatch CKA: ``float`` for 2-D batches, else an array of the leading shape."""

@@ -6,7 +6,8 @@ dimensions) or moved at will by a handful of outlier inputs.  :func:`cka_sensiti
 
 1. ``cka``: the value on all inputs;
 2. ``without_top_pcs[k-1]``: CKA after projecting out the top ``k`` principal directions of *each*
-   side (``k = 1..top_k``; float64 SVD of the centred data);
+   side (``k = 1..top_k``; float64 SVD of the centred data, :func:`remove_top_directions`, which
+   :func:`cka_without_top_directions` applies to stacks for the MOSSA table);
 3. ``top_pc_variance``: the share of each side's variance on its top principal direction;
 4. ``leave_one_out[i]``: CKA without input ``i`` (all ``n`` at once, from the full Gram matrices with
    :func:`~.hsic.masked_centre`, no recomputation of kernels);
@@ -43,16 +44,44 @@ class SensitivityReport:
         return float(np.nanmax(np.abs(self.leave_one_out - self.cka)))
 
 
-def _remove_top_pcs(x: torch.Tensor, top_k: int) -> tuple[torch.Tensor, float]:
-    """``(n, d)`` -> ``(top_k, n, d)`` centred data without its top 1..top_k directions, top-1 variance share."""
-    xc = x.to(torch.float64) - x.to(torch.float64).mean(dim=0)
+def remove_top_directions(x: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(..., n, d)`` -> (``(top_k, ..., n, d)``: the centred data without its top ``1..top_k`` principal
+    directions, ``(top_k, ...)``: the share of the variance on the top ``1..top_k`` directions).
+
+    float64 thin SVD of the centred data per position; a constant position has NaN shares.
+    """
+    x64 = x.to(torch.float64)
+    xc = x64 - x64.mean(dim=-2, keepdim=True)
     _, s, vh = torch.linalg.svd(xc, full_matrices=False)
+    power = s.square()
+    total = power.sum(dim=-1)
+    shares = power.cumsum(dim=-1)[..., :top_k] / torch.where(total > 0, total, torch.nan)[..., None]
     variants = []
     for k in range(1, top_k + 1):
-        v = vh[:k].T
-        variants.append(xc - (xc @ v) @ v.T)
-    share = float(s[0].square() / s.square().sum()) if bool(s.square().sum() > 0) else float("nan")
-    return torch.stack(variants), share
+        v = vh[..., :k, :].mT                                   # (..., d, k)
+        variants.append(xc - (xc @ v) @ v.mT)
+    return torch.stack(variants), shares.movedim(-1, 0)
+
+
+def cka_without_top_directions(
+    X: object,
+    Y: object,
+    top_k: int,
+    kernel: str = "linear",
+    debiased: bool = False,
+    *,
+    precision: Precision = "fast",
+    **kernel_args: object,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stacks ``(..., n, d1)``, ``(..., n, d2)`` -> (CKA without each side's top ``top_k`` principal
+    directions, share of X's variance on them, share of Y's), each a float64 array of the leading shape."""
+    x, y = prepare_pair(X, Y, minimum_rows=min_rows(debiased) + 1, what="cka_without_top_directions")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    x_removed, share_x = remove_top_directions(x, top_k)
+    y_removed, share_y = remove_top_directions(y, top_k)
+    value = np.asarray(cka(x_removed[-1], y_removed[-1], kernel, debiased, precision=precision, **kernel_args))
+    return value, share_x[-1].cpu().numpy(), share_y[-1].cpu().numpy()
 
 
 def _subset_cka(k: torch.Tensor, l: torch.Tensor, masks: torch.Tensor, debiased: bool) -> torch.Tensor:
@@ -98,8 +127,8 @@ def cka_sensitivity(
     options = dict(precision=precision, **kernel_args)
 
     full = float(cka(x, y, kernel, debiased, **options))
-    x_removed, share_x = _remove_top_pcs(x, top_k)
-    y_removed, share_y = _remove_top_pcs(y, top_k)
+    x_removed, share_x = remove_top_directions(x, top_k)
+    y_removed, share_y = remove_top_directions(y, top_k)
     without_pcs = np.atleast_1d(cka(x_removed, y_removed, kernel, debiased, **options))
 
     kern = get_kernel(kernel, **kernel_args)
@@ -113,7 +142,7 @@ def cka_sensitivity(
     return SensitivityReport(
         cka=full,
         without_top_pcs=without_pcs,
-        top_pc_variance=(share_x, share_y),
+        top_pc_variance=(float(share_x[0]), float(share_y[0])),
         leave_one_out=loo,
         influential=order,
         without_influential=without_influential,

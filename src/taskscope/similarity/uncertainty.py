@@ -1,44 +1,67 @@
-"""Uncertainty for CKA: bootstrap confidence intervals over inputs and a permutation test.
+"""Uncertainty for CKA: calibrated bootstrap intervals, paired differences, permutation tests.
 
-Both work on the Gram matrices of the full sample, computed once: a resample's (or permutation's)
-Gram matrix is a gather of rows and columns of the full one, and double centring / U-centring commute
-with permutations, so every resample costs ``O(n^2)`` instead of ``O(n^2 d)``.  Draws come from
-``numpy.random.default_rng(seed)``; stacks ``(..., n, d)`` share the same draws at every leading
-position (paired across layers).  The RBF bandwidth is the full sample's (the kernel is fixed; only
-the inputs are resampled).
+Everything works on the kernel (Gram) matrices of the full sample, computed once
+(:meth:`~.kernels.Kernel.gram`; the RBF bandwidth is the full sample's and is never re-estimated):
+a resample's Gram matrix is a gather ``K[idx][:, idx]`` of the full one, a leave-one-out Gram is a
+masked centring of it (:func:`~.hsic.masked_centre`), so each costs ``O(n^2)`` instead of
+``O(n^2 d)``.  Stacks ``(..., n, d)`` share the same draws at every leading position (paired across
+layers).  Draws: :func:`resample_indices` (``numpy.random.default_rng(seed)``); the same ``seed``
+gives the same resampled inputs in :func:`bootstrap_ci` and :func:`paired_difference`, so every
+model compared with one control sees the same resamples.
 
-Duplicated rows and the unbiased estimator: a bootstrap resample repeats about 37% of the rows; the
-unbiased HSIC treats a repeated pair like an independent pair and its expectation over resamples is
-the *biased* HSIC of the original sample, so the interval would be centred on the wrong estimator.
-For ``debiased=True`` each resample therefore keeps its distinct rows only (about ``0.632 n``;
-:func:`~.hsic.masked_centre`), which removes the bias at the price of a conservative (wider) interval.
-The biased estimator uses every drawn row, duplicates included, as the plug-in bootstrap prescribes.
+The interval (``method="jackknife-centred percentile"``), in this order:
+
+1. ``estimate``: CKA on all ``n`` inputs (biased or debiased estimator);
+2. jackknife: the ``n`` leave-one-out values ``t_(i)``; ``bias_corrected = n * estimate - (n - 1) *
+   mean(t_(i))`` (Quenouille's bias correction);
+3. bootstrap: ``n_resamples`` with-replacement resamples of the inputs, duplicates kept (the plug-in
+   bootstrap; for ``debiased=True`` the resampled Gram is U-centred as it is, duplicate pairs
+   included), CKA on each -> ``distribution``;
+4. ``[low, high] = bias_corrected + (quantiles(distribution, alpha/2, 1 - alpha/2) - mean(distribution))
+   * se_jack / sd(distribution)``, clipped to ``[-1, 1]``, with ``se_jack = sqrt((n-1)/n sum (t_(i) -
+   mean t_(.))^2)``: the bootstrap supplies the shape, the jackknife the centre and the scale.
+
+Why: biased CKA is biased upwards by ``O(1/n)`` with a large constant (a plain percentile interval
+around it covered 0 % in a d = 12, n = 50 simulation), and the bootstrap's own bias estimate is
+poor for it; the jackknife's is good.  The bias-corrected centre varies more than the estimate the
+bootstrap spread describes; the jackknife standard error (slightly conservative, Efron & Stein
+1981) measured closer to nominal than the bootstrap spread.  Simulated coverage of the population CKA is in
+docs/similarity.md and in ``tests/test_similarity_coverage.py``.  The interval is an interval for
+the *population* CKA, so it need not contain a strongly biased ``estimate``.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from taskscope.similarity.cka import CHUNK_BYTES, unit_centred_grams
-from taskscope.similarity.hsic import centre, masked_centre, unit_frobenius
+from taskscope.similarity.hsic import centre, masked_centre
 from taskscope.similarity.inputs import (
     NanPolicy,
     Precision,
-    constant_positions,
+    SimilarityWarning,
+    all_finite,
+    as_tensor,
+    check_rows,
+    finite_rows,
     min_rows,
     prepare_pair,
     to_output,
     warn_undefined,
 )
-from taskscope.similarity.kernels import get_kernel
+from taskscope.similarity.kernels import Kernel, centred_data, get_kernel
+
+METHOD = "jackknife-centred, jackknife-scaled percentile"
 
 
 @dataclass(frozen=True)
 class BootstrapResult:
-    """``estimate`` on the full sample, percentile interval ``[low, high]``, and the resampled values
+    """``estimate`` on the full sample, interval ``[low, high]`` for the population value (see the
+    module docstring), the jackknife ``bias_corrected`` estimate, and the resampled values
     ``distribution`` of shape ``(n_resamples, ...)``."""
 
     estimate: float | np.ndarray
@@ -46,6 +69,25 @@ class BootstrapResult:
     high: float | np.ndarray
     confidence: float
     distribution: np.ndarray
+    bias_corrected: float | np.ndarray
+    method: str = METHOD
+
+
+@dataclass(frozen=True)
+class DifferenceResult:
+    """``CKA(X_a, Y) - CKA(X_b, Y)``: ``estimate``, interval ``[low, high]`` and ``bias_corrected`` as in
+    :class:`BootstrapResult` (same resampled inputs on both sides), two-sided permutation ``p_value``
+    (NaN without permutations), ``distribution (n_resamples, ...)``, ``null_distribution (n_permutations, ...)``."""
+
+    estimate: float | np.ndarray
+    low: float | np.ndarray
+    high: float | np.ndarray
+    confidence: float
+    p_value: float | np.ndarray
+    distribution: np.ndarray
+    null_distribution: np.ndarray
+    bias_corrected: float | np.ndarray
+    method: str = METHOD
 
 
 @dataclass(frozen=True)
@@ -57,36 +99,138 @@ class PermutationResult:
     null_distribution: np.ndarray
 
 
-def _grams(X: object, Y: object, kernel: str, debiased: bool, precision: Precision, nan_policy: NanPolicy,
-           kernel_args: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Checked pair -> (Gram of X, Gram of Y, bool ``(...)`` where a side is constant)."""
-    kern = get_kernel(kernel, **kernel_args)
-    x, y = prepare_pair(X, Y, nan_policy=nan_policy, minimum_rows=max(min_rows(debiased), 3), what="CKA uncertainty")
-    if x.shape[:-2] != y.shape[:-2]:
-        raise ValueError(f"X and Y need the same leading shape here, got {tuple(x.shape[:-2])} and {tuple(y.shape[:-2])}")
-    return kern.gram(x, precision), kern.gram(y, precision), constant_positions(x) | constant_positions(y)
+def resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """``(n_resamples, n)`` row indices drawn with replacement from ``numpy.random.default_rng(seed)``."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
 
 
-def _chunk(n: int, positions: int) -> int:
-    return max(1, CHUNK_BYTES // (6 * 8 * n * n * max(positions, 1)))
+def _check(confidence: float, n_resamples: int, minimum: int = 1) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_resamples < minimum:
+        raise ValueError(f"n_resamples must be >= {minimum}, got {n_resamples}")
+
+
+def _gram(x: torch.Tensor, kern: Kernel, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-sample Gram ``(..., n, n)`` and bool ``(...)`` where the side is exactly constant."""
+    data = centred_data(x, precision)
+    return kern.gram_centred(data), data.constant
+
+
+def _chunk(n: int, positions: int, sides: int = 2) -> int:
+    return max(1, CHUNK_BYTES // (3 * sides * 8 * n * n * max(positions, 1)))
 
 
 def _cosine(cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
-    ux, _ = unit_frobenius(cx)
-    uy, _ = unit_frobenius(cy)
-    return (ux * uy).sum(dim=(-2, -1))
+    """``<cx, cy>_F / (||cx||_F ||cy||_F)`` over the last two dimensions (NaN where a norm is 0)."""
+    a, b = cx.flatten(-2), cy.flatten(-2)
+    norms = (torch.linalg.vecdot(a, a) * torch.linalg.vecdot(b, b)).sqrt()
+    return torch.linalg.vecdot(a, b) / torch.where(norms > 0, norms, torch.nan)
 
 
-def _resample_values(k: torch.Tensor, l: torch.Tensor, idx: torch.Tensor, debiased: bool) -> torch.Tensor:
-    """CKA on resamples ``idx (c, n)`` of Grams ``(..., n, n)`` -> ``(c, ...)``."""
-    if debiased:
-        mask = torch.zeros(idx.shape, dtype=torch.float64, device=k.device).scatter_(1, idx, 1.0)
-        cx = masked_centre(k.unsqueeze(-3), mask, True)
-        cy = masked_centre(l.unsqueeze(-3), mask, True)
-    else:
-        rows, cols = idx[:, :, None], idx[:, None, :]
-        cx, cy = centre(k[..., rows, cols], False), centre(l[..., rows, cols], False)
-    return _cosine(cx, cy).movedim(-1, 0)
+def _peak_scaled(gram: torch.Tensor) -> torch.Tensor:
+    """Divide a Gram stack by its largest absolute entry (CKA is scale free; keeps sums of squares finite)."""
+    peak = gram.abs().amax(dim=(-2, -1), keepdim=True)
+    return gram / torch.where(torch.isfinite(peak) & (peak > 0), peak, torch.ones_like(peak))
+
+
+def _resampled(grams: list[torch.Tensor], idx: torch.Tensor, debiased: bool) -> list[torch.Tensor]:
+    """CKA of every ``grams[i]`` (``i >= 1``) with ``grams[0]`` on resamples ``idx (c, n)`` -> ``(c, ...)`` each."""
+    rows, cols = idx[:, :, None], idx[:, None, :]
+    centred = [centre(g[..., rows, cols], debiased) for g in grams]           # (..., c, n, n)
+    return [_cosine(c, centred[0]).movedim(-1, 0) for c in centred[1:]]
+
+
+def _leave_one_out(grams: list[torch.Tensor], debiased: bool) -> list[torch.Tensor]:
+    """Leave-one-out CKA of every ``grams[i]`` (``i >= 1``) with ``grams[0]`` -> ``(n, ...)`` each."""
+    n = grams[0].shape[-1]
+    masks = 1.0 - torch.eye(n, dtype=torch.float64, device=grams[0].device)
+    positions = int(np.prod(grams[0].shape[:-2], dtype=np.int64))
+    step = _chunk(n, positions, len(grams))
+    parts: list[list[torch.Tensor]] = [[] for _ in grams[1:]]
+    for s in range(0, n, step):
+        m = masks[s:s + step]
+        centred = [masked_centre(g.unsqueeze(-3), m, debiased) for g in grams]
+        for i, c in enumerate(centred[1:]):
+            parts[i].append(_cosine(c, centred[0]).movedim(-1, 0))
+    return [torch.cat(p) for p in parts]
+
+
+def _bootstrap_values(grams: list[torch.Tensor], indices: torch.Tensor, debiased: bool) -> list[torch.Tensor]:
+    n, positions = grams[0].shape[-1], int(np.prod(grams[0].shape[:-2], dtype=np.int64))
+    step = _chunk(n, positions, len(grams))
+    parts: list[list[torch.Tensor]] = [[] for _ in grams[1:]]
+    for s in range(0, indices.shape[0], step):
+        for i, v in enumerate(_resampled(grams, indices[s:s + step], debiased)):
+            parts[i].append(v)
+    return [torch.cat(p) for p in parts]
+
+
+def _interval(estimate: np.ndarray, loo: np.ndarray, dist: np.ndarray, confidence: float,
+              bound: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 2 and 4 of the module docstring -> ``(low, high, bias_corrected)``."""
+    n = loo.shape[0]
+    with warnings.catch_warnings():  # all-NaN positions (undefined CKA) stay NaN; reported once by the caller
+        warnings.simplefilter("ignore", RuntimeWarning)
+        loo_mean = np.nanmean(loo, axis=0)
+        corrected = n * estimate - (n - 1) * loo_mean
+        jackknife_se = np.sqrt((n - 1) / n * np.nansum((loo - loo_mean) ** 2, axis=0))
+        alpha = 1.0 - confidence
+        low_q, high_q = np.nanquantile(dist, [alpha / 2, 1 - alpha / 2], axis=0)
+        centre_, spread = np.nanmean(dist, axis=0), np.nanstd(dist, axis=0)
+        scale = np.where(spread > 0, jackknife_se / np.where(spread > 0, spread, 1.0), 0.0)
+    low = np.clip(corrected + (low_q - centre_) * scale, -bound, bound)
+    high = np.clip(corrected + (high_q - centre_) * scale, -bound, bound)
+    undefined = np.isnan(estimate)
+    return (np.where(undefined, np.nan, low), np.where(undefined, np.nan, high),
+            np.where(undefined, np.nan, corrected))
+
+
+def _out(a: np.ndarray) -> float | np.ndarray:
+    return float(a) if np.ndim(a) == 0 else a
+
+
+def _estimate(grams: list[torch.Tensor], debiased: bool) -> list[torch.Tensor]:
+    centred = [centre(g, debiased) for g in grams]
+    return [_cosine(c, centred[0]) for c in centred[1:]]
+
+
+def _prepare_sides(sides: list[object], names: list[str], debiased: bool, nan_policy: NanPolicy,
+                   what: str) -> list[torch.Tensor]:
+    """Convert and check several sides of one set of inputs (:func:`~.inputs.prepare_pair`'s rules, all at once)."""
+    tensors = [as_tensor(s, name) for s, name in zip(sides, names)]
+    first = tensors[0]
+    for name, t in zip(names[1:], tensors[1:]):
+        if t.shape[-2] != first.shape[-2] or t.shape[:-2] != first.shape[:-2]:
+            raise ValueError(f"{what}: {name} has shape {tuple(t.shape)} but {names[0]} has {tuple(first.shape)}; "
+                             f"they need the same leading shape and the same rows (inputs)")
+    tensors = [t.to(first.device) for t in tensors]
+    if not all(all_finite(t) for t in tensors):
+        keep = torch.stack([finite_rows(t) for t in tensors]).all(dim=0)
+        if not bool(keep.all()):
+            bad = (~keep).nonzero().flatten().tolist()
+            if nan_policy != "drop_rows":
+                raise ValueError(f"{what}: NaN/inf in rows {bad[:10]} ({len(bad)} rows); pass nan_policy='drop_rows' "
+                                 f"to drop these rows from every side")
+            warnings.warn(f"dropping {len(bad)} non-finite rows {bad[:10]} from every side", SimilarityWarning,
+                          stacklevel=3)
+            tensors = [t[..., keep, :] for t in tensors]
+    check_rows(first.shape[-2] if nan_policy != "drop_rows" else tensors[0].shape[-2],
+               max(min_rows(debiased), 3), what)
+    return tensors
+
+
+def _prepared_grams(sides: list[object], names: list[str], kernel: str, debiased: bool, precision: Precision,
+                    nan_policy: NanPolicy, kernel_args: dict, what: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Check the sides (``sides[0]`` is ``Y``) -> peak-scaled Grams and bool ``(...)`` where any side is constant."""
+    kern = get_kernel(kernel, **kernel_args)
+    tensors = _prepare_sides(sides, names, debiased, nan_policy, what)
+    grams, constant = [], torch.zeros(tensors[0].shape[:-2], dtype=torch.bool, device=tensors[0].device)
+    for t in tensors:
+        g, c = _gram(t, kern, precision)
+        grams.append(_peak_scaled(g))
+        constant = constant | c
+    return grams, constant
 
 
 def bootstrap_ci(
@@ -102,37 +246,123 @@ def bootstrap_ci(
     nan_policy: NanPolicy = "raise",
     **kernel_args: object,
 ) -> BootstrapResult:
-    """Percentile bootstrap interval for CKA, resampling rows (inputs) of both sides jointly.
+    """Interval for the population CKA of ``X (..., n, d1)`` and ``Y (..., n, d2)`` (rows resampled jointly).
 
-    Order: Grams once; ``n_resamples`` index vectors from ``default_rng(seed)``; per chunk, gather
-    (biased) or mask to distinct rows (debiased, see module doc), centre, cosine; NaN resamples (a
-    resample of a nearly constant side) are left out of the quantiles with a warning.
+    Order (module docstring): Grams once; estimate; jackknife; ``n_resamples`` resamples from
+    :func:`resample_indices` ``(n, n_resamples, seed)``; jackknife-centred percentile interval.
+    Resamples with a constant side are NaN and left out of the quantiles with a warning.
     """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    k, l, constant = _grams(X, Y, kernel, debiased, precision, nan_policy, kernel_args)
-    n, positions = k.shape[-1], int(np.prod(k.shape[:-2], dtype=np.int64))
-    estimate = _cosine(centre(k, debiased), centre(l, debiased))
+    _check(confidence, n_resamples)
+    grams, constant = _prepared_grams([Y, X], ["Y", "X"], kernel, debiased, precision, nan_policy,
+                                      kernel_args, "CKA bootstrap")
+    n = grams[0].shape[-1]
+    estimate = _estimate(grams, debiased)[0]
     estimate[constant] = torch.nan
-    indices = torch.from_numpy(np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))).to(k.device)
-    step = _chunk(n, positions)
-    values = torch.cat([_resample_values(k, l, indices[s:s + step], debiased) for s in range(0, n_resamples, step)])
+    loo = _leave_one_out(grams, debiased)[0]
+    indices = torch.from_numpy(resample_indices(n, n_resamples, seed)).to(grams[0].device)
+    values = _bootstrap_values(grams, indices, debiased)[0]
     values[:, constant] = torch.nan
     dist = values.cpu().numpy()
-    if np.isnan(dist).any():
-        warn_undefined(int(np.isnan(dist).sum()), "bootstrap resamples with a constant side; left out of the interval")
-    alpha = 1.0 - confidence
-    low, high = np.nanquantile(dist, [alpha / 2, 1 - alpha / 2], axis=0)
-    scalar = dist.ndim == 1
-    return BootstrapResult(
-        estimate=to_output(estimate),
-        low=float(low) if scalar else low,
-        high=float(high) if scalar else high,
-        confidence=confidence,
-        distribution=dist,
-    )
+    defined = ~constant.cpu().numpy()
+    if np.isnan(dist[:, defined]).any():
+        warn_undefined(int(np.isnan(dist[:, defined]).sum()),
+                       "bootstrap resamples with a constant side; left out of the interval")
+    est = estimate.cpu().numpy()
+    low, high, corrected = _interval(est, loo.cpu().numpy(), dist, confidence, 1.0)
+    return BootstrapResult(estimate=to_output(estimate), low=_out(low), high=_out(high), confidence=confidence,
+                           distribution=dist, bias_corrected=_out(corrected))
+
+
+def paired_difference(
+    X_a: object,
+    X_b: object,
+    Y: object,
+    kernel: str = "linear",
+    debiased: bool = False,
+    *,
+    n_resamples: int = 1000,
+    n_permutations: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    precision: Precision = "fast",
+    nan_policy: NanPolicy = "raise",
+    **kernel_args: object,
+) -> DifferenceResult:
+    """``CKA(X_a, Y) - CKA(X_b, Y)`` with a paired interval and a paired permutation p-value
+    (``n_resamples=0``: no interval, NaN; ``n_permutations=0``: no test, NaN).
+
+    Order: each side's Gram once; the difference of the two estimates; its jackknife and its
+    bootstrap on the *same* resampled inputs for both models (:func:`resample_indices` with
+    ``seed``, the resamples :func:`bootstrap_ci` uses), jackknife-centred percentile interval;
+    then the permutation test (``n_permutations > 0``, needs ``X_a`` and ``X_b`` of one width):
+    under the null "the two models' states are exchangeable input by input", each permutation swaps
+    ``a_i`` and ``b_i`` for a random half of the inputs (a gather of the pooled Gram matrix of
+    ``[X_a; X_b]``, so RBF uses the pooled sample's bandwidth here), and ``p = (1 + #{|T_perm| >=
+    |T_obs|}) / (1 + n_permutations)`` (two-sided, never 0), with ``T`` the difference computed from
+    the pooled Gram matrix.
+    """
+    _check(confidence, n_resamples, minimum=0)
+    if n_permutations < 0:
+        raise ValueError(f"n_permutations must be >= 0, got {n_permutations}")
+    grams, constant = _prepared_grams([Y, X_a, X_b], ["Y", "X_a", "X_b"], kernel, debiased, precision, nan_policy,
+                                      kernel_args, "paired CKA difference")
+    n = grams[0].shape[-1]
+    est_a, est_b = _estimate(grams, debiased)
+    estimate = est_a - est_b
+    estimate[constant] = torch.nan
+    est = estimate.cpu().numpy()
+    low = high = corrected = np.full(est.shape, np.nan)
+    dist = np.empty((0, *est.shape))
+    if n_resamples > 0:
+        loo_a, loo_b = _leave_one_out(grams, debiased)
+        indices = torch.from_numpy(resample_indices(n, n_resamples, seed)).to(grams[0].device)
+        boot_a, boot_b = _bootstrap_values(grams, indices, debiased)
+        values = boot_a - boot_b
+        values[:, constant] = torch.nan
+        dist = values.cpu().numpy()
+        low, high, corrected = _interval(est, (loo_a - loo_b).cpu().numpy(), dist, confidence, 2.0)
+    null = np.empty((0, *est.shape))
+    p_value = np.full(est.shape, np.nan)
+    if n_permutations > 0:
+        null, p_value = _swap_test(X_a, X_b, grams[0], kernel, debiased, precision, nan_policy, kernel_args,
+                                   n_permutations, seed)
+        p_value = np.where(np.isnan(est), np.nan, p_value)
+    return DifferenceResult(estimate=to_output(estimate), low=_out(low), high=_out(high), confidence=confidence,
+                            p_value=_out(p_value), distribution=dist, null_distribution=null,
+                            bias_corrected=_out(corrected))
+
+
+def _swap_test(X_a: object, X_b: object, gram_y: torch.Tensor, kernel: str, debiased: bool, precision: Precision,
+               nan_policy: NanPolicy, kernel_args: dict, n_permutations: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Paired permutation null of ``CKA(A', Y) - CKA(B', Y)`` (inputs' model labels swapped) -> null, p-value."""
+    xa, xb = _prepare_sides([X_a, X_b], ["X_a", "X_b"], debiased, nan_policy, "paired permutation test")
+    if xa.shape != xb.shape:
+        raise ValueError(f"the paired permutation test swaps rows of X_a and X_b, so they need one shape; got "
+                         f"{tuple(xa.shape)} and {tuple(xb.shape)} (pass n_permutations=0 to skip it)")
+    n = gram_y.shape[-1]
+    if xa.shape[-2] != n:
+        raise ValueError("paired permutation test: X_a/X_b and Y lost different rows to nan_policy='drop_rows'")
+    pooled, _ = _gram(torch.cat([xa, xb.to(xa.device)], dim=-2), get_kernel(kernel, **kernel_args), precision)
+    pooled = _peak_scaled(pooled).to(gram_y.device)
+    rng = np.random.default_rng([seed, 1])  # a stream apart from the bootstrap's resamples
+    swaps = rng.integers(0, 2, size=(n_permutations, n))
+    base = np.arange(n)
+    side_a = torch.from_numpy(np.concatenate([base[None], base + n * swaps])).to(gram_y.device)
+    side_b = torch.from_numpy(np.concatenate([base[None] + n, base + n * (1 - swaps)])).to(gram_y.device)
+    positions = int(np.prod(gram_y.shape[:-2], dtype=np.int64))
+    step = _chunk(n, positions, 3)
+    cy = centre(gram_y, debiased).unsqueeze(-3)
+    stats = []
+    for s in range(0, side_a.shape[0], step):
+        ia, ib = side_a[s:s + step], side_b[s:s + step]
+        ca = centre(pooled[..., ia[:, :, None], ia[:, None, :]], debiased)
+        cb = centre(pooled[..., ib[:, :, None], ib[:, None, :]], debiased)
+        stats.append((_cosine(ca, cy) - _cosine(cb, cy)).movedim(-1, 0))
+    values = torch.cat(stats).cpu().numpy()
+    observed, null = values[0], values[1:]
+    exceed = (np.abs(null) >= np.abs(observed) - 1e-12).sum(axis=0)
+    return null, (1.0 + exceed) / (1.0 + n_permutations)
 
 
 def permutation_test(
