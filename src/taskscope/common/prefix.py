@@ -11,9 +11,10 @@ full prompts have.
 
 1. sort the prompts' token-id lists lexicographically, so prompts that share a prefix are neighbours (the
    longest prefix common to a run of sorted lists is the one its first and last list share);
-2. walk the sorted order, growing a group while adding the next prompt costs fewer tokens than starting a
-   new group (cost of a group = its prefix length + the sum of its members' suffix lengths); a prefix always
-   leaves at least one token of every member to run, since that last token is the one read out;
+2. walk the sorted order, growing a group while the grown group still shares ``min_shared_tokens`` and adding
+   the next prompt costs no more tokens than starting a new group (cost of a group = its prefix length + the
+   sum of its members' suffix lengths), so a prompt that shares little never swallows the groups after it; a
+   prefix always leaves at least one token of every member to run, since that last token is the one read out;
 3. groups whose prefix is shorter than ``min_shared_tokens`` are not worth a cached prefix: their prompts
    go back to the ordinary length-sorted batches;
 4. every other group's members are sorted by suffix length (longest first) and cut into batches.
@@ -70,7 +71,8 @@ def plan_shared_prefixes(token_ids: Sequence[Sequence[int]], batch_size: int,
             prefix, members = runs[-1]
             joined = min(prefix, common_prefix_length(token_ids[members[0]], ids), len(ids) - 1)
             lengths = [len(token_ids[m]) for m in members]
-            if _group_cost(joined, [*lengths, len(ids)]) <= _group_cost(prefix, lengths) + len(ids):
+            if joined >= min_shared_tokens and (
+                    _group_cost(joined, [*lengths, len(ids)]) <= _group_cost(prefix, lengths) + len(ids)):
                 runs[-1] = (joined, [*members, index])
                 continue
         runs.append((len(ids) - 1, [index]))
