@@ -3,24 +3,29 @@
 Order of operations of ``train(loaded, data, config, out_dir)``:
 
 1. If ``out_dir/final`` exists the run is finished: its weights are loaded into the model (after step 2's
-   LoRA wrapping) and returned.
+   LoRA wrapping) and its `TrainResult` is read from ``final/result.json``.
 2. Seed python, numpy and torch with ``config.seed``; add LoRA adapters (``config.lora``) unless the model
    already has them, otherwise every weight trains.
-3. Tokenise every task (`data.encode_tasks`); with ``truncation="fail"`` check every reference fits.
-4. Build the data plan (`plan.EpochPlan`, or `plan.SamplerPlan` around ``make_sampler(config.sampler)``), the
+3. Validation data: ``validation`` as given, or ``config.validation_share`` of each task held out
+   (`data.hold_out`).
+4. Tokenise every task (`data.encode_tasks`); with ``truncation="fail"`` check every reference fits.
+5. Build the data plan (`plan.EpochPlan`, or `plan.SamplerPlan` around ``make_sampler(config.sampler)``), the
    total number of steps, AdamW (weight decay on matrices only) and the schedule (``get_scheduler``:
    linear warm-up then linear decay, or constant); `accelerate.Accelerator.prepare` wraps the loss module and
-   the optimizer (DDP/FSDP under ``accelerate launch``).
-5. Resume: with checkpoints under ``out_dir/checkpoints``, load the latest (weights, optimizer, scheduler,
-   data cursor, sampler state, RNG states) and drop later log records.
-6. Per optimizer step ``s``: every ``unsupervised_every``-th step is unsupervised (`unsupervised`), the
-   others take the next items of the plan; this process's micro-batches (`plan.rank_share`) run forward and
-   backward (gradients synchronised on the last one only); the loss is the sum of target-token losses over
-   the step divided by this process's number of target tokens; clip, optimizer step, scheduler step.  Per-task
-   token-loss sums are summed over processes and fed to ``sampler.observe``; logs every ``log_every``,
-   validation every ``eval_every`` and after the last step, a checkpoint every ``checkpoint_every`` steps.
-7. Write ``out_dir/final`` (weights + ``result.json``) atomically and return a `TrainResult`; ``loaded.model``
-   is the trained model (a PEFT model for LoRA runs).
+   the optimizer (DDP/FSDP under ``accelerate launch``); the autocast of ``config.autocast_dtype``
+   (`precision`).
+6. Resume: with checkpoints under ``out_dir/checkpoints``, load the latest (weights, optimizer, scheduler,
+   data cursor, sampler state, early-stopping state, RNG states) and drop later log records.
+7. Per optimizer step ``s``: every ``unsupervised_every``-th step is unsupervised (`unsupervised`), the
+   others take the next items of the plan; this process's micro-batches (`plan.rank_share`) are split into
+   forward passes by shared prompt prefix (`shared_prefix`) that run forward and backward (gradients
+   synchronised on the last one only); the loss is the sum of target-token losses over the step divided by
+   this process's number of target tokens; clip, optimizer step, scheduler step.  Per-task token-loss sums
+   are summed over processes and fed to ``sampler.observe``; logs every ``log_every``, validation every
+   ``eval_every`` and after the last step (each fed to `stopping.EarlyStopping`, which may end the run), a
+   checkpoint every ``checkpoint_every`` steps.
+8. Write ``out_dir/final`` (weights + ``result.json``: steps, stop reason, validation scores) atomically and
+   return a `TrainResult`; ``loaded.model`` is the trained model (a PEFT model for LoRA runs).
 """
 
 from __future__ import annotations
