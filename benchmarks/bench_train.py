@@ -17,7 +17,7 @@ seeded epoch permutation, given to the `Trainer` through a sequential sampler):
 Measured, per dtype (float32, bfloat16), in this order:
 
 (a) tokens/s: ``--steps`` optimizer steps without validation; real (non-padding) prompt + target tokens
-    divided by the wall time of the training call; the per-step training losses of both sides are printed
+    divided by the wall time of the training call (and its process CPU time, less sensitive to other load); the per-step training losses of both sides are printed
     with their largest difference (equal curves up to float rounding);
 (b) time to a learned control: train until the validation loss (mean target-token loss over the ``--val``
     examples, evaluated every ``--eval-every`` steps; the `Trainer` evaluates them as one batch so its
@@ -124,11 +124,11 @@ def run_trainer(base, tokenizer, train_rows, val_rows, args, *, bf16: bool, step
         trainer = OrderedTrainer(model=model, args=training_args, train_dataset=train_rows,
                                  eval_dataset=val_rows if target is not None else None, data_collator=collator,
                                  callbacks=[stopper] if stopper else None)
-        wall = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         trainer.train()
-        wall = time.perf_counter() - wall
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r and "eval_loss" not in r]
-    return wall, losses, (stopper.evals if stopper else []), trainer.state.global_step
+    return (wall, cpu), losses, (stopper.evals if stopper else []), trainer.state.global_step
 
 
 def run_ours(base, tokenizer, data, val, args, *, bf16: bool, steps: int, target: float | None):
@@ -141,14 +141,14 @@ def run_ours(base, tokenizer, data, val, args, *, bf16: bool, steps: int, target
         seed=SEED, max_length=1024, autocast_dtype="bfloat16" if bf16 else None,
         eval_every=args.eval_every if target is not None else 0, stop_target_loss=target)
     with tempfile.TemporaryDirectory() as out:
-        wall = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         result = train(loaded, {"task": data}, config, out, validation={"task": val} if target is not None else None,
                        progress=False)
-        wall = time.perf_counter() - wall
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         records = read_log(Path(out) / "log.jsonl")
     losses = [r["loss"] for r in records if r["kind"] == "train"]
     evals = [(r["step"], r["loss"]) for r in records if r["kind"] == "eval"]
-    return wall, losses, evals, result.steps
+    return (wall, cpu), losses, evals, result.steps
 
 
 def main() -> None:
@@ -193,9 +193,10 @@ def main() -> None:
         ours_wall, ours_losses, _, _ = run_ours(base, tokenizer, train_data[:speed_n], val, args, bf16=bf16,
                                                 steps=args.steps, target=None)
         diff = max(abs(a - b) for a, b in zip(hf_losses, ours_losses))
-        print(f"[{dtype}] (a) tokens/s: hf_trainer {speed_tokens / hf_wall:.1f} ({hf_wall:.1f} s), "
-              f"taskscope {speed_tokens / ours_wall:.1f} ({ours_wall:.1f} s); "
-              f"ratio taskscope / hf_trainer = {hf_wall / ours_wall:.2f}x", flush=True)
+        print(f"[{dtype}] (a) tokens/s: hf_trainer {speed_tokens / hf_wall[0]:.1f} ({hf_wall[0]:.1f} s wall, "
+              f"{hf_wall[1]:.1f} s cpu), taskscope {speed_tokens / ours_wall[0]:.1f} ({ours_wall[0]:.1f} s wall, "
+              f"{ours_wall[1]:.1f} s cpu); ratio taskscope / hf_trainer = {hf_wall[0] / ours_wall[0]:.2f}x wall, "
+              f"{hf_wall[1] / ours_wall[1]:.2f}x cpu", flush=True)
         print(f"[{dtype}]     step losses hf {[round(x, 4) for x in hf_losses]}  "
               f"ours {[round(x, 4) for x in ours_losses]}  max |diff| {diff:.2e}", flush=True)
         # (b) wall time until the validation loss reaches the target
@@ -205,10 +206,11 @@ def main() -> None:
                                                         steps=args.steps_to_loss, target=args.target_loss)
         hf_hit = bool(hf_evals) and hf_evals[-1][1] <= args.target_loss
         ours_hit = bool(ours_evals) and ours_evals[-1][1] <= args.target_loss
-        print(f"[{dtype}] (b) time to validation loss <= {args.target_loss}: "
-              f"hf_trainer {hf_wall:.1f} s ({hf_steps} steps, {'reached' if hf_hit else 'NOT reached'}), "
-              f"taskscope {ours_wall:.1f} s ({ours_steps} steps, {'reached' if ours_hit else 'NOT reached'}); "
-              f"ratio hf_trainer / taskscope = {hf_wall / ours_wall:.2f}x", flush=True)
+        print(f"[{dtype}] (b) time to validation loss <= {args.target_loss}: hf_trainer {hf_wall[0]:.1f} s wall "
+              f"{hf_wall[1]:.1f} s cpu ({hf_steps} steps, {'reached' if hf_hit else 'NOT reached'}), taskscope "
+              f"{ours_wall[0]:.1f} s wall {ours_wall[1]:.1f} s cpu ({ours_steps} steps, "
+              f"{'reached' if ours_hit else 'NOT reached'}); ratio hf_trainer / taskscope = "
+              f"{hf_wall[0] / ours_wall[0]:.2f}x wall, {hf_wall[1] / ours_wall[1]:.2f}x cpu", flush=True)
         print(f"[{dtype}]     evals hf {[(s, round(v, 4)) for s, v in hf_evals]}  "
               f"ours {[(s, round(v, 4)) for s, v in ours_evals]}", flush=True)
     print(f"load average after: {os.getloadavg()}")
