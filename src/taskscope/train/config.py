@@ -32,6 +32,9 @@ class TrainConfig(BaseModel):
     every example of every task is seen once per epoch in a seeded, length-grouped order.
     ``unsupervised_every = k`` makes every k-th optimizer step an unsupervised step on the text source
     (0 = off); those steps are added on top of the supervised ones.
+    ``validation_share`` holds out that share of each task's examples (``ceil``) as validation data;
+    ``stop_target_loss`` / ``stop_patience`` stop at an evaluation (every ``eval_every`` steps) whose mean
+    validation loss is at most the target / after that many evaluations without improvement.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -58,6 +61,15 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(default=0, ge=0)
     log_every: int = Field(default=10, ge=1)
     seed: int = 0
+    # speed: shared-prefix training (train/shared_prefix.py) and bfloat16 autocast (train/precision.py)
+    share_prefix: bool = True
+    min_shared_tokens: int = Field(default=16, ge=1)
+    autocast_dtype: Literal["bfloat16"] | None = None
+    # stop when learned (train/stopping.py): validation every eval_every steps, a criterion, the step cap
+    validation_share: float = Field(default=0.0, ge=0.0, lt=1.0)
+    stop_target_loss: float | None = Field(default=None, ge=0.0)
+    stop_patience: int | None = Field(default=None, ge=1)
+    stop_min_delta: float = Field(default=0.0, ge=0.0)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -67,4 +79,6 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 f"max_target_length ({self.max_target_length}) must be smaller than max_length ({self.max_length})"
             )
+        if (self.stop_target_loss is not None or self.stop_patience is not None) and not self.eval_every:
+            raise ValueError("stop_target_loss / stop_patience need eval_every >= 1 (validation steps to stop at)")
         return self

@@ -14,12 +14,14 @@ Order of operations:
    encoder and the target (``max_target_length``) in the decoder.
 4. `epoch_batches` orders one epoch: a seeded permutation, cut into mega-batches of 50 micro-batches, each
    sorted by length and cut into micro-batches, then the micro-batches shuffled (so padding is small and the
-   order still random); `group_by_length=False` keeps the permutation.
+   order still random); `group_by_length=False` keeps the permutation.  The items of one sampler step are
+   grouped by `group_by_length`: same-task micro-batches first, then by length.
 5. `collate` right-pads a micro-batch into tensors; label ``-100`` marks every position that is not a target.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -151,9 +153,49 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Genera
 
 
 def group_by_length(items: Sequence[Item], batch_size: int) -> list[list[Item]]:
-    """Sort the items of one optimizer step by length (longest first) and cut them into micro-batches."""
-    ordered = sorted(items, key=len, reverse=True)
-    return [list(ordered[i:i + batch_size]) for i in range(0, len(ordered), batch_size)]
+    """Cut the items of one optimizer step into micro-batches, same-task batches first, then by length.
+
+    Per task (in order of first appearance) the items are sorted by length (longest first) and cut into full
+    micro-batches of ``batch_size``; each task's remainder (fewer than ``batch_size`` items) is pooled, sorted
+    by length and cut.  There are as many micro-batches as plain length sorting gives (``ceil(n / batch_size)``)
+    and the step's loss is the same, but most micro-batches hold one task, so a task context shared by their
+    prompts runs once (`shared_prefix`).
+    """
+    by_task: dict[int, list[Item]] = {}
+    for item in items:
+        by_task.setdefault(item.task_index, []).append(item)
+    batches: list[list[Item]] = []
+    remainder: list[Item] = []
+    for task_items in by_task.values():
+        ordered = sorted(task_items, key=len, reverse=True)
+        full = len(ordered) - len(ordered) % batch_size
+        batches.extend(ordered[i:i + batch_size] for i in range(0, full, batch_size))
+        remainder.extend(ordered[full:])
+    remainder.sort(key=len, reverse=True)
+    batches.extend(remainder[i:i + batch_size] for i in range(0, len(remainder), batch_size))
+    return batches
+
+
+def hold_out(data: Mapping[str, Sequence[ExampleLike]], share: float, seed: int
+             ) -> tuple[dict[str, list[ExampleLike]], dict[str, list[ExampleLike]]]:
+    """Split each task into (train, validation): ``ceil(share * n)`` examples held out per task.
+
+    The held-out examples are those with the smallest ``stable_hash(seed, "validation", task, instance id)``
+    (so the split does not depend on the order of the examples); the training examples keep their order.  A
+    task left without a training example raises `TrainDataError` naming it.
+    """
+    train_part: dict[str, list[ExampleLike]] = {}
+    validation: dict[str, list[ExampleLike]] = {}
+    for task, examples in data.items():
+        n_held = math.ceil(share * len(examples))
+        if len(examples) - n_held < 1:
+            raise TrainDataError(f"task {task!r}: validation_share {share} of {len(examples)} example(s) leaves "
+                                 "none to train on")
+        ranked = sorted(range(len(examples)), key=lambda i: stable_hash(seed, "validation", task, examples[i].instance_id))
+        held = set(ranked[:n_held])
+        train_part[task] = [ex for i, ex in enumerate(examples) if i not in held]
+        validation[task] = [examples[i] for i in sorted(held)]
+    return train_part, validation
 
 
 def collate(items: Sequence[Item], *, pad_id: int, is_encoder_decoder: bool, decoder_start_id: int | None = None) -> dict[str, torch.Tensor]:

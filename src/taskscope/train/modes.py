@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -52,8 +51,7 @@ def train_control(
         out_dir = Path(out_root) / task
         task_validation = {task: validation[task]} if validation and task in validation else None
         if is_finished(out_dir / "final"):
-            steps = int(json.loads((out_dir / "final" / "result.json").read_text())["steps"])
-            results[task] = TrainResult(out_dir, out_dir / "final", steps, out_dir / "log.jsonl")
+            results[task] = TrainResult.from_final(out_dir)
             continue
         results[task] = train(loaded_factory(), {task: examples}, config, out_dir,
                               validation=task_validation, progress=progress)

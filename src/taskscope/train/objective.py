@@ -8,6 +8,8 @@ for DDP/FSDP.  Its forward pass, in order:
   positions ``p`` whose next token ``p + 1`` is a target; apply the LM head to those ``N`` rows only
   ``(N, V)``; apply ``final_logit_softcapping`` when the config sets it (Gemma); cross-entropy against the
   next tokens.
+  With ``prefix_ids`` (a prefix shared by every row, `shared_prefix`) the backbone first runs that one row
+  into a ``DynamicCache`` (gradients on), the cache is repeated over the rows, and the rows' tails continue it.
 * encoder-decoder (T5): run encoder and decoder, scale the decoder output by ``d_model ** -0.5`` when the
   model does (tied embeddings), select the non-padding decoder positions, LM head on those only.
 
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import DynamicCache
 
 from taskscope.models.capabilities import cache_kwargs
 
@@ -60,11 +63,18 @@ class TargetLoss(nn.Module):
         decoder_input_ids: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         cache: Any = None,
+        prefix_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``cache`` (causal LMs): a KV cache the batch continues; ``attention_mask`` then covers cache + batch
         while ``input_ids``/``labels`` hold the new positions only (the keyword the backbone takes for it is
-        found by `taskscope.models.capabilities.cache_kwargs`)."""
+        found by `taskscope.models.capabilities.cache_kwargs`).  ``prefix_ids`` ``(1, P)``: a prefix every row
+        shares, run here (with gradients) into a fresh cache that is repeated over the rows and continued;
+        ``attention_mask`` then covers prefix + batch (`shared_prefix`)."""
         hf = self._hf()
+        if prefix_ids is not None:
+            if cache is not None:
+                raise ValueError("give either cache or prefix_ids, not both")
+            cache = self._prefix_cache(hf.base_model, prefix_ids, rows=input_ids.shape[0])
         if self.is_encoder_decoder:
             encoded = hf.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             hidden = hf.get_decoder()(
@@ -86,3 +96,12 @@ class TargetLoss(nn.Module):
         token_losses = F.cross_entropy(logits.float(), targets[mask], reduction="none")
         rows = mask.nonzero()[:, 0]
         return token_losses, rows
+
+    @staticmethod
+    def _prefix_cache(backbone: Any, prefix_ids: torch.Tensor, rows: int) -> DynamicCache:
+        """The KV cache of one prefix row, repeated over ``rows`` (out-of-place, so autograd flows through it)."""
+        cache = DynamicCache()
+        backbone(input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), **cache_kwargs(backbone, cache))
+        if rows > 1:
+            cache.batch_repeat_interleave(rows)
+        return cache
