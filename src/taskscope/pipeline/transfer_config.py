@@ -34,7 +34,16 @@ from taskscope.pipeline.config import (
     validate_with,
 )
 
-ContextKind = Literal["definition", "definition_exemplars", "exemplars", "task_id", "none"]
+ContextKind = str  # a prompt kind or a named format (taskscope.tasks.formats.NAMED_FORMATS)
+DEFAULT_K = 3  # exemplars wherever a context holds exemplars (the paper's 3)
+
+
+def _check_format_name(name: str) -> str:
+    from taskscope.tasks.formats import NAMED_FORMATS
+
+    if name not in NAMED_FORMATS:
+        raise ValueError(f"unknown context / prompt format {name!r}; known: {sorted(NAMED_FORMATS)}")
+    return name
 
 
 class _Strict(BaseModel):
@@ -115,7 +124,13 @@ class FewshotGrid(_Strict):
     shots: list[int] = Field(default_factory=lambda: [0, 5, 10, 20, 40], min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     contexts: list[ContextKind] = Field(default_factory=lambda: ["definition", "none"], min_length=1)
+    k: int = Field(DEFAULT_K, ge=0)  # exemplars in a context that holds them
     train: dict[str, Any] = Field(default_factory=_default_fewshot_train)
+
+    @field_validator("contexts")
+    @classmethod
+    def _known_contexts(cls, value: list[str]) -> list[str]:
+        return [_check_format_name(name) for name in value]
 
     @field_validator("shots")
     @classmethod
@@ -127,12 +142,20 @@ class FewshotGrid(_Strict):
 
 
 class ICLConfig(_Strict):
-    """In-context learning on every unseen task: ``k`` exemplars from the few-shot pool or positive examples."""
+    """In-context learning on every unseen task: ``k`` exemplars from the task's SNI positive examples (the
+    paper's choice) or a seeded draw from its few-shot pool, laid out by ``format`` (a named format whose
+    templates are used; ``with_definition`` picks its kind)."""
 
-    k: int = Field(3, ge=0)
+    k: int = Field(DEFAULT_K, ge=0)
     with_definition: list[bool] = Field(default_factory=lambda: [True, False], min_length=1)
-    exemplars: Literal["fewshot_pool", "positive_examples"] = "fewshot_pool"
+    exemplars: Literal["fewshot_pool", "positive_examples"] = "positive_examples"
+    format: str = "definition_exemplars"
     seed: int = 0
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        return _check_format_name(value)
 
 
 class TrajectoryConfig(_Strict):
@@ -196,7 +219,9 @@ class TransferStudyConfig(_Strict):
     @field_validator("context")
     @classmethod
     def _context_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        validate_with("taskscope.tasks.formats", "PromptFormat", value)
+        from taskscope.tasks.formats import resolve_format
+
+        resolve_format(value, n_exemplars=DEFAULT_K)
         return value
 
     @field_validator("instruction_tuning")
@@ -257,6 +282,12 @@ class TransferStudyConfig(_Strict):
                 raise ValueError(f"analyses.trajectory.step {trajectory.step} must be a multiple of the model's "
                                  f"checkpoint_every ({every})")
         return self
+
+    def context_format(self):
+        """The seen tasks' prompt format: ``context`` (``format: <name>`` + fields), k = 3 unless it says."""
+        from taskscope.tasks.formats import resolve_format
+
+        return resolve_format(self.context, n_exemplars=DEFAULT_K)
 
     def model_names(self) -> list[str]:
         return [m.name for m in self.models]

@@ -90,12 +90,12 @@ def unseen_task(tasks: dict[str, Any], name: str):
 
 def run_tasks(ctx: StageContext) -> None:
     """Split every seen task (train capped) and format it with ``context``; record every unseen task's split."""
-    from taskscope.tasks.formats import PromptFormat, format_task
+    from taskscope.tasks.formats import format_task
     from taskscope.tasks.splits import split_task
 
     config: TransferStudyConfig = ctx.config
     tasks = config.tasks.model_dump(mode="json")
-    fmt = PromptFormat.model_validate(config.context)
+    fmt = config.context_format()
     seen_tasks, unseen_tasks = _split_suite(_tasks_key(tasks))
     seen = {}
     for task in seen_tasks:
@@ -221,8 +221,10 @@ def icl_job(spec: str, device: str, tasks: dict, icl: dict, evaluation: dict, un
     """In-context scores of one model on every unseen task, with and without the definition."""
     from taskscope.evaluate import EvalCache, evaluate_icl
     from taskscope.models import load_model
+    from taskscope.tasks.formats import named_format
 
     loaded = load_model(spec, device=device)
+    fmt = named_format(icl["format"])
     settings, cache = _settings(evaluation), EvalCache(cache_dir)
     parts = []
     for name in unseen:
@@ -230,7 +232,7 @@ def icl_job(spec: str, device: str, tasks: dict, icl: dict, evaluation: dict, un
         for with_definition in icl["with_definition"]:
             parts.append(evaluate_icl(loaded, task, test, k=icl["k"], with_definition=with_definition,
                                       pool=pool if icl["exemplars"] == "fewshot_pool" else None,
-                                      seed=icl["seed"], settings=settings, cache=cache))
+                                      fmt=fmt, seed=icl["seed"], settings=settings, cache=cache))
     _write_scores(pd.concat(parts, ignore_index=True), Path(out_dir) / "icl.csv")
 
 
@@ -239,7 +241,7 @@ def fewshot_job(spec: str, device: str, tasks: dict, grid: dict, context: str, e
     """Few-shot LoRA transfer of one model to every unseen task under one task context (all shots x seeds)."""
     from taskscope.evaluate import EvalCache, evaluate_fewshot
     from taskscope.models import load_model
-    from taskscope.tasks.formats import PromptFormat
+    from taskscope.tasks.formats import named_format
     from taskscope.train.config import TrainConfig
 
     loaded = load_model(spec, device=device)
@@ -248,9 +250,9 @@ def fewshot_job(spec: str, device: str, tasks: dict, grid: dict, context: str, e
     for name in unseen:
         task, test, pool = unseen_task(tasks, name)
         parts.append(evaluate_fewshot(loaded, task, pool, test, out_root=Path(out_dir) / "lora", shots=grid["shots"],
-                                      seeds=grid["seeds"], fmt=PromptFormat(kind=context),
+                                      seeds=grid["seeds"], fmt=named_format(context, n_exemplars=grid["k"]),
                                       train_config=TrainConfig.model_validate(grid["train"]), settings=settings,
-                                      cache=cache))
+                                      cache=cache).assign(context=context))
     _write_scores(pd.concat(parts, ignore_index=True), Path(out_dir) / "fewshot.csv")
 
 
