@@ -141,7 +141,7 @@ def test_sampling_data_limit_and_unsupervised_analyses(schemes_run):
         icl[icl.model == "uniform"].groupby("task").loss.mean().mean())
 
     limit = schemes_run.tables["data_limit"]
-    assert limit.groupby("model").cap.first().to_dict() == {"proportional_cap2": 2, "proportional": 8}
+    assert limit.groupby("model").cap.first().to_dict() == {"proportional_limit2": 2, "proportional": 8}
     summary = schemes_run.tables["model_summary"].set_index(["model", "measure"]).value
     unsupervised = schemes_run.tables["unsupervised"].set_index("measure")
     for measure, row in unsupervised.iterrows():

@@ -13,7 +13,8 @@
    max_target_length`` - exemplars go first, and anything cut is reported by a `PromptTruncationWarning`;
 3. n = 0: no training, the base model is evaluated once and its rows repeated for every seed; otherwise a
    deep copy of ``base`` is fine-tuned with `taskscope.train.train_fewshot` (``train_config`` with its
-   seed replaced by the run's seed; defaults LoRA r 16, alpha 32, dropout 0.05, lr 1e-3, 5 epochs, batch 32)
+   seed replaced by the run's seed; defaults LoRA r 16, alpha 32, dropout 0.05, constant lr 1e-3, 5 epochs,
+   batch 32, as the paper)
    into ``out_root/<task>/shots-<n>/seed-<seed>`` (a finished run there is reloaded, not retrained);
 4. `evaluate_examples` on the test instances.  With a cache, the result of one (base fingerprint, task,
    examples, training config, n, seed) is stored, so a rerun neither retrains nor re-evaluates it.
@@ -85,7 +86,7 @@ def evaluate_fewshot(
         raise ValueError(f"shot counts must be >= 0, got {list(shots)}")
     check_disjoint(task, list(train_pool), test_instances)
     fmt = fmt or PromptFormat(kind="definition")
-    config = train_config or TrainConfig()
+    config = train_config or TrainConfig(schedule="constant")
     settings = settings or EvalSettings()
     eval_budget, count = prompt_budget(base, settings)
     test_examples = format_task(task, test_instances, fmt.model_copy(update={"max_prompt_tokens": eval_budget}),

@@ -6,7 +6,7 @@ that key (absent or ``mossa``: the MOSSA :class:`~taskscope.pipeline.config.Stud
 and every bad field by its dotted path (``fewshot.shots.0: Input should be greater than or equal to 0``).
 
 Defaults reproduce the paper: 100 test instances and a 40-instance few-shot pool per unseen task, shots
-0 / 5 / 10 / 20 / 40 over three seeds with LoRA r 16, alpha 32, dropout 0.05, lr 1e-3, 5 epochs, batch 32,
+0 / 5 / 10 / 20 / 40 over three seeds with LoRA r 16, alpha 32, dropout 0.05, constant lr 1e-3, 5 epochs, batch 32,
 with and without the task definition; in-context learning with k = 3 exemplars, with and without the definition.
 """
 
@@ -90,7 +90,8 @@ class TransferModel(_Strict):
     """A model compared in the study: the pre-trained base, or the base instruction-tuned on the seen tasks.
 
     ``train`` overrides fields of the study's ``instruction_tuning`` (e.g. ``sampler``, ``sampler_kwargs``,
-    ``cap``, ``unsupervised_every``) for this model only.
+    ``data_limit`` - each task's data cut to N examples -, ``cap`` - the sampler's rate cap only -,
+    ``unsupervised_every``) for this model only.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -114,8 +115,11 @@ def _default_instruction_tuning() -> dict[str, Any]:
             "checkpoint_every": 0}
 
 
+FEWSHOT_SCHEDULE = "constant"  # the paper's constant 1e-3; TrainConfig's own default decays linearly
+
+
 def _default_fewshot_train() -> dict[str, Any]:
-    return {}  # TrainConfig's defaults are the paper's few-shot LoRA settings
+    return {"schedule": FEWSHOT_SCHEDULE}  # the rest of TrainConfig's defaults are the paper's few-shot LoRA
 
 
 class FewshotGrid(_Strict):
@@ -126,6 +130,11 @@ class FewshotGrid(_Strict):
     contexts: list[ContextKind] = Field(default_factory=lambda: ["definition", "none"], min_length=1)
     k: int = Field(DEFAULT_K, ge=0)  # exemplars in a context that holds them
     train: dict[str, Any] = Field(default_factory=_default_fewshot_train)
+
+    @field_validator("train")
+    @classmethod
+    def _paper_schedule(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return {"schedule": FEWSHOT_SCHEDULE, **value}  # constant unless the config names a schedule
 
     @field_validator("contexts")
     @classmethod
@@ -265,9 +274,9 @@ class TransferStudyConfig(_Strict):
                 raise ValueError(f"{where}: compares instruction-tuned models; {list(listed)} includes a "
                                  f"'pretrained' one")
         if analyses.data_limit is not None:
-            caps = [self.train_config(n).get("cap") for n in analyses.data_limit]
-            if None in caps or len(set(caps)) != len(caps):
-                raise ValueError(f"analyses.data_limit: every model needs its own train.cap, got {caps}")
+            limits = [self.train_config(n).get("data_limit") for n in analyses.data_limit]
+            if None in limits or len(set(limits)) != len(limits):
+                raise ValueError(f"analyses.data_limit: every model needs its own train.data_limit, got {limits}")
         if analyses.unsupervised is not None:
             mixing = [bool(self.train_config(n).get("unsupervised_every")) for n in analyses.unsupervised]
             if mixing != [False, True]:

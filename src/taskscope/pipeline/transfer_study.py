@@ -381,7 +381,7 @@ def analyse(config: TransferStudyConfig, frames: dict[str, pd.DataFrame], cluste
       and shot count; ``change_correlation``: between their per-task changes from one model to another;
     * ``loss_by_task_size`` / ``sampling_unseen``: seen-task train / test loss binned by task size and unseen ICL
       scores, per sampling scheme (model);
-    * ``data_limit``: the model summary of the models of the sweep, with their per-task cap;
+    * ``data_limit``: the model summary of the models of the sweep, with their per-task data limit (column ``cap``);
     * ``unsupervised``: every measure without and with unsupervised mixing, and the difference;
     * ``trajectory_correlation``: correlations of the changes before and after the chosen checkpoint step.
     """
@@ -423,7 +423,7 @@ def analyse(config: TransferStudyConfig, frames: dict[str, pd.DataFrame], cluste
                                   .groupby(["model", "with_definition"]).mean().reset_index()
                                   .rename(columns={"loss": "icl_loss", "rouge_l": "icl_rouge_l"}))
     if analyses.data_limit is not None:
-        caps = {name: config.train_config(name)["cap"] for name in analyses.data_limit}
+        caps = {name: config.train_config(name)["data_limit"] for name in analyses.data_limit}
         part = summary[summary["model"].isin(caps)]
         out["data_limit"] = part.assign(cap=part["model"].map(caps)).sort_values(["measure", "cap"])
     if analyses.unsupervised is not None:
