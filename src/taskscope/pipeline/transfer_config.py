@@ -54,8 +54,9 @@ class TransferTasks(_Strict):
     """Which tasks are seen (instruction tuning) and unseen (transfer), and how each task is split.
 
     Seen / unseen, by the first given: ``split_dir`` (SNI ``splits/<name>/`` lists), ``unseen_clusters`` /
-    ``unseen_tasks``, else the ``split`` metadata the SNI source sets.  Seen tasks: ``validation`` and ``test``
-    instances held out, the rest (at most ``cap``, or ``caps[task]``) is training data.  Unseen tasks: the first
+    ``unseen_tasks``, else the ``split`` metadata the SNI source sets (the ``mueller`` preset sets it from the
+    categories).  Seen tasks: ``validation`` and ``test`` held out - counts, or fractions of the task's
+    instances (default 10 % / 10 %, the paper's) -, the rest (at most ``cap``, or ``caps[task]``) is training data.  Unseen tasks: the first
     ``unseen_test`` instances (SNI order with ``sni_test_first``) and a disjoint ``fewshot_pool``.
     """
 
@@ -70,12 +71,23 @@ class TransferTasks(_Strict):
     max_unseen_tasks: int | None = Field(None, ge=1)
     cap: int | None = Field(None, ge=1)
     caps: dict[str, int] = Field(default_factory=dict)
-    validation: int = Field(10, ge=0)
-    test: int = Field(10, ge=1)
+    validation: int | float = 0.1  # seen tasks: a count, or a fraction in [0, 1) of the task's instances
+    test: int | float = 0.1  # the paper's 10 % / 10 %
     unseen_test: int = Field(100, ge=1)
     fewshot_pool: int = Field(40, ge=0)
     sni_test_first: bool = True
     seed: int = 0
+
+    @field_validator("validation", "test")
+    @classmethod
+    def _count_or_fraction(cls, value: int | float, info: Any) -> int | float:
+        if isinstance(value, float) and not 0.0 <= value < 1.0:
+            raise ValueError(f"a fraction must lie in [0, 1), got {value}")
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"a count must be >= 0, got {value}")
+        if info.field_name == "test" and value == 0:
+            raise ValueError("seen tasks need test instances (a count >= 1 or a fraction > 0)")
+        return value
 
     @field_validator("caps")
     @classmethod
