@@ -13,7 +13,8 @@ seen_eval         ``evaluation`` + tasks, instruction_tune    ``seen_loss.csv``:
 icl               ``icl``, ``evaluation`` + ...               ``icl.csv``: k-shot in-context scores
 fewshot           ``fewshot``, ``evaluation`` + ...           ``fewshot.csv``: LoRA few-shot scores
 trajectory        ``analyses.trajectory``, few-shot settings  ``trajectory.csv`` (only when configured)
-analysis          ``analyses`` + the evaluations              the CSV tables of :data:`TRANSFER_TABLES`
+analysis          ``analyses`` + the evaluations              the CSV tables of :data:`TRANSFER_TABLES` and
+                                                              ``findings.json`` (T1-T6 with verdicts)
 report            the whole config + analysis                 ``figures/``, ``report.html``
 ================  ==========================================  ============================================
 
@@ -44,6 +45,7 @@ from taskscope.pipeline.transfer_config import (
 )
 
 MODEL_FILE = "model.json"
+FINDINGS_FILE = "findings.json"
 EVAL_CACHE = "eval_cache"
 TRANSFER_TABLES = ("fewshot", "icl", "seen_loss", "per_task", "transfer_curves", "correlations",
                    "change_correlation", "model_summary", "loss_by_task_size", "sampling_unseen", "data_limit",
@@ -450,8 +452,32 @@ def run_analysis(ctx: StageContext) -> None:
     if "trajectory" in ctx.inputs:
         frames["trajectory"] = pd.read_csv(ctx.inputs["trajectory"] / "trajectory.csv")
     clusters = {t: info["cluster"] for t, info in read_tasks(ctx.inputs["tasks"])["unseen"].items()}
-    for name, table in {**frames, **analyse(config, frames, clusters)}.items():
+    tables = {**frames, **analyse(config, frames, clusters)}
+    for name, table in tables.items():
         atomic_write_text(ctx.out_dir / f"{name}.csv", table.to_csv(index=False))
+    write_study_findings(config, tables, ctx.out_dir / FINDINGS_FILE)
+
+
+def findings_design(config: TransferStudyConfig):
+    """Which models each transfer claim compares, from the config (`analysis.transfer_findings.FindingsDesign`)."""
+    from taskscope.analysis.transfer_findings import FindingsDesign
+
+    analyses = config.analyses
+    pair = config.change_pair()
+    kinds = {m.name: m.kind for m in config.models}
+    return FindingsDesign(
+        pair=pair if pair and kinds[pair[0]] == "pretrained" and kinds[pair[1]] == "multitask" else None,
+        data_limits={n: config.train_config(n)["data_limit"] for n in analyses.data_limit or ()},
+        sampling=tuple(analyses.sampling or ()), unsupervised=analyses.unsupervised,
+        trajectory_step=analyses.trajectory.step if analyses.trajectory else None)
+
+
+def write_study_findings(config: TransferStudyConfig, tables: dict[str, pd.DataFrame], path: Path) -> None:
+    """``findings.json``: T1-T6 with verdicts (`analysis.transfer_findings`)."""
+    from taskscope.analysis.findings import write_findings
+    from taskscope.analysis.transfer_findings import transfer_findings
+
+    write_findings(transfer_findings(tables, findings_design(config)), path)
 
 
 def run_report(ctx: StageContext) -> None:
@@ -460,7 +486,12 @@ def run_report(ctx: StageContext) -> None:
     config: TransferStudyConfig = ctx.config
     tables = {name: pd.read_csv(ctx.inputs["analysis"] / f"{name}.csv") for name in TRANSFER_TABLES
               if (ctx.inputs["analysis"] / f"{name}.csv").is_file()}
+    from taskscope.analysis.findings import read_findings
+
+    findings_path = ctx.inputs["analysis"] / FINDINGS_FILE
+    findings = read_findings(findings_path) if findings_path.is_file() else []
     write_transfer_report(tables, ctx.out_dir, title=config.report.title or f"taskscope transfer study: {config.name}",
+                          findings=findings,
                           config_text=dump_transfer_config(config), figure_formats=config.report.figure_formats,
                           trajectory_step=config.analyses.trajectory.step if config.analyses.trajectory else None)
 
@@ -492,7 +523,7 @@ def transfer_stages(config: TransferStudyConfig) -> list[Stage]:
         analysis_needs += ("trajectory",)
     stages += [
         Stage("analysis", run_analysis, lambda c: {"analyses": dump(c.analyses), "models": dump_models(c)},
-              needs=analysis_needs, publish=tuple(f"{name}.csv" for name in expected_tables(config))),
+              needs=analysis_needs, publish=(*(f"{name}.csv" for name in expected_tables(config)), FINDINGS_FILE)),
         Stage("report", run_report, lambda c: c.model_dump(mode="json"), needs=("analysis",),
               publish=("report.html", "figures")),
     ]
