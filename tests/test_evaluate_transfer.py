@@ -73,9 +73,16 @@ def test_icl_refuses_exemplars_that_are_test_instances(loaded) -> None:
     task = make_task()
     with pytest.raises(ExemplarOverlapError, match="toy_copy.*instance ids"):
         evaluate_icl(loaded, task, task.instances[:4], k=3, pool=task.instances[:3], settings=SETTINGS)
-    leaky = Task(name="leaky", instances=(Instance("0", "p2", ("p2",)),), positive_examples=(Example("p2", "p2"),))
+    from taskscope.evaluate.icl import check_disjoint
+
+    leaky = Task(name="leaky", instances=(Instance("0", "p2", ("p2",)),),
+                 positive_examples=(Example("p2", "p2"), Example("p3", "p3")))
     with pytest.raises(ExemplarOverlapError, match="leaky.*inputs"):
-        evaluate_icl(loaded, leaky, leaky.instances, k=1, settings=SETTINGS)
+        check_disjoint(leaky, list(leaky.positive_examples), leaky.instances)
+    # a positive example that repeats a test input is skipped, the next one is used
+    assert [e.input for e in choose_exemplars(leaky, 1, avoid=leaky.instances)] == ["p3"]
+    with pytest.raises(ValueError, match="leaky.*2 exemplars.*not among the test inputs hold only 1"):
+        evaluate_icl(loaded, leaky, leaky.instances, k=2, settings=SETTINGS)
 
 
 def test_fewshot_subsets_are_nested_and_seeded() -> None:

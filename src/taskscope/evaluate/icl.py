@@ -4,7 +4,8 @@
 
 1. choose the exemplars (`choose_exemplars`): from ``pool`` (e.g. the task's few-shot pool) when given,
    ``k`` instances drawn without replacement by a generator seeded with ``hash(seed, task name)``; otherwise
-   the first ``k`` of the task's positive examples (as Tk-Instruct does).  The same exemplars serve every test
+   the first ``k`` of the task's positive examples (as Tk-Instruct and the paper do), skipping one whose input
+   is a test instance's input.  The same exemplars serve every test
    instance of the task;
 2. refuse overlap (`ExemplarOverlapError`, naming the task and the offending ids / inputs): a pool instance
    whose id is a test id, or a positive example whose input equals a test instance's input;
@@ -38,14 +39,17 @@ class ExemplarOverlapError(ValueError):
     """In-context exemplars that are also test instances."""
 
 
-def choose_exemplars(task: Task, k: int, *, pool: Sequence[Instance] | None = None, seed: int = 0
-                     ) -> list[Example | Instance]:
-    """``k`` exemplars: a seeded draw from ``pool`` or the first ``k`` positive examples (step 1)."""
+def choose_exemplars(task: Task, k: int, *, pool: Sequence[Instance] | None = None, seed: int = 0,
+                     avoid: Sequence[Instance] = ()) -> list[Example | Instance]:
+    """``k`` exemplars: a seeded draw from ``pool`` or the first ``k`` positive examples whose input is not the
+    input of an instance in ``avoid`` (the test instances; SNI positive examples can repeat one) (step 1)."""
     if k < 0:
         raise ValueError(f"task {task.name!r}: k must be >= 0, got {k}")
     if pool is None:
-        available: Sequence[Example | Instance] = task.positive_examples
-        source = "positive examples"
+        taken = {inst.input.strip() for inst in avoid if inst.input}
+        available: Sequence[Example | Instance] = [ex for ex in task.positive_examples if ex.input.strip() not in taken]
+        source = "positive examples" + (" not among the test inputs" if len(available) < len(task.positive_examples)
+                                        else "")
         chosen = list(available[:k])
     else:
         available, source = pool, "few-shot pool"
@@ -93,7 +97,7 @@ def evaluate_icl(
     Adds the columns ``k``, ``with_definition``, ``dropped_exemplars`` and ``cut_words``."""
     if not test_instances:
         raise ValueError(f"task {task.name!r}: no test instances to evaluate")
-    exemplars = choose_exemplars(task, k, pool=pool, seed=seed)
+    exemplars = choose_exemplars(task, k, pool=pool, seed=seed, avoid=test_instances)
     check_disjoint(task, exemplars, test_instances)
     settings = settings or EvalSettings()
     budget, count = prompt_budget(loaded, settings)

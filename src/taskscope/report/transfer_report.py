@@ -49,7 +49,7 @@ SECTIONS = (
     ("loss_by_task_size", "Sampling schemes: seen-task loss by task size (Figure 3)",
      "Mean train / test loss per task-size bin (± standard error), one line per sampling scheme."),
     ("sampling_unseen", "Sampling schemes: unseen-task in-context scores", ""),
-    ("data_limit", "Per-task data limit", "Every measure of the models of the cap sweep against their per-task cap."),
+    ("data_limit", "Per-task data limit", "Every measure of the models of the data-limit sweep against their per-task limit."),
     ("unsupervised", "Unsupervised-mixing ablation", "Every measure without and with unsupervised steps."),
     ("trajectory_correlation", "Checkpoint trajectories (Figure 4)",
      "Per-task changes before and after the chosen step, and their Spearman correlations."),
@@ -58,13 +58,13 @@ SECTIONS = (
 
 
 def data_limit_figure(table: pd.DataFrame, measures: Sequence[str]) -> Figure:
-    """One panel per measure: its value against the per-task cap (log x axis)."""
+    """One panel per measure: its value against the per-task data limit (log x axis)."""
     fig, axes = plt.subplots(1, len(measures), figsize=(4.0 * len(measures), 3.4), squeeze=False)
     for ax, measure in zip(axes[0], measures):
         part = table[table["measure"] == measure].sort_values("cap")
         ax.plot(part["cap"], part["value"], marker="o")
         ax.set_xscale("log")
-        ax.set_xlabel("instances per task (cap)")
+        ax.set_xlabel("per-task data limit")
         ax.set_title(measure, fontsize=9)
     fig.tight_layout()
     return fig
