@@ -111,3 +111,8 @@ def test_sanity_rule_passes_when_loss_falls_with_shots_and_fails_otherwise() -> 
     table = sanity_checks(pd.DataFrame(rows)).set_index("model")
     assert bool(table.loc["good", "passes"]) and not bool(table.loc["broken", "passes"])
     assert table.loc["good", "loss_at_10"] == pytest.approx(1.6)
+
+
+def test_sanity_rule_is_not_checkable_with_one_shot_count() -> None:
+    frame = pd.DataFrame([{"model": "m", "context": "none", "shots": 0, "seed": 0, "task": "a", "loss": 1.0}])
+    assert sanity_checks(frame).empty

@@ -218,9 +218,11 @@ def sanity_checks(fewshot: pd.DataFrame) -> pd.DataFrame:
     """Per model (and context): mean few-shot loss at 0 shots and at the largest shot count, and ``passes``.
 
     ``fewshot`` has one row per instance (``model``, ``context``, ``shots``, ``seed``, ``task``, ``loss``);
-    losses are averaged per task first, then over tasks and seeds."""
-    rows = []
+    losses are averaged per task first, then over tasks and seeds.  Empty when 0 is the only shot count."""
+    rows: list[dict] = []
     largest = int(fewshot["shots"].max())
+    if largest == 0:
+        return pd.DataFrame(rows)  # one shot count: the rule cannot be checked
     for (model, context), part in fewshot.groupby(["model", "context"]):
         by_shots = part.groupby(["shots", "seed", "task"])["loss"].mean().groupby("shots").mean()
         zero = float(by_shots.get(0, math.nan))

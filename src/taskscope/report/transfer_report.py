@@ -128,7 +128,10 @@ def findings_html(findings: Sequence[Finding], tables: Mapping[str, pd.DataFrame
         out += "<div class='warning'><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>"
     if fewshot is not None and not fewshot.empty:
         sanity = sanity_checks(fewshot)
-        verdict = "passes" if sanity["passes"].all() else "FAILS - read no finding of this run"
+        if sanity.empty:
+            verdict = "not checkable (0 is the only shot count)"
+        else:
+            verdict = "passes" if sanity["passes"].all() else "FAILS - read no finding of this run"
         out += (f"<h3>Sanity rule: the few-shot loss of every model falls with shots on average — {verdict}</h3>"
                 + sanity.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
     return out
