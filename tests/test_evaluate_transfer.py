@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -72,9 +73,16 @@ def test_icl_refuses_exemplars_that_are_test_instances(loaded) -> None:
     task = make_task()
     with pytest.raises(ExemplarOverlapError, match="toy_copy.*instance ids"):
         evaluate_icl(loaded, task, task.instances[:4], k=3, pool=task.instances[:3], settings=SETTINGS)
-    leaky = Task(name="leaky", instances=(Instance("0", "p2", ("p2",)),), positive_examples=(Example("p2", "p2"),))
+    from taskscope.evaluate.icl import check_disjoint
+
+    leaky = Task(name="leaky", instances=(Instance("0", "p2", ("p2",)),),
+                 positive_examples=(Example("p2", "p2"), Example("p3", "p3")))
     with pytest.raises(ExemplarOverlapError, match="leaky.*inputs"):
-        evaluate_icl(loaded, leaky, leaky.instances, k=1, settings=SETTINGS)
+        check_disjoint(leaky, list(leaky.positive_examples), leaky.instances)
+    # a positive example that repeats a test input is skipped, the next one is used
+    assert [e.input for e in choose_exemplars(leaky, 1, avoid=leaky.instances)] == ["p3"]
+    with pytest.raises(ValueError, match="leaky.*2 exemplars.*not among the test inputs hold only 1"):
+        evaluate_icl(loaded, leaky, leaky.instances, k=2, settings=SETTINGS)
 
 
 def test_fewshot_subsets_are_nested_and_seeded() -> None:
@@ -120,3 +128,45 @@ def test_fewshot_refuses_a_pool_overlapping_the_test_set(loaded, tmp_path: Path)
     with pytest.raises(ExemplarOverlapError, match="toy_copy"):
         evaluate_fewshot(loaded, task, task.instances[:6], task.instances[5:8], out_root=tmp_path, shots=(0,),
                          seeds=(0,), settings=SETTINGS)
+
+
+# ---------------------------------------------------------------- issue 16: budgets, formats, k
+def test_icl_budget_keeps_the_definition_so_it_changes_the_loss(loaded) -> None:
+    """Over-long prompts used to keep their last tokens: the definition was cut and ICL with and without it
+    scored the same.  Now exemplars are dropped first, with a warning, and the definition stays."""
+    from taskscope.tasks.formats import PromptTruncationWarning
+
+    task = replace(make_task(), **{"definition": " ".join(["Repeat the input word exactly"] * 2),
+                                          "positive_examples": tuple(Example(f"p{i} " * 20, f"p{i}") for i in range(3))})
+    settings = EvalSettings(max_new_tokens=3, batch_size=8, max_length=240, max_target_length=8, generate=False)
+    test = list(task.instances[:3])
+    with pytest.warns(PromptTruncationWarning, match="exemplars dropped"):
+        with_def = evaluate_icl(loaded, task, test, k=3, with_definition=True, settings=settings)
+    without = evaluate_icl(loaded, task, test, k=3, with_definition=False, settings=settings)
+    assert (with_def["dropped_exemplars"] > 0).all() and (with_def["cut_words"] == 0).all()
+    assert not with_def["loss"].round(6).equals(without["loss"].round(6))
+
+
+def test_icl_uses_a_named_format_and_k(loaded) -> None:
+    from taskscope.evaluate.icl import icl_format
+    from taskscope.tasks.formats import format_instance, named_format
+
+    task = make_task()
+    fmt = icl_format(3, False, named_format("mueller_context"))
+    prompt = format_instance(task, task.instances[0], fmt).prompt
+    assert prompt == "input: p1\noutput: p1\n\ninput: p2\noutput: p2\n\ninput: p3\noutput: p3\n\ninput: w0"
+    frame = evaluate_icl(loaded, task, list(task.instances[:2]), k=2, fmt=named_format("mueller_context"),
+                         with_definition=False, settings=SETTINGS)
+    assert (frame["k"] == 2).all() and (frame["dropped_exemplars"] == 0).all()
+
+
+def test_study_defaults_exemplars_from_positive_examples_and_k_3_everywhere() -> None:
+    from taskscope.pipeline.transfer_config import TransferStudyConfig
+
+    config = TransferStudyConfig(fewshot={"contexts": ["mueller_context"]},
+                                 context={"format": "mueller_context"}, icl={"format": "mueller_context"})
+    assert config.icl.exemplars == "positive_examples" and config.icl.k == 3
+    assert config.fewshot.k == 3 and config.context_format().n_exemplars == 3
+    assert TransferStudyConfig(context={"kind": "exemplars"}).context_format().n_exemplars == 3
+    with pytest.raises(ValueError, match="unknown context / prompt format 'fig5'"):
+        TransferStudyConfig(fewshot={"contexts": ["fig5"]})

@@ -164,3 +164,78 @@ def test_every_real_sni_task_formats_in_the_tk_layout(sni_sample) -> None:
             assert example.prompt.count(" Positive Example ") == min(2, len(task.positive_examples))
             assert example.prompt.endswith(f"Input: {tk_punctuate(instance.input)}\nOutput: ")
             assert example.targets == instance.outputs
+
+
+# ---------------------------------------------------------------- the paper's Figure 5 formats (issue 16)
+QASC = Task(
+    name="task040_qasc_question_generation",
+    definition="Write a question",
+    positive_examples=(Example("a", "A"), Example("b", "B"), Example("c", "C"), Example("d", "D")),
+    instances=(Instance("x0", "the query", ("Q",)),),
+)
+
+
+def test_mueller_context_format_is_the_figure_5_layout() -> None:
+    from taskscope.tasks.formats import named_format
+
+    prompt = format_instance(QASC, QASC.instances[0], named_format("mueller_context")).prompt
+    assert prompt == "input: a\noutput: A\n\ninput: b\noutput: B\n\ninput: c\noutput: C\n\ninput: the query"
+
+
+def test_mueller_task_id_format_and_the_task_id_rule() -> None:
+    from taskscope.tasks.formats import named_format, paper_task_id
+
+    assert format_instance(QASC, QASC.instances[0], named_format("mueller_task_id")).prompt == (
+        "task_040_qasc: the query")
+    assert paper_task_id("task1346_glue_cola_grammatical") == "task_1346_glue"
+    assert paper_task_id("sentiment_negation") == "sentiment_negation"
+    # Tk's task_id form is unchanged
+    assert format_instance(QASC, QASC.instances[0], PromptFormat(kind="task_id")).prompt.startswith(
+        "task040_qasc_question_generation. ")
+
+
+def test_resolve_format_names_dicts_and_defaults() -> None:
+    from taskscope.tasks.formats import resolve_format
+
+    assert resolve_format("mueller_context").n_exemplars == 3
+    assert resolve_format({"format": "mueller_context", "n_exemplars": 1}).n_exemplars == 1
+    assert resolve_format({"kind": "exemplars"}, n_exemplars=3).n_exemplars == 3
+    assert resolve_format({"kind": "exemplars", "n_exemplars": 2}, n_exemplars=3).n_exemplars == 2
+    with pytest.raises(ValueError, match="unknown prompt format 'figure9'"):
+        resolve_format("figure9")
+
+
+LONG = Task(
+    name="long_def",
+    definition=" ".join(f"d{i}" for i in range(40)),
+    positive_examples=(Example("e1 e1 e1", "o1"), Example("e2 e2 e2", "o2")),
+    instances=(Instance("q", "alpha beta gamma", ("o",)),),
+)
+
+
+def test_over_long_prompt_drops_exemplars_first_then_cuts_the_definition_end_never_silently() -> None:
+    from taskscope.tasks.formats import PromptTruncationWarning
+
+    fmt = PromptFormat(kind="definition_exemplars", n_exemplars=2, punctuate=False)
+    full = format_instance(LONG, LONG.instances[0], fmt)
+    n_full = len(full.prompt.split())
+    # budget: room for the definition and the query but not for both exemplars -> one exemplar dropped
+    one = format_instance(LONG, LONG.instances[0], fmt.model_copy(update={"max_prompt_tokens": n_full - 6}))
+    assert one.dropped_exemplars == 1 and one.cut_words == 0
+    assert "d39" in one.prompt and "alpha beta gamma" in one.prompt
+    # budget below the definition + query: every exemplar goes, then the definition's END, keeping its start
+    small = format_instance(LONG, LONG.instances[0], fmt.model_copy(update={"max_prompt_tokens": 30}))
+    assert small.dropped_exemplars == 2 and small.cut_words > 0
+    assert len(small.prompt.split()) <= 30
+    assert small.prompt.startswith("Definition: d0 d1") and "d39" not in small.prompt
+    assert small.prompt.endswith("Input: alpha beta gamma\nOutput: ")  # the input is whole
+    with pytest.warns(PromptTruncationWarning, match=r"1 of 1 prompts .*2 exemplars dropped.*words cut"):
+        format_task(LONG, None, fmt.model_copy(update={"max_prompt_tokens": 30}))
+
+
+def test_input_is_cut_only_when_the_definition_is_gone() -> None:
+    fmt = PromptFormat(kind="definition", punctuate=False)
+    tiny = format_instance(LONG, LONG.instances[0], fmt.model_copy(update={"max_prompt_tokens": 10}))
+    assert "Definition" not in tiny.prompt and len(tiny.prompt.split()) == 10
+    assert tiny.prompt.endswith("Input: alpha beta\nOutput: ")
+    assert tiny.cut_words == 40 + 1  # the whole definition, then "gamma"

@@ -123,8 +123,9 @@ def test_exclusion_filters_and_minimum_instances(write_sni, sni_data, tmp_path) 
                       exclude_sources=["adversarial_qa"], min_instances=3)
     assert kept.names == ["task1_keep"]
     preset = load_suite(folder, preset="mueller")
+    # task2_cat is unseen (Textual Entailment) but has 3 <= 140 instances; task5_src's source is adversarial
     assert preset.names == ["task1_keep", "task3_subcat", "task4_dom", "task6_small"]
-    assert "Textual Entailment" in PRESETS["mueller"].exclude_categories == HELDOUT_CATEGORIES
+    assert PRESETS["mueller"].unseen_categories == HELDOUT_CATEGORIES
     with pytest.raises(TaskError, match="unknown SNI preset"):
         load_suite(folder, preset="nope")
 
@@ -170,3 +171,69 @@ def test_no_warning_for_a_clean_load(write_sni, tmp_path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_suite(f"sni:{tmp_path / 'sni'}").names == ["task1_good"]
+
+
+# ---------------------------------------------------------------- the paper's selection (issue 16)
+def _mueller_folder(write_sni, sni_data, tmp_path):
+    """One task per filter of the mueller preset, plus SNI split lists that disagree with the categories."""
+    big = 150
+    tasks = {
+        "task1_seen": sni_data(n_instances=5),
+        "task2_unseen_big": sni_data(n_instances=big, Categories=["Textual Entailment"]),
+        "task3_unseen_small": sni_data(n_instances=140, Categories=["Title Generation"]),
+        "task4_twitter_seen": sni_data(Domains=["Social Media -> Twitter"]),
+        "task5_twitter_unseen": sni_data(n_instances=big, Categories=["Coreference Resolution"],
+                                         Domains=["Social Media -> Twitter"]),
+        "task6_paws_seen": sni_data(Source=["paws"]),
+        "task7_hellaswag_seen": sni_data(Source=["HellaSwag (https://rowanzellers.com/hellaswag)"]),
+        "task8_anli_unseen": sni_data(n_instances=big, Categories=["Textual Entailment"], Source=["anli"]),
+        "task9_synthetic": sni_data(Source=["synthetic"]),
+        "task10_french": sni_data(Input_language=["French"]),
+        "task11_small_seen": sni_data(n_instances=2),
+        "task12_codah_hans": sni_data(Source=["codah", "hans"]),
+    }
+    for name, data in tasks.items():
+        write_sni(name, data)
+    folder = tmp_path / "sni"
+    (folder / "train_tasks.txt").write_text("task1_seen\ntask2_unseen_big\n")
+    (folder / "test_tasks.txt").write_text("task3_unseen_small\n")
+    return folder
+
+
+def test_mueller_preset_applies_every_filter_by_role(write_sni, sni_data, tmp_path) -> None:
+    """Today's preset removed every held-out category from the whole suite (no unseen tasks), kept Twitter,
+    paws, hans, hellaswag and codah, had no synthetic filter and no unseen-only size rule."""
+    from taskscope.tasks.splits import split_suite
+
+    folder = _mueller_folder(write_sni, sni_data, tmp_path)
+    suite = load_suite(f"sni:{folder}", preset="mueller")
+    split = split_suite(suite)
+    assert split.unseen.names == ["task2_unseen_big", "task5_twitter_unseen", "task8_anli_unseen"]
+    assert split.seen.names == ["task11_small_seen", "task1_seen"]  # file order of the glob; small seen tasks stay
+
+
+def test_selection_report_counts_beside_the_paper_and_lists_every_difference(write_sni, sni_data, tmp_path) -> None:
+    from taskscope.tasks.sni import PAPER_COUNTS, selection_report
+
+    report = selection_report(_mueller_folder(write_sni, sni_data, tmp_path))
+    assert report.counts == {"seen": 2, "unseen": 3, "seen_categories": 1, "unseen_categories": 2}
+    assert report.paper == PAPER_COUNTS == {"seen": 619, "unseen": 93, "seen_categories": 58, "unseen_categories": 11}
+    why = {d["task"]: d["field"] for d in report.dropped}
+    assert why == {"task3_unseen_small": "Instances", "task4_twitter_seen": "Domains", "task6_paws_seen": "Source",
+                   "task7_hellaswag_seen": "Source", "task9_synthetic": "Source", "task10_french": "Input_language",
+                   "task12_codah_hans": "Source"}
+    assert report.moved == ({"task": "task2_unseen_big", "split_list": "seen", "role": "unseen"},)
+    text = report.text()
+    assert "619" in text and "task4_twitter_seen [seen] Domains" in text and "1 of the paper's 12" in text
+
+
+def test_selection_report_runs_on_the_shared_sni_sample(sni_sample) -> None:
+    from taskscope.tasks.sni import selection_report
+
+    report = selection_report(sni_sample)
+    assert report.counts["seen"] + report.counts["unseen"] + len(report.dropped) == 20
+    dropped = {d["task"]: d["reason"] for d in report.dropped}
+    assert "Twitter" in dropped["task196_sentiment140_answer_generation"]
+    assert "paws" in dropped["task400_paws_paraphrase_classification"]
+    # the sample's only evaluation-category task (Textual Entailment) is truncated to 69 instances
+    assert "69 instances" in dropped["task068_abductivenli_incorrect_answer_generation"]

@@ -141,7 +141,7 @@ def test_sampling_data_limit_and_unsupervised_analyses(schemes_run):
         icl[icl.model == "uniform"].groupby("task").loss.mean().mean())
 
     limit = schemes_run.tables["data_limit"]
-    assert limit.groupby("model").cap.first().to_dict() == {"proportional_cap2": 2, "proportional": 8}
+    assert limit.groupby("model").cap.first().to_dict() == {"proportional_limit2": 2, "proportional": 8}
     summary = schemes_run.tables["model_summary"].set_index(["model", "measure"]).value
     unsupervised = schemes_run.tables["unsupervised"].set_index("measure")
     for measure, row in unsupervised.iterrows():
@@ -226,3 +226,25 @@ def test_the_run_command_dispatches_a_transfer_config(tiny_run, tmp_path):
     assert result.exit_code == 0, result.output
     stages = json.loads((tiny_run.run_dir / "stages.json").read_text())
     assert all(record["cached"] for record in stages.values())
+
+
+def test_the_report_opens_with_verdicts_warns_on_three_tasks_and_checks_the_sanity_rule(tiny_run):
+    """Issue 16: findings.json with T1-T6, the report's first section; n = 3 tasks can decide nothing."""
+    from taskscope.analysis.findings import read_findings
+
+    findings = read_findings(tiny_run.run_dir / "findings.json")
+    assert [f.id for f in findings] == ["T1", "T2", "T3", "T4", "T5", "T6"]
+    by_id = {f.id: f for f in findings}
+    assert by_id["T1"].n == 3 and by_id["T1"].verdict == "inconclusive" and "at least 8" in by_id["T1"].reason
+    assert by_id["T6"].reason.startswith("not run")
+    page = tiny_run.report_path.read_text()
+    assert page.index("<h2>Findings</h2>") < page.index("Few-shot transfer curves")
+    assert "Only 3 unseen tasks" in page and "Sanity rule" in page
+
+
+def test_schemes_run_has_findings_for_sampling_limits_and_mixing(schemes_run):
+    from taskscope.analysis.findings import read_findings
+
+    by_id = {f.id: f for f in read_findings(schemes_run.run_dir / "findings.json")}
+    assert not by_id["T3"].reason.startswith("not run") and not by_id["T6"].reason.startswith("not run")
+    assert by_id["T4"].n == 2 and by_id["T4"].verdict == "inconclusive"

@@ -45,6 +45,20 @@ class EvalSettings(BaseModel):
     share_prefix: bool = True  # the loss runs a prompt prefix shared by several examples once (same values)
 
 
+def prompt_budget(loaded: Any, settings: EvalSettings) -> tuple[int, Any]:
+    """``(max prompt tokens, token counter)`` under which no evaluation truncates a prompt: ``max_length``
+    minus room for the longer of the target and the generation, counted with the model's tokenizer
+    (special tokens included).  Formats built to this budget lose exemplars first, never silently the
+    definition or the input (`taskscope.tasks.formats`)."""
+    budget = max(1, settings.max_length - max(settings.max_target_length, settings.max_new_tokens))
+    tokenizer = loaded.tokenizer
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    return budget, count
+
+
 def _compute(loaded: Any, examples: Sequence[ExampleLike], settings: EvalSettings) -> dict[str, list[Any]]:
     columns: dict[str, list[Any]] = {
         "task": [ex.task for ex in examples],

@@ -7,10 +7,14 @@
    a pool instance that is also a test instance raises `ExemplarOverlapError`; a pool smaller than the
    largest shot count raises ``ValueError``;
 2. format them and the test instances with ``fmt`` (the task context: default ``definition``; use
-   ``PromptFormat(kind="none")`` for fine-tuning without it, ``task_id`` for the task name only);
+   ``PromptFormat(kind="none")`` for fine-tuning without it, ``task_id`` for the task name only; a context
+   with exemplars uses ``fmt.n_exemplars`` of them), each under its token budget: the test prompts under
+   ``settings``' (`prompt_budget`), the training prompts under ``train_config``'s ``max_length -
+   max_target_length`` - exemplars go first, and anything cut is reported by a `PromptTruncationWarning`;
 3. n = 0: no training, the base model is evaluated once and its rows repeated for every seed; otherwise a
    deep copy of ``base`` is fine-tuned with `taskscope.train.train_fewshot` (``train_config`` with its
-   seed replaced by the run's seed; defaults LoRA r 16, alpha 32, dropout 0.05, lr 1e-3, 5 epochs, batch 32)
+   seed replaced by the run's seed; defaults LoRA r 16, alpha 32, dropout 0.05, constant lr 1e-3, 5 epochs,
+   batch 32, as the paper)
    into ``out_root/<task>/shots-<n>/seed-<seed>`` (a finished run there is reloaded, not retrained);
 4. `evaluate_examples` on the test instances.  With a cache, the result of one (base fingerprint, task,
    examples, training config, n, seed) is stored, so a rerun neither retrains nor re-evaluates it.
@@ -35,7 +39,7 @@ from taskscope.tasks.splits import stable_hash
 from taskscope.train import TrainConfig, train_fewshot
 
 from .cache import EvalCache, hash_examples
-from .examples import EvalSettings, evaluate_examples
+from .examples import EvalSettings, evaluate_examples, prompt_budget
 from .icl import check_disjoint
 
 DEFAULT_SHOTS: tuple[int, ...] = (0, 5, 10, 20, 40)
@@ -82,13 +86,17 @@ def evaluate_fewshot(
         raise ValueError(f"shot counts must be >= 0, got {list(shots)}")
     check_disjoint(task, list(train_pool), test_instances)
     fmt = fmt or PromptFormat(kind="definition")
-    config = train_config or TrainConfig()
+    config = train_config or TrainConfig(schedule="constant")
     settings = settings or EvalSettings()
-    test_examples = format_task(task, test_instances, fmt)
+    eval_budget, count = prompt_budget(base, settings)
+    test_examples = format_task(task, test_instances, fmt.model_copy(update={"max_prompt_tokens": eval_budget}),
+                                count_tokens=count)
+    train_fmt = fmt.model_copy(update={"max_prompt_tokens": config.max_length - config.max_target_length})
     parts = []
     for n in sorted(set(shots)):
         for seed in seeds if n else seeds[:1]:
-            train_examples = format_task(task, fewshot_instances(task, train_pool, n, seed), fmt, seed=seed)
+            train_examples = format_task(task, fewshot_instances(task, train_pool, n, seed), train_fmt, seed=seed,
+                                         count_tokens=count)
             run_config = config.model_copy(update={"seed": seed})
             out_dir = Path(out_root) / task.name / f"shots-{n}" / f"seed-{seed}"
 

@@ -6,7 +6,7 @@ that key (absent or ``mossa``: the MOSSA :class:`~taskscope.pipeline.config.Stud
 and every bad field by its dotted path (``fewshot.shots.0: Input should be greater than or equal to 0``).
 
 Defaults reproduce the paper: 100 test instances and a 40-instance few-shot pool per unseen task, shots
-0 / 5 / 10 / 20 / 40 over three seeds with LoRA r 16, alpha 32, dropout 0.05, lr 1e-3, 5 epochs, batch 32,
+0 / 5 / 10 / 20 / 40 over three seeds with LoRA r 16, alpha 32, dropout 0.05, constant lr 1e-3, 5 epochs, batch 32,
 with and without the task definition; in-context learning with k = 3 exemplars, with and without the definition.
 """
 
@@ -35,7 +35,16 @@ from taskscope.pipeline.config import (
     validate_with,
 )
 
-ContextKind = Literal["definition", "definition_exemplars", "exemplars", "task_id", "none"]
+ContextKind = str  # a prompt kind or a named format (taskscope.tasks.formats.NAMED_FORMATS)
+DEFAULT_K = 3  # exemplars wherever a context holds exemplars (the paper's 3)
+
+
+def _check_format_name(name: str) -> str:
+    from taskscope.tasks.formats import NAMED_FORMATS
+
+    if name not in NAMED_FORMATS:
+        raise ValueError(f"unknown context / prompt format {name!r}; known: {sorted(NAMED_FORMATS)}")
+    return name
 
 
 class _Strict(BaseModel):
@@ -46,8 +55,9 @@ class TransferTasks(_Strict):
     """Which tasks are seen (instruction tuning) and unseen (transfer), and how each task is split.
 
     Seen / unseen, by the first given: ``split_dir`` (SNI ``splits/<name>/`` lists), ``unseen_clusters`` /
-    ``unseen_tasks``, else the ``split`` metadata the SNI source sets.  Seen tasks: ``validation`` and ``test``
-    instances held out, the rest (at most ``cap``, or ``caps[task]``) is training data.  Unseen tasks: the first
+    ``unseen_tasks``, else the ``split`` metadata the SNI source sets (the ``mueller`` preset sets it from the
+    categories).  Seen tasks: ``validation`` and ``test`` held out - counts, or fractions of the task's
+    instances (default 10 % / 10 %, the paper's) -, the rest (at most ``cap``, or ``caps[task]``) is training data.  Unseen tasks: the first
     ``unseen_test`` instances (SNI order with ``sni_test_first``) and a disjoint ``fewshot_pool``.
     """
 
@@ -62,12 +72,23 @@ class TransferTasks(_Strict):
     max_unseen_tasks: int | None = Field(None, ge=1)
     cap: int | None = Field(None, ge=1)
     caps: dict[str, int] = Field(default_factory=dict)
-    validation: int = Field(10, ge=0)
-    test: int = Field(10, ge=1)
+    validation: int | float = 0.1  # seen tasks: a count, or a fraction in [0, 1) of the task's instances
+    test: int | float = 0.1  # the paper's 10 % / 10 %
     unseen_test: int = Field(100, ge=1)
     fewshot_pool: int = Field(40, ge=0)
     sni_test_first: bool = True
     seed: int = 0
+
+    @field_validator("validation", "test")
+    @classmethod
+    def _count_or_fraction(cls, value: int | float, info: Any) -> int | float:
+        if isinstance(value, float) and not 0.0 <= value < 1.0:
+            raise ValueError(f"a fraction must lie in [0, 1), got {value}")
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"a count must be >= 0, got {value}")
+        if info.field_name == "test" and value == 0:
+            raise ValueError("seen tasks need test instances (a count >= 1 or a fraction > 0)")
+        return value
 
     @field_validator("caps")
     @classmethod
@@ -82,7 +103,8 @@ class TransferModel(_Strict):
     """A model compared in the study: the pre-trained base, or the base instruction-tuned on the seen tasks.
 
     ``train`` overrides fields of the study's ``instruction_tuning`` (e.g. ``sampler``, ``sampler_kwargs``,
-    ``cap``, ``unsupervised_every``) for this model only.
+    ``data_limit`` - each task's data cut to N examples -, ``cap`` - the sampler's rate cap only -,
+    ``unsupervised_every``) for this model only.
     """
 
     name: FolderName = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -106,8 +128,11 @@ def _default_instruction_tuning() -> dict[str, Any]:
             "checkpoint_every": 0}
 
 
+FEWSHOT_SCHEDULE = "constant"  # the paper's constant 1e-3; TrainConfig's own default decays linearly
+
+
 def _default_fewshot_train() -> dict[str, Any]:
-    return {}  # TrainConfig's defaults are the paper's few-shot LoRA settings
+    return {"schedule": FEWSHOT_SCHEDULE}  # the rest of TrainConfig's defaults are the paper's few-shot LoRA
 
 
 class FewshotGrid(_Strict):
@@ -116,7 +141,18 @@ class FewshotGrid(_Strict):
     shots: list[int] = Field(default_factory=lambda: [0, 5, 10, 20, 40], min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     contexts: list[ContextKind] = Field(default_factory=lambda: ["definition", "none"], min_length=1)
+    k: int = Field(DEFAULT_K, ge=0)  # exemplars in a context that holds them
     train: dict[str, Any] = Field(default_factory=_default_fewshot_train)
+
+    @field_validator("train")
+    @classmethod
+    def _paper_schedule(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return {"schedule": FEWSHOT_SCHEDULE, **value}  # constant unless the config names a schedule
+
+    @field_validator("contexts")
+    @classmethod
+    def _known_contexts(cls, value: list[str]) -> list[str]:
+        return [_check_format_name(name) for name in value]
 
     @field_validator("shots")
     @classmethod
@@ -128,12 +164,20 @@ class FewshotGrid(_Strict):
 
 
 class ICLConfig(_Strict):
-    """In-context learning on every unseen task: ``k`` exemplars from the few-shot pool or positive examples."""
+    """In-context learning on every unseen task: ``k`` exemplars from the task's SNI positive examples (the
+    paper's choice) or a seeded draw from its few-shot pool, laid out by ``format`` (a named format whose
+    templates are used; ``with_definition`` picks its kind)."""
 
-    k: int = Field(3, ge=0)
+    k: int = Field(DEFAULT_K, ge=0)
     with_definition: list[bool] = Field(default_factory=lambda: [True, False], min_length=1)
-    exemplars: Literal["fewshot_pool", "positive_examples"] = "fewshot_pool"
+    exemplars: Literal["fewshot_pool", "positive_examples"] = "positive_examples"
+    format: str = "definition_exemplars"
     seed: int = 0
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        return _check_format_name(value)
 
 
 class TrajectoryConfig(_Strict):
@@ -197,7 +241,9 @@ class TransferStudyConfig(_Strict):
     @field_validator("context")
     @classmethod
     def _context_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        validate_with("taskscope.tasks.formats", "PromptFormat", value)
+        from taskscope.tasks.formats import resolve_format
+
+        resolve_format(value, n_exemplars=DEFAULT_K)
         return value
 
     @field_validator("instruction_tuning")
@@ -241,9 +287,9 @@ class TransferStudyConfig(_Strict):
                 raise ValueError(f"{where}: compares instruction-tuned models; {list(listed)} includes a "
                                  f"'pretrained' one")
         if analyses.data_limit is not None:
-            caps = [self.train_config(n).get("cap") for n in analyses.data_limit]
-            if None in caps or len(set(caps)) != len(caps):
-                raise ValueError(f"analyses.data_limit: every model needs its own train.cap, got {caps}")
+            limits = [self.train_config(n).get("data_limit") for n in analyses.data_limit]
+            if None in limits or len(set(limits)) != len(limits):
+                raise ValueError(f"analyses.data_limit: every model needs its own train.data_limit, got {limits}")
         if analyses.unsupervised is not None:
             mixing = [bool(self.train_config(n).get("unsupervised_every")) for n in analyses.unsupervised]
             if mixing != [False, True]:
@@ -258,6 +304,12 @@ class TransferStudyConfig(_Strict):
                 raise ValueError(f"analyses.trajectory.step {trajectory.step} must be a multiple of the model's "
                                  f"checkpoint_every ({every})")
         return self
+
+    def context_format(self):
+        """The seen tasks' prompt format: ``context`` (``format: <name>`` + fields), k = 3 unless it says."""
+        from taskscope.tasks.formats import resolve_format
+
+        return resolve_format(self.context, n_exemplars=DEFAULT_K)
 
     def model_names(self) -> list[str]:
         return [m.name for m in self.models]

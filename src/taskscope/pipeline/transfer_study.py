@@ -13,7 +13,8 @@ seen_eval         ``evaluation`` + tasks, instruction_tune    ``seen_loss.csv``:
 icl               ``icl``, ``evaluation`` + ...               ``icl.csv``: k-shot in-context scores
 fewshot           ``fewshot``, ``evaluation`` + ...           ``fewshot.csv``: LoRA few-shot scores
 trajectory        ``analyses.trajectory``, few-shot settings  ``trajectory.csv`` (only when configured)
-analysis          ``analyses`` + the evaluations              the CSV tables of :data:`TRANSFER_TABLES`
+analysis          ``analyses`` + the evaluations              the CSV tables of :data:`TRANSFER_TABLES` and
+                                                              ``findings.json`` (T1-T6 with verdicts)
 report            the whole config + analysis                 ``figures/``, ``report.html``
 ================  ==========================================  ============================================
 
@@ -45,6 +46,7 @@ from taskscope.pipeline.transfer_config import (
 )
 
 MODEL_FILE = "model.json"
+FINDINGS_FILE = "findings.json"
 EVAL_CACHE = "eval_cache"
 TRANSFER_TABLES = ("fewshot", "icl", "seen_loss", "per_task", "transfer_curves", "correlations",
                    "change_correlation", "model_summary", "loss_by_task_size", "sampling_unseen", "data_limit",
@@ -91,12 +93,12 @@ def unseen_task(tasks: dict[str, Any], name: str):
 
 def run_tasks(ctx: StageContext) -> None:
     """Split every seen task (train capped) and format it with ``context``; record every unseen task's split."""
-    from taskscope.tasks.formats import PromptFormat, format_task
+    from taskscope.tasks.formats import format_task
     from taskscope.tasks.splits import split_task
 
     config: TransferStudyConfig = ctx.config
     tasks = config.tasks.model_dump(mode="json")
-    fmt = PromptFormat.model_validate(config.context)
+    fmt = config.context_format()
     seen_tasks, unseen_tasks = _split_suite(_tasks_key(tasks))
     seen = {}
     for task in seen_tasks:
@@ -222,8 +224,10 @@ def icl_job(spec: str, device: str, tasks: dict, icl: dict, evaluation: dict, un
     """In-context scores of one model on every unseen task, with and without the definition."""
     from taskscope.evaluate import EvalCache, evaluate_icl
     from taskscope.models import load_model
+    from taskscope.tasks.formats import named_format
 
     loaded = load_model(spec, device=device)
+    fmt = named_format(icl["format"])
     settings, cache = _settings(evaluation), EvalCache(cache_dir)
     parts = []
     for name in unseen:
@@ -231,7 +235,7 @@ def icl_job(spec: str, device: str, tasks: dict, icl: dict, evaluation: dict, un
         for with_definition in icl["with_definition"]:
             parts.append(evaluate_icl(loaded, task, test, k=icl["k"], with_definition=with_definition,
                                       pool=pool if icl["exemplars"] == "fewshot_pool" else None,
-                                      seed=icl["seed"], settings=settings, cache=cache))
+                                      fmt=fmt, seed=icl["seed"], settings=settings, cache=cache))
     _write_scores(pd.concat(parts, ignore_index=True), Path(out_dir) / "icl.csv")
 
 
@@ -240,7 +244,7 @@ def fewshot_job(spec: str, device: str, tasks: dict, grid: dict, context: str, e
     """Few-shot LoRA transfer of one model to every unseen task under one task context (all shots x seeds)."""
     from taskscope.evaluate import EvalCache, evaluate_fewshot
     from taskscope.models import load_model
-    from taskscope.tasks.formats import PromptFormat
+    from taskscope.tasks.formats import named_format
     from taskscope.train.config import TrainConfig
 
     loaded = load_model(spec, device=device)
@@ -249,9 +253,9 @@ def fewshot_job(spec: str, device: str, tasks: dict, grid: dict, context: str, e
     for name in unseen:
         task, test, pool = unseen_task(tasks, name)
         parts.append(evaluate_fewshot(loaded, task, pool, test, out_root=Path(out_dir) / "lora", shots=grid["shots"],
-                                      seeds=grid["seeds"], fmt=PromptFormat(kind=context),
+                                      seeds=grid["seeds"], fmt=named_format(context, n_exemplars=grid["k"]),
                                       train_config=TrainConfig.model_validate(grid["train"]), settings=settings,
-                                      cache=cache))
+                                      cache=cache).assign(context=context))
     _write_scores(pd.concat(parts, ignore_index=True), Path(out_dir) / "fewshot.csv")
 
 
@@ -380,7 +384,7 @@ def analyse(config: TransferStudyConfig, frames: dict[str, pd.DataFrame], cluste
       and shot count; ``change_correlation``: between their per-task changes from one model to another;
     * ``loss_by_task_size`` / ``sampling_unseen``: seen-task train / test loss binned by task size and unseen ICL
       scores, per sampling scheme (model);
-    * ``data_limit``: the model summary of the models of the sweep, with their per-task cap;
+    * ``data_limit``: the model summary of the models of the sweep, with their per-task data limit (column ``cap``);
     * ``unsupervised``: every measure without and with unsupervised mixing, and the difference;
     * ``trajectory_correlation``: correlations of the changes before and after the chosen checkpoint step.
     """
@@ -422,7 +426,7 @@ def analyse(config: TransferStudyConfig, frames: dict[str, pd.DataFrame], cluste
                                   .groupby(["model", "with_definition"]).mean().reset_index()
                                   .rename(columns={"loss": "icl_loss", "rouge_l": "icl_rouge_l"}))
     if analyses.data_limit is not None:
-        caps = {name: config.train_config(name)["cap"] for name in analyses.data_limit}
+        caps = {name: config.train_config(name)["data_limit"] for name in analyses.data_limit}
         part = summary[summary["model"].isin(caps)]
         out["data_limit"] = part.assign(cap=part["model"].map(caps)).sort_values(["measure", "cap"])
     if analyses.unsupervised is not None:
@@ -449,8 +453,32 @@ def run_analysis(ctx: StageContext) -> None:
     if "trajectory" in ctx.inputs:
         frames["trajectory"] = pd.read_csv(ctx.inputs["trajectory"] / "trajectory.csv")
     clusters = {t: info["cluster"] for t, info in read_tasks(ctx.inputs["tasks"])["unseen"].items()}
-    for name, table in {**frames, **analyse(config, frames, clusters)}.items():
+    tables = {**frames, **analyse(config, frames, clusters)}
+    for name, table in tables.items():
         atomic_write_text(ctx.out_dir / f"{name}.csv", table.to_csv(index=False))
+    write_study_findings(config, tables, ctx.out_dir / FINDINGS_FILE)
+
+
+def findings_design(config: TransferStudyConfig):
+    """Which models each transfer claim compares, from the config (`analysis.transfer_findings.FindingsDesign`)."""
+    from taskscope.analysis.transfer_findings import FindingsDesign
+
+    analyses = config.analyses
+    pair = config.change_pair()
+    kinds = {m.name: m.kind for m in config.models}
+    return FindingsDesign(
+        pair=pair if pair and kinds[pair[0]] == "pretrained" and kinds[pair[1]] == "multitask" else None,
+        data_limits={n: config.train_config(n)["data_limit"] for n in analyses.data_limit or ()},
+        sampling=tuple(analyses.sampling or ()), unsupervised=analyses.unsupervised,
+        trajectory_step=analyses.trajectory.step if analyses.trajectory else None)
+
+
+def write_study_findings(config: TransferStudyConfig, tables: dict[str, pd.DataFrame], path: Path) -> None:
+    """``findings.json``: T1-T6 with verdicts (`analysis.transfer_findings`)."""
+    from taskscope.analysis.findings import write_findings
+    from taskscope.analysis.transfer_findings import transfer_findings
+
+    write_findings(transfer_findings(tables, findings_design(config)), path)
 
 
 def run_report(ctx: StageContext) -> None:
@@ -459,7 +487,12 @@ def run_report(ctx: StageContext) -> None:
     config: TransferStudyConfig = ctx.config
     tables = {name: pd.read_csv(ctx.inputs["analysis"] / f"{name}.csv") for name in TRANSFER_TABLES
               if (ctx.inputs["analysis"] / f"{name}.csv").is_file()}
+    from taskscope.analysis.findings import read_findings
+
+    findings_path = ctx.inputs["analysis"] / FINDINGS_FILE
+    findings = read_findings(findings_path) if findings_path.is_file() else []
     write_transfer_report(tables, ctx.out_dir, title=config.report.title or f"taskscope transfer study: {config.name}",
+                          findings=findings,
                           config_text=dump_transfer_config(config), figure_formats=config.report.figure_formats,
                           trajectory_step=config.analyses.trajectory.step if config.analyses.trajectory else None)
 
@@ -494,7 +527,8 @@ def transfer_stages(config: TransferStudyConfig) -> list[Stage]:
         analysis_needs += ("trajectory",)
     stages += [
         Stage("analysis", run_analysis, lambda c: {"analyses": dump(c.analyses), "models": dump_models(c)},
-              needs=analysis_needs, publish=tuple(f"{name}.csv" for name in expected_tables(config)), version="1"),
+              needs=analysis_needs, publish=(*(f"{name}.csv" for name in expected_tables(config)), FINDINGS_FILE),
+              version="2"),
         Stage("report", run_report, lambda c: c.model_dump(mode="json"), needs=("analysis",),
               publish=("report.html", "figures"), version="1"),
     ]

@@ -6,8 +6,11 @@
    ``transfer_curves_{rouge_l,loss}``, ``correlation_scatter`` (few-shot vs ICL loss at the largest shot count),
    ``change_scatter`` (their per-task changes between the two compared models), ``loss_by_task_size``,
    ``data_limit``, ``trajectory_{icl,fewshot}_loss``; each saved to ``out_dir/figures`` in every requested format;
-2. the HTML: one section per analysis with its figure embedded as a base64 PNG and its table, then the
-   config; the page loads nothing from the network (same style sheet as the MOSSA report).
+2. the HTML: first the findings (T1-T6, `analysis.transfer_findings`: verdict, statistic, 95 % interval, p, n,
+   reason), the warnings when the number of tasks or units cannot support a claim, and the sanity rule of
+   docs/transfer.md (few-shot loss falls with shots, per model) with pass / FAIL; then one section per analysis
+   with its figure embedded as a base64 PNG and its table, then the config; the page loads nothing from the
+   network (same style sheet as the MOSSA report).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from taskscope.analysis.correlation import task_changes
+from taskscope.analysis.findings import Finding
+from taskscope.analysis.transfer_findings import sanity_checks, support_warnings
 from taskscope.common.files import atomic_write_text
 from taskscope.report.figures import save_figure
 from taskscope.report.html import STYLE
@@ -44,7 +49,7 @@ SECTIONS = (
     ("loss_by_task_size", "Sampling schemes: seen-task loss by task size (Figure 3)",
      "Mean train / test loss per task-size bin (± standard error), one line per sampling scheme."),
     ("sampling_unseen", "Sampling schemes: unseen-task in-context scores", ""),
-    ("data_limit", "Per-task data limit", "Every measure of the models of the cap sweep against their per-task cap."),
+    ("data_limit", "Per-task data limit", "Every measure of the models of the data-limit sweep against their per-task limit."),
     ("unsupervised", "Unsupervised-mixing ablation", "Every measure without and with unsupervised steps."),
     ("trajectory_correlation", "Checkpoint trajectories (Figure 4)",
      "Per-task changes before and after the chosen step, and their Spearman correlations."),
@@ -53,13 +58,13 @@ SECTIONS = (
 
 
 def data_limit_figure(table: pd.DataFrame, measures: Sequence[str]) -> Figure:
-    """One panel per measure: its value against the per-task cap (log x axis)."""
+    """One panel per measure: its value against the per-task data limit (log x axis)."""
     fig, axes = plt.subplots(1, len(measures), figsize=(4.0 * len(measures), 3.4), squeeze=False)
     for ax, measure in zip(axes[0], measures):
         part = table[table["measure"] == measure].sort_values("cap")
         ax.plot(part["cap"], part["value"], marker="o")
         ax.set_xscale("log")
-        ax.set_xlabel("instances per task (cap)")
+        ax.set_xlabel("per-task data limit")
         ax.set_title(measure, fontsize=9)
     fig.tight_layout()
     return fig
@@ -101,9 +106,40 @@ def _png_base64(fig: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _number(value: float | None) -> str:
+    return "–" if value is None or value != value else f"{value:.3g}"
+
+
+def findings_html(findings: Sequence[Finding], tables: Mapping[str, pd.DataFrame]) -> str:
+    """The report's opening: verdicts, support warnings and the sanity rule (step 2)."""
+    fewshot = tables.get("fewshot")
+    n_tasks = 0 if fewshot is None else int(fewshot["task"].nunique())
+    rows = "".join(
+        f"<tr><td>{html.escape(f.id)}</td><td><b>{html.escape(f.verdict)}</b></td><td>{html.escape(f.claim)}</td>"
+        f"<td>{html.escape(f.statistic)}</td><td>{_number(f.value)}</td>"
+        f"<td>{'–' if f.interval is None else '[' + _number(f.interval[0]) + ', ' + _number(f.interval[1]) + ']'}</td>"
+        f"<td>{_number(f.p_value)}</td><td>{f.n}</td><td>{html.escape(f.reason)}</td></tr>" for f in findings)
+    out = ""
+    if findings:
+        out += ("<h2>Findings</h2><table><tr><th>id</th><th>verdict</th><th>claim</th><th>statistic</th><th>value</th>"
+                f"<th>95 % interval</th><th>p</th><th>n</th><th>reason</th></tr>{rows}</table>")
+    warnings = support_warnings(findings, n_tasks) if findings else []
+    if warnings:
+        out += "<div class='warning'><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>"
+    if fewshot is not None and not fewshot.empty:
+        sanity = sanity_checks(fewshot)
+        if sanity.empty:
+            verdict = "not checkable (0 is the only shot count)"
+        else:
+            verdict = "passes" if sanity["passes"].all() else "FAILS - read no finding of this run"
+        out += (f"<h3>Sanity rule: the few-shot loss of every model falls with shots on average — {verdict}</h3>"
+                + sanity.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+    return out
+
+
 def render_transfer_html(tables: Mapping[str, pd.DataFrame], images: Mapping[str, list[tuple[str, str]]], *,
-                         title: str, config_text: str) -> str:
-    """The report page: a section per analysis present (embedded PNGs + table), then the study config."""
+                         title: str, config_text: str, findings: Sequence[Finding] = ()) -> str:
+    """The report page: findings first, a section per analysis present (embedded PNGs + table), the config."""
     blocks = []
     for name, heading, text in SECTIONS:
         table = tables.get(name)
@@ -124,6 +160,7 @@ def render_transfer_html(tables: Mapping[str, pd.DataFrame], images: Mapping[str
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}
 img{{max-width:100%}}</style></head>
 <body><h1>{html.escape(title)}</h1>{summary}
+{findings_html(findings, tables)}
 {''.join(blocks)}
 <h2>Study config</h2><pre>{html.escape(config_text)}</pre>
 </body></html>
@@ -131,7 +168,8 @@ img{{max-width:100%}}</style></head>
 
 
 def write_transfer_report(tables: Mapping[str, pd.DataFrame], out_dir: Path, *, title: str, config_text: str = "",
-                          figure_formats: Sequence[str] = ("png", "pdf"), trajectory_step: int | None = None) -> Path:
+                          figure_formats: Sequence[str] = ("png", "pdf"), trajectory_step: int | None = None,
+                          findings: Sequence[Finding] = ()) -> Path:
     """Write ``out_dir/figures/*`` and ``out_dir/report.html`` (atomically); returns the report's path."""
     out_dir = Path(out_dir)
     images: dict[str, list[tuple[str, str]]] = {}
@@ -140,5 +178,6 @@ def write_transfer_report(tables: Mapping[str, pd.DataFrame], out_dir: Path, *, 
             images.setdefault(section, []).append((stem, _png_base64(fig)))
             save_figure(fig, out_dir / "figures" / stem, figure_formats)
     path = out_dir / "report.html"
-    atomic_write_text(path, render_transfer_html(tables, images, title=title, config_text=config_text))
+    atomic_write_text(path, render_transfer_html(tables, images, title=title, config_text=config_text,
+                                                 findings=findings))
     return path

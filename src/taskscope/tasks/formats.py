@@ -11,6 +11,18 @@ is a field of :class:`PromptFormat` and can be overridden:
 ``none``                   query only
 =========================  ==================================================================
 
+Named formats (:data:`NAMED_FORMATS`, :func:`named_format`, :func:`resolve_format`) fix every template of
+a kind: the five kinds above with Tk-Instruct's strings, and the layouts of Mueller, Dredze and Andrews'
+Figure 5 (reconstructed from the figure; every string stays overridable):
+
+=====================  ==========================================================================
+``mueller_context``    three ``input: …`` / ``output: …`` blocks, a blank line after each, then
+                       ``input: {x}`` (no Tk punctuation)
+``mueller_task_id``    the task id (``task040_qasc_question_generation`` -> ``task_040_qasc``), a
+                       colon and the input: ``task_040_qasc: {x}``
+``mueller_definition`` the definition, a blank line, then ``input: {x}``
+=====================  ==========================================================================
+
 The default strings reproduce the Tk-Instruct data collator (Wang et al., 2022) exactly; with
 ``add_task_name=True`` and two exemplars the prompt is::
 
@@ -45,15 +57,23 @@ Order of operations in :func:`format_instance`:
    (default 0, as Tk-Instruct's default), while ``count_tokens(prompt) <= max_prompt_tokens``;
    the first one of each group that does not fit stops that group, as in Tk-Instruct (which counts with
    ``" ".join`` of the exemplars and leaves the task name out; we count the exact prompt).
-   A prompt that is too long without exemplars is not truncated here.
+5. a prompt still over ``max_prompt_tokens`` without any exemplar keeps its task name and its
+   ``output``/query scaffolding and is cut, in this order, in the *definition* (its last words first)
+   and then in the *input* (its last words first) until it fits.  Nothing is cut silently: every
+   :class:`FormattedExample` records ``dropped_exemplars`` and ``cut_words`` and :func:`warn_truncation`
+   (called by :func:`format_task` and the evaluators) emits one :class:`PromptTruncationWarning` per
+   call with the counts.  (A model-side limit that keeps the *last* tokens would cut the definition
+   first; budget the prompt here so that never happens.)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import string
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +105,7 @@ class PromptFormat(BaseModel):
     template_policy: Literal["fixed", "cycle", "sample"] = "fixed"
     template_index: int = Field(default=0, ge=0)
 
-    task_name_template: str = "{task_name}. "
+    task_name_template: str = "{task_name}. "  # also knows {task_id} (paper_task_id)
     definition_template: str = "Definition: {definition}\n\n"
     exemplar_template: str = " Positive Example {number} -\nInput: {input}\n Output: {output}\n{explanation}\n"
     negative_exemplar_template: str = " Negative Example {number} -\nInput: {input}\n Output: {output}\n{explanation}\n"
@@ -93,15 +113,64 @@ class PromptFormat(BaseModel):
     query_template: str = "Now complete the following example -\nInput: {input}\nOutput: "
 
 
+_CONTEXT_BLOCK = "input: {input}\noutput: {output}\n\n"
+_CONTEXT_QUERY = "input: {input}"
+
+NAMED_FORMATS: dict[str, PromptFormat] = {
+    **{kind: PromptFormat(kind=kind) for kind in FORMAT_KINDS},  # type: ignore[arg-type]
+    "mueller_context": PromptFormat(kind="exemplars", n_exemplars=3, punctuate=False,
+                                    exemplar_template=_CONTEXT_BLOCK, query_template=_CONTEXT_QUERY,
+                                    definition_template="{definition}\n\n"),
+    "mueller_task_id": PromptFormat(kind="task_id", punctuate=False, task_name_template="{task_id}: ",
+                                    query_template="{input}"),
+    "mueller_definition": PromptFormat(kind="definition", punctuate=False, definition_template="{definition}\n\n",
+                                       query_template=_CONTEXT_QUERY),
+}
+
+
+def named_format(name: str, **overrides: Any) -> PromptFormat:
+    """The named format ``name`` (:data:`NAMED_FORMATS`) with ``overrides`` applied and validated."""
+    if name not in NAMED_FORMATS:
+        raise ValueError(f"unknown prompt format {name!r}; known: {sorted(NAMED_FORMATS)}")
+    return PromptFormat.model_validate({**NAMED_FORMATS[name].model_dump(), **overrides})
+
+
+def resolve_format(spec: str | dict[str, Any] | PromptFormat, **defaults: Any) -> PromptFormat:
+    """A format from a config value: a name (:data:`NAMED_FORMATS`), a dict of `PromptFormat` fields with an
+    optional ``format: <name>`` to start from, or a `PromptFormat`.  ``defaults`` (e.g. ``n_exemplars=3``)
+    fill fields the spec leaves unset; the spec wins."""
+    if isinstance(spec, PromptFormat):
+        return spec
+    if isinstance(spec, str):
+        spec = {"format": spec}
+    fields = dict(spec)
+    base = fields.pop("format", None)
+    if base is None:
+        return PromptFormat.model_validate({**defaults, **fields})
+    return named_format(base, **{**defaults, **fields})
+
+
+def paper_task_id(name: str) -> str:
+    """Mueller et al.'s task id: ``task040_qasc_question_generation`` -> ``task_040_qasc`` (other names unchanged)."""
+    match = re.match(r"^task(\d+)_([A-Za-z0-9]+)", name)
+    return f"task_{match.group(1)}_{match.group(2)}" if match else name
+
+
+class PromptTruncationWarning(UserWarning):
+    """Prompts that lost exemplars, or words of the definition or input, to ``max_prompt_tokens``."""
+
+
 @dataclass(frozen=True)
 class FormattedExample:
-    """One prompt as a model sees it, with every reference target."""
+    """One prompt as a model sees it, with every reference target, and what the token budget cut from it."""
 
     task: str
     instance_id: str
     prompt: str
     targets: tuple[str, ...]
     template_index: int
+    dropped_exemplars: int = 0
+    cut_words: int = 0
 
 
 def count_words(text: str) -> int:
@@ -171,30 +240,84 @@ def format_instance(
 
     head = ""
     if fmt.kind == "task_id" or (fmt.add_task_name and fmt.kind != "none"):
-        head += fmt.task_name_template.format(task_name=task.name)
-    if fmt.kind in _WITH_DEFINITION and task.definition.strip():
-        head += fmt.definition_template.format(definition=fix(task.definition))
-    query = fmt.query_template.format(input=fix(rendered.input))
+        head += fmt.task_name_template.format(task_name=task.name, task_id=paper_task_id(task.name))
+    definition = fix(task.definition) if fmt.kind in _WITH_DEFINITION and task.definition.strip() else None
+    query_input = fix(rendered.input)
+    budget = fmt.max_prompt_tokens
 
-    shots = ""
+    def fixed_parts(definition_text: str | None, input_text: str) -> tuple[str, str]:
+        block = "" if definition_text is None else fmt.definition_template.format(definition=definition_text)
+        return head + block, fmt.query_template.format(input=input_text)
+
+    start, query = fixed_parts(definition, query_input)
+    cut_words = 0
+    if budget is not None and count(start + query) > budget:
+        start, query, cut_words = _cut_to_fit(definition, query_input, fixed_parts, count, budget)
+
+    shots, wanted, kept = "", 0, 0
     if fmt.kind in _WITH_EXEMPLARS:
         groups = (
             (_exemplar_pool(task, instance, template_index, exemplars)[: fmt.n_exemplars], fmt.exemplar_template),
             (list(task.negative_examples[: fmt.n_negative_exemplars]), fmt.negative_exemplar_template),
         )
         for pool, template in groups:
+            wanted += len(pool)
             for number, example in enumerate(pool, start=1):
                 candidate = shots + _exemplar_text(fmt, number, example, template)
-                if fmt.max_prompt_tokens is not None and count(head + candidate + query) > fmt.max_prompt_tokens:
+                if budget is not None and count(start + candidate + query) > budget:
                     break
-                shots = candidate
+                shots, kept = candidate, kept + 1
     return FormattedExample(
         task=task.name,
         instance_id=instance.id,
-        prompt=head + shots + query,
+        prompt=start + shots + query,
         targets=tuple(rendered.outputs),
         template_index=template_index,
+        dropped_exemplars=wanted - kept,
+        cut_words=cut_words,
     )
+
+
+def _cut_to_fit(definition: str | None, query_input: str, parts: Callable[[str | None, str], tuple[str, str]],
+                count: Callable[[str], int], budget: int) -> tuple[str, str, int]:
+    """Drop the definition's last words, then the input's, until ``count`` fits ``budget`` (step 5)."""
+
+    def longest(words: list[str], fits: Callable[[str], bool]) -> int:
+        low, high = 0, len(words)  # the largest m with fits(words[:m]); fits("") is assumed
+        while low < high:
+            mid = (low + high + 1) // 2
+            if fits(" ".join(words[:mid])):
+                low = mid
+            else:
+                high = mid - 1
+        return low
+
+    cut = 0
+    if definition is not None:
+        words = definition.split()
+        m = longest(words, lambda text: count("".join(parts(text, query_input))) <= budget)
+        cut += len(words) - m
+        if m:
+            return (*parts(" ".join(words[:m]), query_input), cut)
+        definition = None  # nothing of it fits: its block goes too
+    words = query_input.split()
+    m = longest(words, lambda text: count("".join(parts(definition, text))) <= budget)
+    cut += len(words) - m
+    return (*parts(definition, " ".join(words[:m])), cut)
+
+
+def warn_truncation(examples: Sequence[FormattedExample], budget: int | None, *, where: str = "") -> None:
+    """One `PromptTruncationWarning` with the counts when the token budget cut anything from ``examples``."""
+    dropped = [ex for ex in examples if ex.dropped_exemplars]
+    cut = [ex for ex in examples if ex.cut_words]
+    if not dropped and not cut:
+        return
+    tasks = sorted({ex.task for ex in [*dropped, *cut]})
+    message = (f"{where + ': ' if where else ''}{len({*map(id, dropped), *map(id, cut)})} of {len(examples)} prompts "
+               f"over max_prompt_tokens={budget} (tasks {tasks[:5]}{' ...' if len(tasks) > 5 else ''}): "
+               f"{sum(ex.dropped_exemplars for ex in dropped)} exemplars dropped in {len(dropped)} prompts; "
+               f"{sum(ex.cut_words for ex in cut)} words cut from the definition or input in {len(cut)} prompts")
+    warnings.warn(message, PromptTruncationWarning, stacklevel=3)
 
 
 def format_task(
@@ -206,12 +329,15 @@ def format_task(
     count_tokens: Callable[[str], int] | None = None,
     exemplars: Sequence[Example | Instance] | None = None,
 ) -> list[FormattedExample]:
-    """Format ``instances`` (default: all of the task's) in order; ``position`` drives the ``cycle`` policy."""
+    """Format ``instances`` (default: all of the task's) in order; ``position`` drives the ``cycle`` policy.
+    Warns once (:func:`warn_truncation`) when the token budget cut anything."""
     chosen = task.instances if instances is None else instances
-    return [
+    examples = [
         format_instance(task, inst, fmt, exemplars=exemplars, count_tokens=count_tokens, seed=seed, position=i)
         for i, inst in enumerate(chosen)
     ]
+    warn_truncation(examples, (fmt or PromptFormat()).max_prompt_tokens, where=f"task {task.name!r}")
+    return examples
 
 
 def example_record(example: FormattedExample, **extra: Any) -> dict[str, Any]:

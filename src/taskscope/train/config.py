@@ -45,6 +45,8 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(default=32, ge=1)
     grad_accum: int = Field(default=1, ge=1)
     warmup_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    warmup_steps: int | None = Field(default=None, ge=0)  # fixed warm-up steps; overrides warmup_ratio
+    data_limit: int | None = Field(default=None, ge=1)  # per-task examples kept (seeded draw); see train/plan.py
     schedule: Literal["linear", "constant", "constant_with_warmup"] = "linear"
     weight_decay: float = Field(default=0.0, ge=0.0)
     max_grad_norm: float | None = Field(default=1.0, gt=0.0)

@@ -61,7 +61,8 @@ from .data import (
 )
 from .logging import LOG_FILE, TrainLogger, truncate_log
 from .objective import TargetLoss, unwrap_peft
-from .plan import EpochPlan, ItemMaker, SamplerPlan, rank_share
+from .plan import EpochPlan, ItemMaker, SamplerPlan, limit_data, rank_share, warmup_count
+from .plan import total_steps as plan_total_steps
 from .precision import AutocastFactory, autocast_for
 from .samplers import make_sampler
 from .shared_prefix import collate_unit, split_microbatch
@@ -110,12 +111,8 @@ def _has_accelerator_device() -> bool:
 
 
 def _total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
-    """``max_steps``, else the supervised steps of ``epochs`` plus the unsupervised steps mixed in between."""
-    if config.max_steps:
-        return config.max_steps
-    supervised = max(1, math.ceil(config.epochs * steps_per_epoch))
-    k = config.unsupervised_every
-    return supervised + (supervised // (k - 1) if k else 0)
+    """The supervised steps (``max_steps`` or ``epochs``) plus the unsupervised steps mixed in (`plan.total_steps`)."""
+    return plan_total_steps(config, steps_per_epoch)
 
 
 def _optimizer(model: Any, config: TrainConfig) -> torch.optim.AdamW:
@@ -287,7 +284,7 @@ def train(
     rank, world = accelerator.process_index, accelerator.num_processes
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
-    encoded = encode_tasks(loaded.tokenizer, data)
+    encoded = limit_data(encode_tasks(loaded.tokenizer, data), config.data_limit, config.seed)
     tasks = list(encoded)
     make_item = ItemMaker(seed=config.seed, max_length=config.max_length, max_target_length=config.max_target_length,
                           truncation=config.truncation, is_encoder_decoder=loaded.is_encoder_decoder)
@@ -301,7 +298,7 @@ def train(
                             for i, (t, exs) in enumerate(encode_tasks(loaded.tokenizer, validation).items())}
 
     optimizer = _optimizer(model, config)
-    scheduler = get_scheduler(config.schedule, optimizer, num_warmup_steps=math.ceil(config.warmup_ratio * total_steps),
+    scheduler = get_scheduler(config.schedule, optimizer, num_warmup_steps=warmup_count(config, total_steps),
                               num_training_steps=total_steps)
     stopper = EarlyStopping(config.stop_target_loss, config.stop_patience, config.stop_min_delta)
     start_step, rng = 0, None

@@ -12,6 +12,21 @@ Every process computes the same global plan; `rank_share` then gives process ``r
   micro-batches.  Cursor: per task ``(pass, position)``; the sampler's RNG is saved with it.
 
 References: an example seen in epoch (pass) ``e`` trains on `data.choose_reference` for ``e``.
+
+Step counts (`total_steps`): the *instruction-tuning* (supervised) steps are ``max_steps``, else
+``ceil(epochs * steps per epoch)``; with ``unsupervised_every = k`` every k-th optimizer step is unsupervised
+and ``S // (k - 1)`` of them are *added*, so the supervised step count is the same with and without mixing
+(the paper's setup).  Warm-up (`warmup_count`): ``warmup_steps`` when set, else ``ceil(warmup_ratio * total)``.
+
+Two per-task limits, kept apart:
+
+* ``data_limit`` (`limit_data`): each task keeps at most N of its examples - a seeded draw in the order of
+  ``hash(seed, "data_limit", task, instance id)``, so a smaller limit's examples are among a larger one's -
+  *before* anything else: the sampler sees the limited sizes and the task's stream cycles over those N
+  examples (Mueller et al.'s "limits 10 ... 5000": a task contributes at most N distinct examples).
+* ``cap``: the sampler's rate cap ``n_k = min(N_k, cap)`` (examples-proportional mixing, Raffel et al.): it
+  shapes ``P_s(K)`` but the task's stream still runs over all its examples; without a sampler
+  (`EpochPlan`) it keeps each task's first ``cap`` examples.
 """
 
 from __future__ import annotations
@@ -32,6 +47,31 @@ from .data import (
     fit_lengths,
     group_by_length,
 )
+
+
+def total_steps(config: Any, steps_per_epoch: int) -> int:
+    """All optimizer steps: the supervised ones (``max_steps`` or epochs) plus the unsupervised ones mixed in."""
+    supervised = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    k = config.unsupervised_every
+    return supervised + (supervised // (k - 1) if k else 0)
+
+
+def warmup_count(config: Any, total: int) -> int:
+    """Warm-up steps of the schedule: ``warmup_steps`` when set, else ``ceil(warmup_ratio * total)``."""
+    steps = getattr(config, "warmup_steps", None)
+    return min(int(steps), total) if steps is not None else math.ceil(config.warmup_ratio * total)
+
+
+def limit_data(data: dict[str, list[Any]], limit: int | None, seed: int) -> dict[str, list[Any]]:
+    """Each task's examples cut to at most ``limit`` by the seeded draw of the module docstring (order kept)."""
+    if limit is None:
+        return data
+    out = {}
+    for task, examples in data.items():
+        ranked = sorted(range(len(examples)), key=lambda i: stable_hash(seed, "data_limit", task, examples[i].instance_id))
+        keep = set(ranked[:limit])
+        out[task] = [ex for i, ex in enumerate(examples) if i in keep]
+    return out
 
 
 class ItemMaker:
