@@ -239,15 +239,15 @@ def _threshold_map(table: pd.DataFrame, params: LayerMapParams) -> LayerMap:
 def _line_sse(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For every prefix ``y[:k]`` (k = 0..m): the squared error of its least-squares line, and its slope."""
     m = len(y)
-    sse, slope = np.zeros(m + 1), np.zeros(m + 1)
     x = np.arange(m, dtype=np.float64)
     sx, sy, sxx, sxy, syy = (np.concatenate([[0.0], np.cumsum(v)]) for v in (x, y, x * x, x * y, y * y))
-    for k in range(2, m + 1):
-        vxx = sxx[k] - sx[k] ** 2 / k
-        vxy = sxy[k] - sx[k] * sy[k] / k
-        vyy = syy[k] - sy[k] ** 2 / k
-        slope[k] = vxy / vxx
-        sse[k] = max(vyy - vxy * vxy / vxx, 0.0)
+    k = np.arange(m + 1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vxx = sxx - sx ** 2 / k
+        vxy = sxy - sx * sy / k
+        vyy = syy - sy ** 2 / k
+        slope = np.where(k >= 2, vxy / vxx, 0.0)
+        sse = np.where(k >= 2, np.maximum(vyy - vxy * np.where(k >= 2, vxy / vxx, 0.0), 0.0), 0.0)
     return sse, slope
 
 
@@ -261,22 +261,23 @@ def segment(d: np.ndarray, sigma2: float) -> tuple[int, int, float, float]:
     cumulative = np.concatenate([[0.0], np.cumsum(d)])
     a = int(np.argmin(cumulative))  # first minimum: shared is as short as the data allow
     rest = d[a:]
+    r = len(rest)
     penalty = 2.0 * sigma2 * math.log(max(m, 2))
     line_sse, slopes = _line_sse(rest)
     tail = rest[::-1]
     tail_sum = np.concatenate([[0.0], np.cumsum(tail)])
     tail_sq = np.concatenate([[0.0], np.cumsum(tail * tail)])
-    no_ramp = tail_sq[len(rest)] - (tail_sum[len(rest)] ** 2 / len(rest) if len(rest) else 0.0)
-    best, best_k, best_slope = no_ramp, 0, 0.0
-    for k in range(2, len(rest) + 1):  # transition = rest[:k], refinement = rest[k:]
-        if slopes[k] <= 0:
-            continue
-        j = len(rest) - k
-        const_sse = tail_sq[j] - (tail_sum[j] ** 2 / j if j else 0.0)
-        cost = line_sse[k] + const_sse + penalty
-        if cost < best - 1e-12:
-            best, best_k, best_slope = cost, k, float(slopes[k])
-    return a, a + best_k, best_slope, float(no_ramp - best)
+    j = r - np.arange(r + 1)                                   # refinement length for transition length k
+    with np.errstate(invalid="ignore", divide="ignore"):
+        const_sse = tail_sq[j] - np.where(j > 0, tail_sum[j] ** 2 / np.maximum(j, 1), 0.0)
+    cost = line_sse + const_sse + penalty
+    allowed = (np.arange(r + 1) >= 2) & (slopes > 0)
+    no_ramp = float(const_sse[0])
+    cost = np.where(allowed, cost, np.inf)
+    k = int(np.argmin(cost)) if allowed.any() else 0
+    if not allowed.any() or cost[k] >= no_ramp - 1e-12:
+        return a, a, 0.0, 0.0
+    return a, a + k, float(slopes[k]), float(no_ramp - cost[k])
 
 
 def _statistics(d: np.ndarray, sigma2: float) -> tuple[tuple[int, int], np.ndarray]:

@@ -30,7 +30,7 @@ from taskscope.pipeline.progress import attach_log_file, detach_log_file
 from taskscope.pipeline.stages import Stage, run_stages
 from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config
 
-TABLES = ("mossa", "layer_summary", "cluster_summary", "differences")
+TABLES = ("mossa", "layer_summary", "cluster_summary", "differences", "controls", "ceiling", "ceiling_comparison")
 QUICKSTART = CONFIG_DIR / "quickstart.yaml"
 
 
