@@ -52,6 +52,7 @@ def planted(tmp_path_factory):
     config = load_config("tiny")
     config = config.model_copy(update={
         "model": f"tiny:llama:{N_BLOCKS}",
+        "tasks": config.tasks.model_copy(update={"clusters": ["arithmetic", "closed_book_qa", "sentiment"]}),
         "experimental_models": [m for m in config.experimental_models if not (m.heldout_tasks or m.heldout_clusters)],
         "control_seeds": 2,
         "control_evaluation": config.control_evaluation.model_copy(update={"generate": False, "n_bootstrap": 0}),
