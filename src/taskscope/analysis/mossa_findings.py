@@ -39,13 +39,13 @@ MIN_TASKS = 3
 def _task_interval(matrix: np.ndarray, statistic: Callable[[np.ndarray], float], params: LayerMapParams,
                    ) -> tuple[float, tuple[float, float] | None]:
     """``statistic(matrix)`` and its percentile interval over resamples of the columns (tasks)."""
-    value = statistic(matrix)
     n = matrix.shape[1]
-    if params.n_bootstrap == 0 or n < 2:
-        return value, None
     rng = np.random.default_rng(params.seed)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # undefined layers (all NaN) are left out by the nan-aware statistics
         warnings.simplefilter("ignore", RuntimeWarning)
+        value = statistic(matrix)
+        if params.n_bootstrap == 0 or n < 2:
+            return value, None
         draws = np.array([statistic(matrix[:, rng.integers(0, n, size=n)]) for _ in range(params.n_bootstrap)])
     draws = draws[np.isfinite(draws)]
     if draws.size == 0:
@@ -132,9 +132,14 @@ def _band_reason(layer_map: LayerMap) -> str:
     for band in ("shared", "transition", "refinement"):
         info = layer_map.evidence.get(band, {})
         p = info.get("p_value")
-        status = "claimed" if info.get("claimed") else "not claimed"
-        parts.append(f"{layer_map.describe(band)} [{status}, p={p:.3g}]" if p is not None
-                     else f"{layer_map.describe(band)} [{status}]")
+        p_text = f", p={p:.3g}" if p is not None else ""
+        start, stop = info.get("segment", (0, 0))
+        if info.get("claimed"):
+            parts.append(f"{layer_map.describe(band)} [claimed{p_text}]")
+        elif stop > start:
+            parts.append(f"{band}: layers {start}-{stop - 1} found but not claimed{p_text}")
+        else:
+            parts.append(f"{band}: none")
     return "; ".join(parts)
 
 

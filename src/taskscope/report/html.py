@@ -180,8 +180,7 @@ def heatmap_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str) -> go.
                                  colorscale="Viridis", showscale=col == len(models),
                                  hovertemplate=f"model {model}<br>task %{{y}}<br>layer %{{x}}<br>CKA %{{z:.3f}}"
                                                "<extra></extra>"), row=1, col=col)
-        fig.update_xaxes(title_text="layer", tick0=0, dtick=max(1, layer_map.num_layers // 16), tickformat="d",
-                         row=1, col=col)
+        _layer_axes(fig, layer_map, row=1, col=col)
     fig.update_layout(title=f"CKA per task and layer ({kernel} kernel)", height=120 + 24 * rows["task"].nunique())
     return fig
 
