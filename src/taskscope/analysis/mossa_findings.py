@@ -74,16 +74,19 @@ def controls_finding(controls: pd.DataFrame | None) -> Finding:
     share, n = float(learned.mean()), len(controls)
     low = controls["loss_gain_ci_low"]
     failed = controls.loc[~learned, "item"].tolist()
-    interval = (float(low.min()), float(controls["loss_gain_ci_high"].max())) if low.notna().all() else None
+    weakest = controls.loc[controls["loss_gain"].idxmin()]
+    weakest_text = (f"smallest loss gain {weakest['loss_gain']:.3g} nats ({weakest['item']}, interval "
+                    f"[{weakest['loss_gain_ci_low']:.3g}, {weakest['loss_gain_ci_high']:.3g}])")
     if learned.all() and (low.isna().all() or (low > 0).all()):
-        verdict, reason = "supported", f"all {n} controls beat the base model (smallest loss gain {controls['loss_gain'].min():.3g})"
+        verdict, reason = "supported", f"all {n} controls beat the base model; {weakest_text}"
     elif failed:
         verdict = "contradicted"
         reason = (f"{len(failed)} of {n} controls did not learn their task: {', '.join(map(str, failed))}; "
-                  "their MOSSA values compare with a model that is not a specialist")
+                  f"their MOSSA values compare with a model that is not a specialist; {weakest_text}")
     else:
-        verdict, reason = "inconclusive", "every control passed the margin but some loss-gain intervals reach 0"
-    return Finding("C1", claim, "share of controls that learned", share, interval, None, n, verdict, reason)
+        verdict = "inconclusive"
+        reason = f"every control passed the margin but some loss-gain intervals reach 0; {weakest_text}"
+    return Finding("C1", claim, "share of controls that learned", share, None, None, n, verdict, reason)
 
 
 def ceiling_finding(comparison: pd.DataFrame | None, params: LayerMapParams) -> Finding:
