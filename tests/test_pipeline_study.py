@@ -1,6 +1,7 @@
 """The whole MOSSA study on a tiny random model: outputs, Run object, resume after a crash, partial reruns, CLI."""
 
 import importlib
+import json
 import re
 import shutil
 
@@ -52,10 +53,34 @@ def test_whole_pipeline_outputs(finished_run, tiny_config):
 
     layer_map = finished_run.layer_map
     assert layer_map.num_layers == 3 and layer_map.params == tiny_config.layer_map.model_dump()
-    assert sorted(finished_run.tables) == ["cluster_summary", "differences", "layer_summary", "mossa"]
+    assert layer_map.undefined == (0,) and layer_map.labels[0] is None  # NaN layer: in no band
+    assert sorted(finished_run.tables) == ["ceiling", "ceiling_comparison", "cluster_summary", "controls",
+                                           "differences", "layer_summary", "mossa"]
+
+    controls = finished_run.tables["controls"]
+    assert len(controls) == n_tasks * tiny_config.control_seeds
+    assert set(controls["item"]) == {t if s == 0 else f"{t}@s{s}" for t in table.task.unique() for s in range(2)}
+    assert (controls["n_validation"] > 0).all() and set(controls["stop_reason"]) <= {"max_steps", "epochs",
+                                                                                       "target_reached", "no_improvement"}
+    gain = controls["base_loss"] - controls["control_loss"]
+    assert (controls["learned"] == (gain > tiny_config.control_evaluation.learned_margin)).all()
+    assert (controls.groupby("task")["base_loss"].nunique() == 1).all()  # one base score per task, shared by seeds
+
+    ceiling = finished_run.tables["ceiling"]
+    assert set(ceiling["pair"]) == {"s0-s1"} and len(ceiling) == n_tasks * 3
+    assert ceiling.loc[ceiling.layer > 0, "cka"].between(0, 1 + 1e-6).all()
+    comparison = finished_run.tables["ceiling_comparison"]
+    assert len(comparison) == len(table) and comparison.loc[comparison.layer > 0, "within_noise"].notna().all()
+
+    findings = json.loads((finished_run.run_dir / "findings.json").read_text())["findings"]
+    assert [f["id"] for f in findings] == ["C1", "N1", "F1", "F2", "F3", "F4"]
+    assert {f["verdict"] for f in findings} <= {"supported", "contradicted", "inconclusive"}
+    assert findings[4]["verdict"] == "inconclusive" and findings[4]["n"] == 1  # one held-out task cannot decide
 
     html = finished_run.report_path.read_text()
-    assert not re.search(r"<script[^>]+src=[\"']?https?:", html) and "max_spread" in html
+    assert not re.search(r"<script[^>]+src=[\"']?https?:", html) and "reference_model" in html
+    assert html.index("<h2>Findings</h2>") < html.index("<h2>Controls") < html.index("<h2>Layer map</h2>")
+    assert "noise ceiling" in html
     assert (finished_run.figures_dir / "layer_map.png").is_file()
     assert (finished_run.run_dir / "logs" / "run.log").read_text().count("stage report: done") == 1
     assert finished_run.config == tiny_config
@@ -64,18 +89,18 @@ def test_whole_pipeline_outputs(finished_run, tiny_config):
 def test_changing_one_field_reruns_only_dependent_stages(finished_run, tiny_config, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run.run_dir, run_dir)
-    changed = tiny_config.model_copy(update={"layer_map": tiny_config.layer_map.model_copy(update={"max_spread": 0.5})})
+    changed = tiny_config.model_copy(update={"layer_map": tiny_config.layer_map.model_copy(update={"alpha": 0.1})})
     run = run_study(changed, run_dir)
     cached = {name: info["cached"] for name, info in run.stages.items()}
-    assert cached == {"tasks": True, "controls": True, "experimental": True, "extract": True, "similarity": True,
-                      "analysis": False, "report": False}
-    assert run.layer_map.params["max_spread"] == 0.5
+    assert cached == {"tasks": True, "controls": True, "control_scores": True, "experimental": True, "extract": True,
+                      "similarity": True, "ceiling": True, "analysis": False, "report": False}
+    assert run.layer_map.params["alpha"] == 0.1
 
 
 def test_killed_mid_extract_resumes_without_redoing_finished_work(finished_run, tiny_config, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run.run_dir, run_dir)
-    for name in ("extract", "similarity", "analysis", "report"):  # as if the run had stopped before extraction
+    for name in ("extract", "similarity", "ceiling", "analysis", "report"):  # as if stopped before extraction
         shutil.rmtree(run_dir / finished_run.stages[name]["folder"])
     real_job = study_module.extract_job
     calls = []
@@ -100,7 +125,7 @@ def test_killed_mid_extract_resumes_without_redoing_finished_work(finished_run, 
     run = run_study(tiny_config, run_dir)
     assert all(run.stages[n]["cached"] for n in trained) and not run.stages["extract"]["cached"]
     assert {n: (run_dir / finished_run.stages[n]["folder"] / "_done.json").read_text() for n in trained} == markers
-    n_items = 4 + 3  # one control per task + one per experimental model
+    n_items = 4 * 2 + 3  # two controls (seeds) per task + one per experimental model
     assert len(resumed) == n_items - 2 and not set(resumed) & set(calls)
     pd.testing.assert_frame_equal(run.tables["mossa"], finished_run.tables["mossa"])
 

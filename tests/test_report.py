@@ -25,7 +25,8 @@ def table():
 
 
 def test_report_is_self_contained_and_shows_the_layer_map(table, tmp_path):
-    layer_map = find_layer_map(table, LayerMapParams(shared_min_cka=0.85, refinement_max_cka=0.82, max_spread=0.1))
+    layer_map = find_layer_map(table, LayerMapParams(rule="threshold", shared_min_cka=0.85, refinement_max_cka=0.82,
+                                                     max_spread=0.1))
     path = write_report(table, layer_map, tmp_path, title="synthetic <study>", config_text="model: tiny:llama\n")
     text = path.read_text()
     assert path == tmp_path / "report.html"
@@ -36,6 +37,7 @@ def test_report_is_self_contained_and_shows_the_layer_map(table, tmp_path):
         assert name in text
     start, stop = layer_map.shared
     assert f"<th>shared</th><td>{start}</td><td>{stop}</td>" in text
+    assert "Rule <code>threshold</code>" in text
 
 
 def test_figures_exist_as_png_and_pdf(table, tmp_path):
@@ -62,3 +64,104 @@ def test_distribution_ticks_name_the_layers_they_stand_under(table, tmp_path, mo
     labels = [label.get_text() for label in ax.get_xticklabels()]
     assert len(ticks) >= 5
     assert labels == [str(int(t)) for t in ticks]
+
+
+# ---------------------------------------------------------------- findings, controls, ceiling, differences
+from taskscope.analysis.ceiling import compare_to_ceiling  # noqa: E402
+from taskscope.analysis.findings import Finding  # noqa: E402
+from taskscope.report import html as report_html  # noqa: E402
+
+
+def model_differences(table, baseline: str):
+    """Point differences to ``baseline`` per (task, layer, kernel), as the report reads them (no intervals)."""
+    keys = ["task", "layer", "kernel"]
+    base = table[table["experimental_model"] == baseline].set_index(keys)["cka"].rename("baseline_cka")
+    diff = table[table["experimental_model"] != baseline].join(base, on=keys)
+    diff = diff.assign(baseline=baseline, cka_diff=diff["cka"] - diff["baseline_cka"])
+    return diff[["experimental_model", "baseline", "task", "cluster", "layer", "kernel", "cka_diff"]]
+
+
+@pytest.fixture(scope="module")
+def study(table):
+    """The synthetic table with an undefined layer 0, a ceiling, two controls (one not learned) and findings."""
+    table = table.copy()
+    table.loc[table["layer"] == 0, ["cka", "ci_low", "ci_high"]] = np.nan
+    ceiling = (table[table["experimental_model"] == "pretrained"][["task", "cluster", "layer", "kernel", "cka"]]
+               .assign(pair="s0-s1", cka=0.97, ci_low=0.95, ci_high=0.99))
+    ceiling.loc[ceiling["layer"] == 0, ["cka", "ci_low", "ci_high"]] = np.nan
+    controls = pd.DataFrame([
+        {"task": "task0", "cluster": "cluster0", "seed": 0, "item": "task0", "steps": 5, "stop_reason": "max_steps",
+         "n_validation": 10, "control_loss": 1.0, "base_loss": 2.0, "loss_gain": 1.0, "loss_gain_ci_low": 0.8,
+         "loss_gain_ci_high": 1.2, "learned": True},
+        {"task": "task1", "cluster": "cluster1", "seed": 0, "item": "task1@s1", "steps": 5,
+         "stop_reason": "max_steps", "n_validation": 10, "control_loss": 1.99, "base_loss": 2.0, "loss_gain": 0.01,
+         "loss_gain_ci_low": -0.1, "loss_gain_ci_high": 0.1, "learned": False}])
+    findings = [Finding("F1", "pre-trained spreads <late>", "std growth", 0.1, (0.05, 0.15), None, 6, "supported",
+                        "the interval lies above 0"),
+                Finding("F2", "three bands", "bands claimed", 1.0, None, 0.2, 6, "inconclusive", "p too large")]
+    return table, compare_to_ceiling(table, ceiling), controls, findings
+
+
+def test_report_opens_with_findings_then_controls_and_flags_unlearned_controls(study, tmp_path):
+    table, comparison, controls, findings = study
+    layer_map = find_layer_map(table, LayerMapParams(n_bootstrap=50, n_permutations=64))
+    differences = model_differences(table, "pretrained")
+    path = write_report(table, layer_map, tmp_path, figure_formats=("png",), findings=findings, controls=controls,
+                        comparison=comparison, differences=differences)
+    text = path.read_text()
+    assert text.index("<h2>Findings</h2>") < text.index("<h2>Controls") < text.index("<h2>Layer map</h2>")
+    assert "<td class='supported'>supported</td>" in text and "<td class='inconclusive'>inconclusive</td>" in text
+    assert "pre-trained spreads &lt;late&gt;" in text and "[0.05, 0.15]" in text
+    assert "Not learned" in text and "task1@s1" in text and "<td class='flag'>no</td>" in text
+    assert "noise ceiling (seed-to-seed)" in text and "Rule <code>changepoint</code>" in text
+    assert (tmp_path / "figures" / "differences_linear.png").is_file()
+
+
+def test_mean_cka_per_band_columns_follow_band_order(study):
+    table = study[0]
+    layer_map = find_layer_map(table, LayerMapParams(rule="threshold", shared_min_cka=0.9, refinement_max_cka=0.85,
+                                                     max_spread=0.1))
+    bands = report_html._band_table(table, layer_map)
+    order = [b for b in ("shared", "transition", "refinement") if b in bands.columns]
+    assert list(bands.columns) == order and len(order) >= 2
+
+
+def _layer_axes_of(fig):
+    return [getattr(fig.layout, name) for name in dir(fig.layout) if name.startswith("xaxis")]
+
+
+def test_every_curve_has_its_interval_integer_ticks_gaps_and_hover(study):
+    table, comparison, _, _ = study
+    layer_map = find_layer_map(table, LayerMapParams(n_bootstrap=20, n_permutations=64))
+    figures = [report_html.ceiling_figure(table, layer_map, "linear", comparison),
+               report_html.task_curves_figure(table, layer_map, "linear"),
+               report_html.cluster_figure(table, layer_map, "linear"),
+               report_html.difference_figure(model_differences(table, "pretrained"), layer_map, "linear"),
+               *report_html.heldout_figures(table, layer_map, "linear")]
+    for fig in figures:
+        for axis in _layer_axes_of(fig):
+            assert axis.tickformat == "d" and axis.dtick == 1  # 5 layers: every integer, no 0.5 ticks
+        lines = [t for t in fig.data if t.mode and "lines" in t.mode and t.fill is None]
+        bands = [t for t in fig.data if t.fill == "toself"]
+        assert lines and len(bands) >= 1
+        for trace in lines:
+            if len(trace.x) == layer_map.num_layers and trace.name != "noise ceiling (seed-to-seed)":
+                assert np.isnan(float(trace.y[0]))  # the undefined layer 0 is a gap, not a point
+    curves = figures[1]
+    line = next(t for t in curves.data if t.fill is None)
+    assert "interval [%{customdata[3]" in line.hovertemplate and "task %{customdata[1]}" in line.hovertemplate
+    assert list(line.customdata[1][:3]) == [line.customdata[1][0], line.customdata[1][1], line.customdata[1][2]]
+    assert line.customdata[2][0] == "pretrained" or line.customdata[0][0] in set(table["experimental_model"])
+
+
+def test_difference_figure_uses_paired_intervals_when_the_table_has_them(study):
+    table = study[0]
+    layer_map = find_layer_map(table, LayerMapParams(n_bootstrap=20, n_permutations=64))
+    differences = model_differences(table, "pretrained")
+    with_ci = differences.assign(ci_low=differences["cka_diff"] - 0.01, ci_high=differences["cka_diff"] + 0.01,
+                                 p_value=0.5)
+    fig = report_html.difference_figure(with_ci, layer_map, "linear")
+    per_task = [t for t in fig.data if t.customdata is not None]
+    row = per_task[0].customdata[2]
+    assert float(row[4]) - float(row[3]) == pytest.approx(0.02) and "p %{customdata[5]" in per_task[0].hovertemplate
+    assert report_html.difference_figure(differences.iloc[0:0], layer_map, "linear") is None

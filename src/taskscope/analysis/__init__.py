@@ -1,4 +1,5 @@
-"""Analysis: MOSSA tables (:mod:`.mossa`), their aggregates and the layer map (:mod:`.layer_map`).
+"""Analysis: MOSSA tables (:mod:`.mossa`), their aggregates, the layer map (:mod:`.layer_map`), the controls'
+scores (:mod:`.controls`), the noise ceiling (:mod:`.ceiling`) and the findings (:mod:`.mossa_findings`).
 
 Names are imported on first use, so reading results (layer maps, tables) does not load torch.
 """
@@ -11,11 +12,13 @@ from typing import Any
 _EXPORTS = {
     "LayerMap": "layer_map", "LayerMapParams": "layer_map", "find_layer_map": "layer_map",
     "mossa_table": "mossa", "layer_summary": "mossa", "cluster_summary": "mossa", "mossa_differences": "mossa",
+    "controls_table": "controls", "ceiling_table": "ceiling", "compare_to_ceiling": "ceiling",
+    "mossa_findings": "mossa_findings",
 }
 
 __all__ = [
-    "LayerMap", "LayerMapParams", "cluster_summary", "find_layer_map", "layer_summary", "mossa_differences",
-    "mossa_table",
+    "LayerMap", "LayerMapParams", "ceiling_table", "cluster_summary", "compare_to_ceiling", "controls_table",
+    "find_layer_map", "layer_summary", "mossa_differences", "mossa_findings", "mossa_table",
 ]
 
 

@@ -104,6 +104,25 @@ class SimilarityConfig(_Strict):
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
 
 
+class ControlEvaluationConfig(_Strict):
+    """How every control is scored against the base model on its task's validation split (``controls.csv``).
+
+    The validation split is the task's 10 % validation share of ``taskscope.tasks.splits.split_task``,
+    disjoint from the training examples and the MOSSA inputs.  The target loss is always computed;
+    ``generate`` adds greedy completions scored by ROUGE-L and exact match.  A control has ``learned`` its
+    task when its mean validation loss is more than ``learned_margin`` (nats per target token) below the
+    base model's.
+    """
+
+    max_examples: int | None = Field(None, ge=1)  # cap on validation examples per task
+    generate: bool = True
+    max_new_tokens: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learned_margin: float = Field(0.05, ge=0)
+    n_bootstrap: int = Field(1000, ge=0)  # paired resamples of the validation examples for the loss gain's interval
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
 class ReportConfig(_Strict):
     title: str | None = None
     figure_formats: list[Literal["png", "pdf"]] = Field(default_factory=lambda: ["png", "pdf"])
@@ -118,6 +137,8 @@ class StudyConfig(_Strict):
     prompt_format: dict[str, Any] = Field(default_factory=lambda: {"kind": "definition"})
     experimental_models: list[ExperimentalModel] = Field(default_factory=_default_models, min_length=1)
     control_training: dict[str, Any] = Field(default_factory=dict)
+    control_seeds: int = Field(1, ge=1)  # replicate controls per task (training seed + s): the noise ceiling
+    control_evaluation: ControlEvaluationConfig = Field(default_factory=ControlEvaluationConfig)
     multitask_training: dict[str, Any] = Field(default_factory=dict)
     extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)
     similarity: SimilarityConfig = Field(default_factory=SimilarityConfig)
@@ -148,6 +169,14 @@ class StudyConfig(_Strict):
         if self.report.baseline_model not in names:
             raise ValueError(f"report.baseline_model {self.report.baseline_model!r} is not one of the "
                              f"experimental_models {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _layer_map_baseline_known(self) -> StudyConfig:
+        names = [m.name for m in self.experimental_models]
+        if self.layer_map.rule == "changepoint" and self.layer_map.baseline_model not in names:
+            raise ValueError(f"layer_map.baseline_model {self.layer_map.baseline_model!r} is not one of the "
+                             f"experimental_models {names} (the changepoint rule needs it; or set rule: threshold)")
         return self
 
     def model_names(self) -> list[str]:

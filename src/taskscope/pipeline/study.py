@@ -1,6 +1,5 @@
 """The MOSSA study as stages: tasks -> controls, experimental -> extract -> similarity -> analysis -> report.
 
-=============  ===========================================  =======================================
 stage          reads (config slice + upstream)              writes
 =============  ===========================================  =======================================
 tasks          ``tasks``, ``prompt_format``                 ``tasks.json`` (formatted train / input
@@ -16,8 +15,32 @@ analysis       ``layer_map``, ``report.baseline_model``     ``layer_map.json``, 
                + similarity                                 ``cluster_summary.csv``
 report         the whole config + tasks, analysis           ``figures/``, ``report.html``
 =============  ===========================================  =======================================
+=======
+==============  ===========================================  =======================================
+stage           reads (config slice + upstream)              writes
+==============  ===========================================  =======================================
+tasks           ``tasks``, ``prompt_format``                 ``tasks.json`` (formatted train / input
+                                                             examples and the cluster of each task)
+controls        ``model``, ``control_training``,             ``items/{task}/`` one control C_t each,
+                ``control_seeds`` + tasks                    ``items/{task}@s{k}/`` its replicates
+control_scores  ``control_evaluation`` + tasks, controls      ``controls.csv``: validation loss / metric
+                                                             of every control and the base model
+experimental    ``model``, ``multitask_training``,           ``items/{model}/`` one instruction-tuned
+                ``experimental_models`` + tasks              model each (pre-trained: nothing to train)
+extract         ``extraction`` + tasks, controls,            ``items/{control-task | exp-model}/
+                experimental                                 states.safetensors`` ``(L+1, n, d)`` per task
+similarity      ``similarity``, ``report.baseline_model``    ``mossa.csv``, ``differences.csv`` (paired
+                + tasks, extract                             intervals and permutation p per layer)
+ceiling         ``similarity``, ``control_seeds`` + tasks,   ``ceiling.csv``: seed-to-seed CKA of the
+                extract                                      replicate controls (the noise ceiling)
+analysis        ``layer_map``, ``report.baseline_model``     ``layer_map.json``, ``layer_summary.csv``,
+                + similarity, ceiling, control_scores        ``cluster_summary.csv``,
+                                                             ``ceiling_comparison.csv``, ``findings.json``
+report          the whole config + similarity, analysis,    ``figures/``, ``report.html``
+                control_scores
+==============  ===========================================  =======================================
 
-Fan-out stages (controls, experimental, extract) run one job per item through the executor; a job
+Fan-out stages (controls, control_scores, experimental, extract) run one job per item through the executor; a job
 is a top-level function of plain arguments so Ray can ship it.  The heavy packages (models, train,
 represent) are imported inside the jobs, so this module imports cheaply.
 """
@@ -65,22 +88,37 @@ def select_suite(config: StudyConfig):
     return suite
 
 
-def run_tasks(ctx: StageContext) -> None:
-    """Split every task (``n_inputs`` MOSSA inputs as the test split, ``n_train`` for training) and format both."""
+def formatted_splits(config: StudyConfig, parts: tuple[str, ...]) -> dict[str, dict[str, list[dict]]]:
+    """Per task, the formatted examples of each split in ``parts`` (``train``, ``test``, ``validation``).
+
+    One split per task (``n_inputs`` MOSSA inputs as the test split, the validation share of
+    ``split_task``, ``n_train`` for training), so every stage that asks sees the same, disjoint examples.
+    """
     from taskscope.tasks.formats import PromptFormat, format_task
     from taskscope.tasks.splits import split_task
 
-    config: StudyConfig = ctx.config
     fmt = PromptFormat.model_validate(config.prompt_format)
     out = {}
     for task in select_suite(config):
         split = split_task(task, test=config.tasks.n_inputs, train=config.tasks.n_train, seed=config.tasks.seed)
-        out[task.name] = {
-            "cluster": task.cluster,
-            "train": [asdict(e) for e in format_task(task, split.train, fmt, seed=config.tasks.seed)],
-            "inputs": [asdict(e) for e in format_task(task, split.test, fmt, seed=config.tasks.seed)],
-        }
-    atomic_write_json(ctx.out_dir / "tasks.json", out)
+        out[task.name] = {"cluster": task.cluster, **{
+            part: [asdict(e) for e in format_task(task, getattr(split, part), fmt, seed=config.tasks.seed)]
+            for part in parts}}
+    return out
+
+
+def run_tasks(ctx: StageContext) -> None:
+    """Split every task and format the training examples and the MOSSA inputs (``tasks.json``)."""
+    splits = formatted_splits(ctx.config, ("train", "test"))
+    atomic_write_json(ctx.out_dir / "tasks.json", {
+        name: {"cluster": info["cluster"], "train": info["train"], "inputs": info["test"]}
+        for name, info in splits.items()})
+
+
+def validation_records(config: StudyConfig) -> dict[str, list[dict]]:
+    """Per task, its formatted validation examples (capped by ``control_evaluation.max_examples``)."""
+    cap = config.control_evaluation.max_examples
+    return {name: info["validation"][:cap] for name, info in formatted_splits(config, ("validation",)).items()}
 
 
 def read_tasks(folder: Path) -> dict[str, dict[str, Any]]:
@@ -105,18 +143,39 @@ def _record_checkpoint(base_spec: str, device: str, result, out_dir: Path) -> No
         weights, kind = final / "model", "full"
         load_model(base_spec, device=device).tokenizer.save_pretrained(weights)
     atomic_write_json(Path(out_dir) / CHECKPOINT_FILE, {
-        "base": base_spec, "kind": kind, "steps": result.steps,
+        "base": base_spec, "kind": kind, "steps": result.steps, "stop_reason": stop_reason(result),
         "weights": str(weights.resolve().relative_to(Path(out_dir).resolve()))})
 
 
-def control_job(base_spec: str, device: str, train_config: dict, task: str, records: list[dict], out_dir: Path) -> None:
-    """Train the control model C_t of one task (``train_control``) into ``out_dir/train/{task}``."""
+def stop_reason(result) -> str:
+    """Why training stopped: the result's ``stop_reason`` (or its ``result.json``'s), else ``"max_steps"``."""
+    reason = getattr(result, "stop_reason", None)
+    final = Path(result.final_checkpoint) / "result.json"
+    if reason is None and final.is_file():
+        reason = json.loads(final.read_text()).get("stop_reason")
+    return str(reason) if reason else "max_steps"
+
+
+def control_item(task: str, seed: int) -> str:
+    """Item name of the control of ``task`` trained with seed offset ``seed``: ``task``, ``task@s1``, ..."""
+    return task if seed == 0 else f"{task}@s{seed}"
+
+
+def seeded_training(train_config: dict, seed: int) -> dict:
+    """The control training config of replicate ``seed``: the training seed moved by ``seed`` (0: unchanged)."""
+    return dict(train_config) if seed == 0 else {**train_config, "seed": int(train_config.get("seed", 0)) + seed}
+
+
+def control_job(base_spec: str, device: str, train_config: dict, task: str, records: list[dict],
+                validation: list[dict], out_dir: Path) -> None:
+    """Train the control model C_t of one task (``train_control``, validated on ``validation``)."""
     from taskscope.models import load_model
     from taskscope.train.config import TrainConfig
     from taskscope.train.modes import train_control
 
     results = train_control(lambda: load_model(base_spec, device=device), {task: _examples(records)},
-                            TrainConfig.model_validate(train_config), Path(out_dir) / "train")
+                            TrainConfig.model_validate(train_config), Path(out_dir) / "train",
+                            validation={task: _examples(validation)} if validation else None)
     _record_checkpoint(base_spec, device, results[task], out_dir)
 
 
@@ -140,11 +199,67 @@ def trained_spec(item_dir: Path) -> str:
 
 
 def run_controls(ctx: StageContext) -> None:
+    """One control per task and seed: items ``{task}`` (seed 0) and ``{task}@s{k}`` (replicates)."""
     config: StudyConfig = ctx.config
     tasks = read_tasks(ctx.inputs["tasks"])
-    jobs = {name: (config.model, config.device, config.control_training, name, info["train"])
-            for name, info in tasks.items()}
+    validation = validation_records(config)
+    jobs = {control_item(name, seed): (config.model, config.device, seeded_training(config.control_training, seed),
+                                       name, info["train"], validation.get(name, []))
+            for seed in range(config.control_seeds) for name, info in tasks.items()}
     ctx.map_items(control_job, jobs, "train control models", atomic=False)
+
+
+# ---------------------------------------------------------------- control scores
+def score_job(model_spec: str, device: str, settings: dict, records: dict[str, list[dict]], out_dir: Path) -> None:
+    """Per task: per-example target loss (and ROUGE-L / exact match with generation) -> ``scores.json``."""
+    from taskscope.evaluate import EvalSettings, evaluate_examples
+    from taskscope.models import load_model
+
+    loaded = load_model(model_spec, device=device)
+    out = {}
+    for task, task_records in records.items():
+        frame = evaluate_examples(loaded, _examples(task_records), EvalSettings.model_validate(settings))
+        out[task] = {column: [float(v) for v in frame[column]] for column in SCORE_COLUMNS if column in frame}
+    atomic_write_json(Path(out_dir) / "scores.json", out)
+
+
+SCORE_COLUMNS = ("loss", "rouge_l", "exact_match")
+
+
+def _eval_settings(config: StudyConfig) -> dict:
+    ev, train = config.control_evaluation, config.control_training
+    settings = {"generate": ev.generate, "loss": True, "max_new_tokens": ev.max_new_tokens,
+                "batch_size": ev.batch_size}
+    for key in ("max_length", "max_target_length"):
+        if key in train:
+            settings[key] = train[key]
+    return settings
+
+
+def run_control_scores(ctx: StageContext) -> None:
+    """Score every control and the base model on the validation split of the control's task (``controls.csv``)."""
+    from taskscope.analysis.controls import controls_table
+
+    config: StudyConfig = ctx.config
+    tasks = read_tasks(ctx.inputs["tasks"])
+    validation = {t: records for t, records in validation_records(config).items() if t in tasks and records}
+    settings = _eval_settings(config)
+    controls_dir = ctx.inputs["controls"] / "items"
+    items = {control_item(t, seed): (t, seed) for seed in range(config.control_seeds) for t in validation}
+    jobs = {"base": (config.model, config.device, settings, validation)}
+    jobs.update({f"control-{item}": (trained_spec(controls_dir / item), config.device, settings, {t: validation[t]})
+                 for item, (t, _) in items.items()})
+    done = ctx.map_items(score_job, jobs, "score controls on validation examples")
+    scores = {name: json.loads((folder / "scores.json").read_text()) for name, folder in done.items()}
+    rows = []
+    for item, (task, seed) in items.items():
+        info = json.loads((controls_dir / item / CHECKPOINT_FILE).read_text())
+        rows.append({"task": task, "cluster": tasks[task]["cluster"], "seed": seed, "item": item,
+                     "steps": info.get("steps"), "stop_reason": info.get("stop_reason") or "max_steps",
+                     "control": scores[f"control-{item}"][task], "base": scores["base"][task]})
+    ev = config.control_evaluation
+    table = controls_table(rows, margin=ev.learned_margin, n_bootstrap=ev.n_bootstrap, confidence=ev.confidence)
+    atomic_write_text(ctx.out_dir / "controls.csv", table.to_csv(index=False))
 
 
 def seen_tasks(config: StudyConfig, tasks: dict[str, dict], model_name: str) -> list[str]:
@@ -203,8 +318,9 @@ def run_extract(ctx: StageContext) -> None:
     tasks = read_tasks(ctx.inputs["tasks"])
     prompts = {t: [e["prompt"] for e in info["inputs"]] for t, info in tasks.items()}
     extraction = config.extraction.model_dump()
-    jobs = {f"control-{t}": (trained_spec(ctx.inputs["controls"] / "items" / t), config.device, extraction,
-                             {t: prompts[t]}) for t in tasks}
+    jobs = {f"control-{control_item(t, seed)}": (trained_spec(ctx.inputs["controls"] / "items" / control_item(t, seed)),
+                                                 config.device, extraction, {t: prompts[t]})
+            for seed in range(config.control_seeds) for t in tasks}
     for model in config.experimental_models:
         spec = config.model if model.kind == "pretrained" else trained_spec(ctx.inputs["experimental"] / "items" / model.name)
         jobs[f"exp-{model.name}"] = (spec, config.device, extraction, prompts)
@@ -242,25 +358,65 @@ def run_similarity(ctx: StageContext) -> None:
     atomic_write_text(ctx.out_dir / "differences.csv", diffs.to_csv(index=False))
 
 
+def _mossa_options(config: StudyConfig) -> dict:
+    sim = config.similarity
+    return {"kernels": sim.kernels, "debiased": sim.debiased, "n_bootstrap": sim.bootstrap.n_resamples,
+            "confidence": sim.bootstrap.confidence, "seed": sim.bootstrap.seed, "kernel_args": sim.kernel_args}
+
+
+def run_ceiling(ctx: StageContext) -> None:
+    """Seed-to-seed CKA of every task's replicate controls (``ceiling.csv``; empty with one control seed)."""
+    from taskscope.analysis.ceiling import ceiling_table
+
+    config: StudyConfig = ctx.config
+    tasks = read_tasks(ctx.inputs["tasks"])
+    replicates = {}
+    if config.control_seeds > 1:
+        replicates = {t: [load_states(ctx.inputs["extract"], f"control-{control_item(t, seed)}")[t]
+                          for seed in range(config.control_seeds)] for t in tasks}
+    table = ceiling_table(replicates, {t: info["cluster"] for t, info in tasks.items()}, **_mossa_options(config))
+    atomic_write_text(ctx.out_dir / "ceiling.csv", table.to_csv(index=False))
+
+
 def run_analysis(ctx: StageContext) -> None:
+    """Layer map, aggregates, the ceiling comparison and the findings with their verdicts."""
     from taskscope.analysis import cluster_summary, find_layer_map, layer_summary
+    from taskscope.analysis.ceiling import compare_to_ceiling
+    from taskscope.analysis.findings import write_findings
+    from taskscope.analysis.mossa_findings import mossa_findings
 
     config: StudyConfig = ctx.config
     table = pd.read_csv(ctx.inputs["similarity"] / "mossa.csv")
-    atomic_write_text(ctx.out_dir / "layer_map.json", find_layer_map(table, config.layer_map).to_json())
+    ceiling = pd.read_csv(ctx.inputs["ceiling"] / "ceiling.csv")
+    controls = pd.read_csv(ctx.inputs["control_scores"] / "controls.csv")
+    layer_map = find_layer_map(table, config.layer_map)
+    atomic_write_text(ctx.out_dir / "layer_map.json", layer_map.to_json())
     atomic_write_text(ctx.out_dir / "layer_summary.csv", layer_summary(table).to_csv(index=False))
     atomic_write_text(ctx.out_dir / "cluster_summary.csv", cluster_summary(table).to_csv(index=False))
+    comparison = compare_to_ceiling(table, ceiling)
+    atomic_write_text(ctx.out_dir / "ceiling_comparison.csv", comparison.to_csv(index=False))
+    findings = mossa_findings(table, layer_map, config.layer_map, controls=controls, comparison=comparison,
+                              baseline=config.report.baseline_model,
+                              heldout_models=[m.name for m in config.experimental_models
+                                              if m.heldout_tasks or m.heldout_clusters])
+    write_findings(findings, ctx.out_dir / "findings.json")
 
 
 def run_report(ctx: StageContext) -> None:
+    from taskscope.analysis.findings import read_findings
     from taskscope.analysis.layer_map import LayerMap
     from taskscope.report import write_report
 
     config: StudyConfig = ctx.config
+    analysis = ctx.inputs["analysis"]
     table = pd.read_csv(ctx.inputs["similarity"] / "mossa.csv")
-    layer_map = LayerMap.from_dict(json.loads((ctx.inputs["analysis"] / "layer_map.json").read_text()))
+    layer_map = LayerMap.from_dict(json.loads((analysis / "layer_map.json").read_text()))
     write_report(table, layer_map, ctx.out_dir, title=config.report.title or f"taskscope MOSSA study: {config.name}",
-                 config_text=dump_config(config), figure_formats=config.report.figure_formats)
+                 config_text=dump_config(config), figure_formats=config.report.figure_formats,
+                 findings=read_findings(analysis / "findings.json"),
+                 controls=pd.read_csv(ctx.inputs["control_scores"] / "controls.csv"),
+                 comparison=pd.read_csv(analysis / "ceiling_comparison.csv"),
+                 differences=pd.read_csv(ctx.inputs["similarity"] / "differences.csv"))
 
 
 def study_stages() -> list[Stage]:
@@ -269,21 +425,30 @@ def study_stages() -> list[Stage]:
     return [
         Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "prompt_format": c.prompt_format,
                                              "data": data_fingerprint(c.tasks.source)}, version="1"),
-        Stage("controls", run_controls, lambda c: {"model": c.model, "train": c.control_training}, needs=("tasks",),
-              version="1"),
+        Stage("controls", run_controls,
+              lambda c: {"model": c.model, "train": c.control_training, "seeds": c.control_seeds}, needs=("tasks",),
+              version="2"),
+        Stage("control_scores", run_control_scores,
+              lambda c: {"evaluation": dump(c.control_evaluation), "seeds": c.control_seeds},
+              needs=("tasks", "controls"), publish=("controls.csv",), version="1"),
         Stage("experimental", run_experimental,
               lambda c: {"model": c.model, "train": c.multitask_training,
                          "models": [dump(m) for m in c.experimental_models if m.kind == "multitask"]},
               needs=("tasks",), version="1"),
         Stage("extract", run_extract,
-              lambda c: {"extraction": dump(c.extraction), "models": [dump(m) for m in c.experimental_models]},
-              needs=("tasks", "controls", "experimental"), version="1"),
+              lambda c: {"extraction": dump(c.extraction), "models": [dump(m) for m in c.experimental_models],
+                         "seeds": c.control_seeds},
+              needs=("tasks", "controls", "experimental"), version="2"),
         Stage("similarity", run_similarity, lambda c: {"similarity": dump(c.similarity), "baseline": c.report.baseline_model},
               needs=("tasks", "extract"), publish=("mossa.csv", "differences.csv"), version="2"),
+        Stage("ceiling", run_ceiling, lambda c: {"similarity": dump(c.similarity), "seeds": c.control_seeds},
+              needs=("tasks", "extract"), publish=("ceiling.csv",), version="1"),
         Stage("analysis", run_analysis,
-              lambda c: {"layer_map": dump(c.layer_map), "baseline": c.report.baseline_model},
-              needs=("similarity",),
-              publish=("layer_map.json", "layer_summary.csv", "cluster_summary.csv"), version="2"),
-        Stage("report", run_report, lambda c: c.model_dump(mode="json"), needs=("similarity", "analysis"),
-              publish=("report.html", "figures"), version="1"),
+              lambda c: {"layer_map": dump(c.layer_map), "baseline": c.report.baseline_model,
+                         "heldout": [m.name for m in c.experimental_models if m.heldout_tasks or m.heldout_clusters]},
+              needs=("similarity", "ceiling", "control_scores"),
+              publish=("layer_map.json", "layer_summary.csv", "cluster_summary.csv",
+                       "ceiling_comparison.csv", "findings.json"), version="3"),
+        Stage("report", run_report, lambda c: c.model_dump(mode="json"),
+              needs=("similarity", "analysis", "control_scores"), publish=("report.html", "figures"), version="2"),
     ]
