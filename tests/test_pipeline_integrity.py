@@ -38,7 +38,7 @@ def test_the_manifest_of_a_study_names_its_models_seeds_and_stages(finished_run,
     manifest = finished_run.manifest
     assert manifest["status"] == "succeeded" and manifest["study"] == {"kind": "mossa", "name": "tiny"}
     stages = {stage["name"]: stage for stage in manifest["stages"]}
-    assert list(stages) == ["tasks", "controls", "experimental", "extract", "similarity", "analysis", "report"]
+    assert list(stages) == ["tasks", "controls", "control_scores", "experimental", "extract", "similarity", "ceiling", "analysis", "report"]
     assert all(s["version"] == "1" and s["compute_seconds"] > 0 for s in stages.values())
     base = manifest["models"][0]
     assert base["spec"] == "tiny:llama" and len(base["fingerprint"]) == 64
@@ -59,7 +59,7 @@ def test_a_truncated_states_file_is_rebuilt_with_what_reads_it(finished_run, tmp
     warnings = " ".join(r.getMessage() for r in caplog.records)
     assert "items/exp-instruction_tuned/states.safetensors: sha256 differs" in warnings
     cached = {name: info["cached"] for name, info in run.stages.items()}
-    assert cached == {"tasks": True, "controls": True, "experimental": True, "extract": False,
+    assert cached == {"tasks": True, "controls": True, "control_scores": True, "experimental": True, "ceiling": False, "extract": False,
                       "similarity": False, "analysis": False, "report": False}
     for table in ("mossa", "layer_summary"):
         pd.testing.assert_frame_equal(run.tables[table], finished_run.tables[table])
