@@ -233,7 +233,7 @@ def test_run_force_accepts_stage_names_and_rejects_unknown_ones():
     result = CliRunner().invoke(app, ["run", str(tiny), "--force", "reprot"])
     assert result.exit_code != 0
     output = " ".join(result.output.replace("│", " ").split())
-    assert "unknown stage 'reprot'; valid: tasks, controls, experimental, extract, similarity, analysis, report, or all" \
+    assert "unknown stage 'reprot'; valid: tasks, controls, control_scores, experimental, extract, similarity, ceiling, analysis, report, or all" \
         in output
     assert forced_stages(study_stages(), ["report"]) == {"report"}
     assert forced_stages(study_stages(), ["extract"]) == {"extract", "similarity", "analysis", "report"}
