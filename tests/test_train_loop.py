@@ -185,7 +185,7 @@ def test_multitask_logs_sampler_probabilities_and_validation_loss(tmp_path: Path
     assert p_last["copy"] < p_first["copy"]  # the temperature rises towards uniform
     assert [r["step"] for r in train_records if "unsupervised" in r["task_loss"]] == [3, 6, 9, 12]
     evals = [r for r in log if r["kind"] == "eval"]
-    assert [r["step"] for r in evals] == [3, 6, 9, 12] and set(evals[0]["task_loss"]) == {"copy", "next"}
+    assert [r["step"] for r in evals] == [3, 6, 9, 12, 13] and set(evals[0]["task_loss"]) == {"copy", "next"}
 
 
 def test_control_trains_each_task_and_skips_finished_ones(tmp_path: Path) -> None:
