@@ -39,15 +39,18 @@ def test_the_manifest_of_a_study_names_its_models_seeds_and_stages(finished_run,
     assert manifest["status"] == "succeeded" and manifest["study"] == {"kind": "mossa", "name": "tiny"}
     stages = {stage["name"]: stage for stage in manifest["stages"]}
     assert list(stages) == ["tasks", "controls", "control_scores", "experimental", "extract", "similarity", "ceiling", "analysis", "report"]
-    assert all(s["version"] == "1" and s["compute_seconds"] > 0 for s in stages.values())
+    from taskscope.pipeline.study import study_stages
+
+    declared = {stage.name: stage.version for stage in study_stages()}
+    assert all(s["version"] == declared[name] and s["compute_seconds"] > 0 for name, s in stages.items())
     base = manifest["models"][0]
     assert base["spec"] == "tiny:llama" and len(base["fingerprint"]) == 64
     assert manifest["seeds"]["tasks.seed"] == tiny_config.tasks.seed
     assert manifest["dtypes"]["extraction.dtype"] == "float32"
-    # every extraction job decides on prefix sharing once per task: 4 controls (1 task) + 3 models x 4 tasks
+    # every extraction job decides on prefix sharing once per task: each control (one task, per seed) + 3 models x 4 tasks
     decisions = manifest["fast_paths"]["extract.share_prefix"]
-    assert decisions["used"] + sum(decisions["skipped"].values()) == 4 + 3 * 4
-    assert stages["extract"]["fast_paths"] == manifest["fast_paths"]
+    assert decisions["used"] + sum(decisions["skipped"].values()) == 4 * tiny_config.control_seeds + 3 * 4
+    assert stages["extract"]["fast_paths"]["extract.share_prefix"] == decisions
 
 
 def test_a_truncated_states_file_is_rebuilt_with_what_reads_it(finished_run, tmp_path, caplog):

@@ -236,5 +236,5 @@ def test_run_force_accepts_stage_names_and_rejects_unknown_ones():
     assert "unknown stage 'reprot'; valid: tasks, controls, control_scores, experimental, extract, similarity, ceiling, analysis, report, or all" \
         in output
     assert forced_stages(study_stages(), ["report"]) == {"report"}
-    assert forced_stages(study_stages(), ["extract"]) == {"extract", "similarity", "analysis", "report"}
+    assert forced_stages(study_stages(), ["extract"]) == {"extract", "similarity", "ceiling", "analysis", "report"}
     assert forced_stages(study_stages(), ["controls", "all"]) == {s.name for s in study_stages()}
