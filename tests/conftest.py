@@ -70,3 +70,15 @@ def write_sni(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models train much faster on one thread than with every core shared by other processes; modules that
+    train use it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,12 +11,7 @@ from taskscope.train.data import IGNORE_INDEX, collate, encode_tasks, fit_length
 from taskscope.train.objective import TargetLoss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(loaded):

@@ -15,12 +15,7 @@ from taskscope.train.checkpoint import FILES, checkpoint_problems, latest_checkp
 from taskscope.train.logging import read_log
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_data(n: int = 8) -> dict[str, list[FormattedExample]]:

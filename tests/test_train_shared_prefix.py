@@ -18,12 +18,7 @@ from taskscope.train.objective import TargetLoss
 from taskscope.train.shared_prefix import collate_unit, split_microbatch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def items_with_prefix(prefix_length: int, seed: int = 0) -> list[Item]:

@@ -20,12 +20,7 @@ from taskscope.train.precision import autocast_for
 from taskscope.train.stopping import EarlyStopping
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def copy_task(n: int = 32) -> dict[str, list[FormattedExample]]:

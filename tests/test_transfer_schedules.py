@@ -17,12 +17,7 @@ from taskscope.train.plan import ItemMaker, SamplerPlan, limit_data, total_steps
 from taskscope.train.samplers import make_sampler
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy(n: int = 8) -> dict[str, list[FormattedExample]]:

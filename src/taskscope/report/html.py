@@ -144,12 +144,17 @@ def difference_figure(differences: pd.DataFrame, layer_map: LayerMap, kernel: st
     return fig
 
 
-def task_curves_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str) -> go.Figure:
-    """Per model, every task's CKA curve with its bootstrap interval (``ci_low``..``ci_high``)."""
+def _model_panels(table: pd.DataFrame, kernel: str) -> tuple[pd.DataFrame, list[str], go.Figure]:
+    """The rows of one kernel, its models in table order, and one panel per model sharing the CKA axis."""
     rows = table[table["kernel"] == kernel]
     models = list(dict.fromkeys(rows["experimental_model"]))
+    return rows, models, make_subplots(rows=1, cols=len(models), shared_yaxes=True, subplot_titles=models)
+
+
+def task_curves_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str) -> go.Figure:
+    """Per model, every task's CKA curve with its bootstrap interval (``ci_low``..``ci_high``)."""
+    rows, models, fig = _model_panels(table, kernel)
     tasks = list(dict.fromkeys(rows["task"]))
-    fig = make_subplots(rows=1, cols=len(models), shared_yaxes=True, subplot_titles=models)
     layers = np.arange(layer_map.num_layers)
     for col, model in enumerate(models, 1):
         for i, task in enumerate(tasks):
@@ -169,9 +174,7 @@ def task_curves_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str) ->
 
 
 def heatmap_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str) -> go.Figure:
-    rows = table[table["kernel"] == kernel]
-    models = list(dict.fromkeys(rows["experimental_model"]))
-    fig = make_subplots(rows=1, cols=len(models), shared_yaxes=True, subplot_titles=models)
+    rows, models, fig = _model_panels(table, kernel)
     layers = np.arange(layer_map.num_layers)
     for col, model in enumerate(models, 1):
         grid = rows[rows["experimental_model"] == model].pivot_table(index="task", columns="layer", values="cka",
@@ -186,9 +189,7 @@ def heatmap_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str) -> go.
 
 
 def distribution_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str) -> go.Figure:
-    rows = table[table["kernel"] == kernel]
-    models = list(dict.fromkeys(rows["experimental_model"]))
-    fig = make_subplots(rows=1, cols=len(models), shared_yaxes=True, subplot_titles=models)
+    rows, models, fig = _model_panels(table, kernel)
     for col, model in enumerate(models, 1):
         sub = rows[(rows["experimental_model"] == model) & rows["cka"].notna()]
         fig.add_trace(go.Box(x=sub["layer"], y=sub["cka"], name=model, boxpoints="all", jitter=0.3, marker_size=3,
@@ -200,9 +201,7 @@ def distribution_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str) -
 
 
 def cluster_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str) -> go.Figure:
-    rows = table[table["kernel"] == kernel]
-    models = list(dict.fromkeys(rows["experimental_model"]))
-    fig = make_subplots(rows=1, cols=len(models), shared_yaxes=True, subplot_titles=models)
+    rows, models, fig = _model_panels(table, kernel)
     clusters = sorted(rows["cluster"].unique())
     layers = np.arange(layer_map.num_layers)
     for col, model in enumerate(models, 1):
