@@ -21,6 +21,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -97,11 +98,30 @@ class BootstrapConfig(_Strict):
     seed: int = 0
 
 
+class MeasureSpec(_Strict):
+    """One extra similarity measure of the measure registry and its parameters (``measures.csv``)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _measure_entry(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
 class SimilarityConfig(_Strict):
+    """CKA per kernel (``mossa.csv``, with intervals), plus any other registered measures (``measures.csv``).
+
+    ``measures`` entries are a registered name (``procrustes``) or ``{name, params}``; their parameters are
+    checked against the measure's own parameter model before any work starts, and the report says whether
+    the layer-wise conclusions agree with CKA's (``measure_agreement.csv``).
+    """
+
     kernels: list[str] = Field(default_factory=lambda: ["linear"], min_length=1)
     debiased: bool = False
     kernel_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    measures: list[Annotated[MeasureSpec, BeforeValidator(_measure_entry)]] = Field(default_factory=list)
 
 
 class ControlEvaluationConfig(_Strict):

@@ -46,7 +46,8 @@ from taskscope.pipeline.stages import Stage, StageRecord, forced_stages, run_sta
 from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config
 from taskscope.pipeline.validate import validate_study
 
-TABLES = ("mossa", "layer_summary", "cluster_summary", "differences", "controls", "ceiling", "ceiling_comparison")
+TABLES = ("mossa", "layer_summary", "cluster_summary", "differences", "controls", "ceiling", "ceiling_comparison",
+          "measures", "measure_agreement")
 QUICKSTART = CONFIG_DIR / "quickstart.yaml"
 
 

@@ -335,6 +335,7 @@ def load_states(extract_dir: Path, item: str) -> dict:
 
 # ---------------------------------------------------------------- similarity and analysis
 def run_similarity(ctx: StageContext) -> None:
+    from taskscope.analysis.measures import measure_table
     from taskscope.analysis.mossa import DIFFERENCE_COLUMNS, mossa_differences, mossa_table
 
     config: StudyConfig = ctx.config
@@ -356,6 +357,9 @@ def run_similarity(ctx: StageContext) -> None:
                                seed=sim.bootstrap.seed, kernel_args=sim.kernel_args)
              if len(experimental) > 1 and baseline in experimental else pd.DataFrame(columns=DIFFERENCE_COLUMNS))
     atomic_write_text(ctx.out_dir / "differences.csv", diffs.to_csv(index=False))
+    measures = measure_table(experimental, controls, {t: info["cluster"] for t, info in tasks.items()},
+                             [(m.name, m.params) for m in sim.measures], heldout=heldout)
+    atomic_write_text(ctx.out_dir / "measures.csv", measures.to_csv(index=False))
 
 
 def _mossa_options(config: StudyConfig) -> dict:
@@ -383,6 +387,7 @@ def run_analysis(ctx: StageContext) -> None:
     from taskscope.analysis import cluster_summary, find_layer_map, layer_summary
     from taskscope.analysis.ceiling import compare_to_ceiling
     from taskscope.analysis.findings import write_findings
+    from taskscope.analysis.measures import AGREEMENT_COLUMNS, measure_agreement, measures_finding
     from taskscope.analysis.mossa_findings import mossa_findings
 
     config: StudyConfig = ctx.config
@@ -399,6 +404,13 @@ def run_analysis(ctx: StageContext) -> None:
                               baseline=config.report.baseline_model,
                               heldout_models=[m.name for m in config.experimental_models
                                               if m.heldout_tasks or m.heldout_clusters])
+    measures = pd.read_csv(ctx.inputs["similarity"] / "measures.csv")
+    agreement = (measure_agreement(measures, table, config.report.baseline_model, alpha=config.layer_map.alpha)
+                 if len(measures) and config.report.baseline_model in set(table["experimental_model"])
+                 else pd.DataFrame(columns=AGREEMENT_COLUMNS))
+    atomic_write_text(ctx.out_dir / "measure_agreement.csv", agreement.to_csv(index=False))
+    if len(measures):
+        findings.append(measures_finding(agreement))
     write_findings(findings, ctx.out_dir / "findings.json")
 
 
@@ -440,7 +452,7 @@ def study_stages() -> list[Stage]:
                          "seeds": c.control_seeds},
               needs=("tasks", "controls", "experimental"), version="2"),
         Stage("similarity", run_similarity, lambda c: {"similarity": dump(c.similarity), "baseline": c.report.baseline_model},
-              needs=("tasks", "extract"), publish=("mossa.csv", "differences.csv"), version="2"),
+              needs=("tasks", "extract"), publish=("mossa.csv", "differences.csv", "measures.csv"), version="3"),
         Stage("ceiling", run_ceiling, lambda c: {"similarity": dump(c.similarity), "seeds": c.control_seeds},
               needs=("tasks", "extract"), publish=("ceiling.csv",), version="1"),
         Stage("analysis", run_analysis,
@@ -448,7 +460,7 @@ def study_stages() -> list[Stage]:
                          "heldout": [m.name for m in c.experimental_models if m.heldout_tasks or m.heldout_clusters]},
               needs=("similarity", "ceiling", "control_scores"),
               publish=("layer_map.json", "layer_summary.csv", "cluster_summary.csv",
-                       "ceiling_comparison.csv", "findings.json"), version="3"),
+                       "ceiling_comparison.csv", "findings.json", "measure_agreement.csv"), version="4"),
         Stage("report", run_report, lambda c: c.model_dump(mode="json"),
               needs=("similarity", "analysis", "control_scores"), publish=("report.html", "figures"), version="2"),
     ]
