@@ -1,4 +1,4 @@
-"""Task sources by short spec string: ``sni:PATH``, ``templated:PATH``, ``builtin``.
+"""Task sources by short spec string: ``sni:PATH``, ``templated:PATH``, ``builtin``, ``jsonl:PATH``, ``hf:NAME``.
 
 A source is a function ``(path: str | None, **options) -> TaskSuite`` registered under a prefix::
 
@@ -27,6 +27,8 @@ _BUILTIN_SOURCE_MODULES = {
     "sni": "taskscope.tasks.sni",
     "templated": "taskscope.tasks.templated",
     "builtin": "taskscope.tasks.builtin",
+    "jsonl": "taskscope.tasks.jsonl",
+    "hf": "taskscope.tasks.hf",
 }
 
 
