@@ -89,6 +89,8 @@ class ExtractionConfig(_Strict):
     # "left" keeps the end (the last token is what MOSSA reads), as training's fit_lengths does
     max_length: int | None = Field(None, ge=1)
     truncation_side: Literal["left", "right"] = "left"
+    # the last layer after the stack's final norm (True: Hugging Face's last hidden_states entry) or before it
+    final_norm: bool = True
 
 
 class BootstrapConfig(_Strict):

@@ -307,7 +307,7 @@ def extract_job(model_spec: str, device: str, extraction: dict, prompts: dict[st
               for task, texts in prompts.items()}
     states = {task: extract_hidden_states(loaded.model, loaded.tokenizer, tokens[task], batch_size=extraction["batch_size"],
                                           pooling=extraction["pooling"], share_prefix=extraction["share_prefix"],
-                                          description=f"extract {task}").contiguous()
+                                          final_norm=extraction["final_norm"], description=f"extract {task}").contiguous()
               for task in prompts}
     save_file(states, str(Path(out_dir) / STATES_FILE))
     atomic_write_json(Path(out_dir) / TRUNCATION_FILE, {task: t.summary() for task, t in tokens.items()})
@@ -438,7 +438,7 @@ def study_stages() -> list[Stage]:
         Stage("extract", run_extract,
               lambda c: {"extraction": dump(c.extraction), "models": [dump(m) for m in c.experimental_models],
                          "seeds": c.control_seeds},
-              needs=("tasks", "controls", "experimental"), version="2"),
+              needs=("tasks", "controls", "experimental"), version="3"),  # 3: layer L after the final norm
         Stage("similarity", run_similarity, lambda c: {"similarity": dump(c.similarity), "baseline": c.report.baseline_model},
               needs=("tasks", "extract"), publish=("mossa.csv", "differences.csv"), version="2"),
         Stage("ceiling", run_ceiling, lambda c: {"similarity": dump(c.similarity), "seeds": c.control_seeds},
