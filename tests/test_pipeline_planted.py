@@ -66,10 +66,10 @@ def planted(tmp_path_factory):
     tasks = [t.name for t in study_module.select_suite(config)]
     k = _planted_k(tasks)
 
-    def control_job(base_spec, load, train_config, task, records, validation, out_dir):
+    def control_job(base_spec, load, train_config, task, records, validation, tracking, out_dir):
         _perturbed(base_spec, load, k[task], 1000 * k[task] + int(train_config.get("seed", 0)), out_dir)
 
-    def multitask_job(base_spec, load, train_config, data, out_dir):
+    def multitask_job(base_spec, load, train_config, data, tracking, out_dir):
         _perturbed(base_spec, load, 3, 7, out_dir)
 
     patch.setattr(study_module, "control_job", control_job)

@@ -167,7 +167,7 @@ def seeded_training(train_config: dict, seed: int) -> dict:
 
 
 def control_job(base_spec: str, load: dict, train_config: dict, task: str, records: list[dict],
-                validation: list[dict], out_dir: Path) -> None:
+                validation: list[dict], tracking, out_dir: Path) -> None:
     """Train the control model C_t of one task (``train_control``, validated on ``validation``)."""
     from taskscope.models import load_model
     from taskscope.train.config import TrainConfig
@@ -175,11 +175,12 @@ def control_job(base_spec: str, load: dict, train_config: dict, task: str, recor
 
     results = train_control(lambda: load_model(base_spec, **load), {task: _examples(records)},
                             TrainConfig.model_validate(train_config), Path(out_dir) / "train",
-                            validation={task: _examples(validation)} if validation else None)
+                            validation={task: _examples(validation)} if validation else None, tracking=tracking)
     _record_checkpoint(base_spec, load, results[task], out_dir)
 
 
-def multitask_job(base_spec: str, load: dict, train_config: dict, data: dict[str, list[dict]], out_dir: Path) -> None:
+def multitask_job(base_spec: str, load: dict, train_config: dict, data: dict[str, list[dict]], tracking,
+                  out_dir: Path) -> None:
     """Instruction-tune the base model on ``data`` (task -> formatted examples) with ``train_multitask``."""
     from taskscope.models import load_model
     from taskscope.train.config import TrainConfig
@@ -187,7 +188,7 @@ def multitask_job(base_spec: str, load: dict, train_config: dict, data: dict[str
 
     loaded = load_model(base_spec, **load)
     result = train_multitask(loaded, {task: _examples(records) for task, records in data.items()},
-                             TrainConfig.model_validate(train_config), Path(out_dir) / "train")
+                             TrainConfig.model_validate(train_config), Path(out_dir) / "train", tracking=tracking)
     _record_checkpoint(base_spec, load, result, out_dir)
 
 
@@ -204,7 +205,8 @@ def run_controls(ctx: StageContext) -> None:
     tasks = read_tasks(ctx.inputs["tasks"])
     validation = validation_records(config)
     jobs = {control_item(name, seed): (config.model, load_kwargs(config), seeded_training(config.control_training, seed),
-                                       name, info["train"], validation.get(name, []))
+                                       name, info["train"], validation.get(name, []),
+                                       ctx.tracking(f"controls/{control_item(name, seed)}"))
             for seed in range(config.control_seeds) for name, info in tasks.items()}
     ctx.map_items(control_job, jobs, "train control models", atomic=False)
 
@@ -287,7 +289,7 @@ def run_experimental(ctx: StageContext) -> None:
         if not seen:
             raise ValueError(f"experimental model {model.name!r} holds out every task")
         jobs[model.name] = (config.model, load_kwargs(config), config.multitask_training,
-                            {t: tasks[t]["train"] for t in seen})
+                            {t: tasks[t]["train"] for t in seen}, ctx.tracking(f"experimental/{model.name}"))
     ctx.map_items(multitask_job, jobs, "instruction-tune experimental models", atomic=False)
 
 

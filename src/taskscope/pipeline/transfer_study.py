@@ -139,7 +139,7 @@ def _weights_of(checkpoint: Path, base_spec: str, load: dict) -> tuple[Path, str
 
 
 def instruction_tune_job(base_spec: str, load: dict, train_config: dict, data: dict[str, list[dict]],
-                         text_source: str | list[str] | None, out_dir: Path) -> None:
+                         text_source: str | list[str] | None, tracking, out_dir: Path) -> None:
     """Instruction-tune the base on the seen tasks (`train_multitask`); ``model.json`` lists final + checkpoints."""
     from taskscope.models import load_model
     from taskscope.train.checkpoint import CHECKPOINTS, STATE_FILE
@@ -150,7 +150,8 @@ def instruction_tune_job(base_spec: str, load: dict, train_config: dict, data: d
     config = TrainConfig.model_validate(train_config)
     result = train_multitask(load_model(base_spec, **load),
                              {task: _examples(records) for task, records in data.items()}, config,
-                             out_dir / "train", text_source=text_source if config.unsupervised_every else None)
+                             out_dir / "train", text_source=text_source if config.unsupervised_every else None,
+                             tracking=tracking)
     final, kind = _weights_of(Path(result.final_checkpoint), base_spec, load)
     checkpoints = {}
     for step_dir in sorted((out_dir / "train" / CHECKPOINTS).glob("step-*")):
@@ -191,8 +192,8 @@ def run_instruction_tune(ctx: StageContext) -> None:
     data = {task: info["train"] for task, info in seen.items()}
     text_source = (str(config.unsupervised_text) if config.unsupervised_text is not None
                    else [r["prompt"] for records in data.values() for r in records])
-    jobs = {m.name: (config.model, load_kwargs(config), config.train_config(m.name), data, text_source)
-            for m in config.models if m.kind == "multitask"}
+    jobs = {m.name: (config.model, load_kwargs(config), config.train_config(m.name), data, text_source,
+                     ctx.tracking(f"instruction_tune/{m.name}")) for m in config.models if m.kind == "multitask"}
     ctx.map_items(instruction_tune_job, jobs, "instruction-tune models", atomic=False)
 
 
