@@ -49,6 +49,8 @@ def test_tensorboard_through_accelerate_gets_the_jsonl_numbers_in_the_run_logs_f
         for task, value in record["task_loss"].items():
             assert scalars[f"train/loss/{task}"][record["step"]] == pytest.approx(value, rel=1e-6)
     assert not (tmp_path / "out" / "tensorboard").exists()  # nothing buried in the training folder
+    run_folder = logs / "tensorboard" / "controls" / "copy"
+    assert not [p for p in run_folder.iterdir() if p.is_dir()]  # one TensorBoard run per model, no hparams runs
 
 
 def test_no_trackers_means_jsonl_only_and_none_means_tensorboard_when_installed(tmp_path: Path, monkeypatch) -> None:
@@ -82,3 +84,12 @@ def test_resuming_with_other_trackers_is_allowed(tmp_path: Path) -> None:
     _check_same_config(saved, _config(log_with=[]), tmp_path)  # logging does not change the data order
     with pytest.raises(ValueError, match="lr"):
         _check_same_config(saved, _config(lr=1e-2), tmp_path)
+
+
+def test_hyperparameters_are_flat_scalars() -> None:
+    from taskscope.train.logging import hyperparameters
+
+    flat = hyperparameters(TrainConfig(lora={"r": 4, "alpha": 8}, sampler_kwargs={"T": 3}, log_with=["tensorboard"]))
+    assert flat["lora.r"] == 4 and flat["sampler_kwargs.T"] == 3 and flat["max_steps"] == "none"
+    assert flat["log_with"] == '["tensorboard"]'
+    assert all(isinstance(v, (bool, int, float, str)) for v in flat.values())

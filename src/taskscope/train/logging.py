@@ -83,13 +83,17 @@ class Tracking:
         return {"log_with": log_with, "project_dir": str(self.logs_dir / "mlflow")}
 
     def start(self, accelerator: Any, config: Any) -> None:
-        """``init_trackers``: project, the flattened training config, each tracker's run name (W&B: its folder)."""
+        """``init_trackers`` (project, each tracker's run name, W&B's folder), then the flattened training config
+        as hyper-parameters of every tracker but TensorBoard (whose hparams would add two timestamped folders, i.e.
+        two more "runs", per model; the config is in the run's study.yaml and each checkpoint)."""
         if not accelerator.log_with:
             return
         name = self.run_name or None
-        accelerator.init_trackers(self.project, config=hyperparameters(config),
-                                  init_kwargs={"wandb": {"name": name, "dir": str(self.logs_dir)},
-                                               "mlflow": {"run_name": name}, "trackio": {"name": name}})
+        accelerator.init_trackers(self.project, init_kwargs={"wandb": {"name": name, "dir": str(self.logs_dir)},
+                                                             "mlflow": {"run_name": name}, "trackio": {"name": name}})
+        for tracker in accelerator.trackers:
+            if tracker.name != "tensorboard":
+                tracker.store_init_configuration(hyperparameters(config))
 
 
 def hyperparameters(config: Any) -> dict[str, Any]:
