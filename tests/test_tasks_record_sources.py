@@ -139,12 +139,19 @@ def test_jsonl_missing_file_and_unknown_mapping_key(tmp_path: Path) -> None:
 # --- hf: on a local dataset folder, offline ---------------------------------------------------------------
 
 
+def _private_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, with the datasets cache inside tmp_path (datasets reads its config once, at import)."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 @pytest.fixture()
 def hf_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A local dataset folder with two configs; the Hugging Face cache inside tmp_path, offline."""
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    _private_hf_cache(tmp_path, monkeypatch)
     folder = tmp_path / "my_dataset"
     (folder / "questions").mkdir(parents=True)
     (folder / "README.md").write_text(
@@ -203,7 +210,7 @@ def test_hf_revision_reaches_load_dataset(hf_offline: Path, monkeypatch: pytest.
 def test_hf_class_labels_become_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    _private_hf_cache(tmp_path, monkeypatch)
     data = datasets.Dataset.from_dict({"text": ["good", "bad"], "label": [1, 0]},
                                       features=datasets.Features({"text": datasets.Value("string"),
                                                                   "label": datasets.ClassLabel(names=["neg", "pos"])}))
