@@ -322,7 +322,7 @@ def test_extract_job_cuts_a_100k_character_instance_and_records_the_count(tmp_pa
     huge = "word " * 20_000  # 100k characters: 100k byte tokens, far past the tiny model's 512 positions
     prompts = {"long_task": [huge, "a short one", "another"], "short_task": ["x y", "z"]}
     with caplog.at_level(logging.WARNING, logger="taskscope.represent"):
-        extract_job("tiny:gpt2", "cpu", ExtractionConfig(batch_size=2).model_dump(), prompts, tmp_path)
+        extract_job("tiny:gpt2", {"device": "cpu"}, ExtractionConfig(batch_size=2).model_dump(), prompts, tmp_path)
     report = json.loads((tmp_path / TRUNCATION_FILE).read_text())
     assert report["long_task"]["n_truncated"] == 1 and report["long_task"]["max_length"] == 512
     assert report["long_task"]["longest_tokens"] > 100_000 - 10
@@ -338,7 +338,7 @@ def test_explicit_max_length_overrides_the_context_length(tmp_path):
     from taskscope.pipeline.study import TRUNCATION_FILE, extract_job
 
     extraction = ExtractionConfig(max_length=8, truncation_side="right").model_dump()
-    extract_job("tiny:llama", "cpu", extraction, {"t": ["0123456789abcdef", "ab"]}, tmp_path)
+    extract_job("tiny:llama", {"device": "cpu"}, extraction, {"t": ["0123456789abcdef", "ab"]}, tmp_path)
     report = json.loads((tmp_path / TRUNCATION_FILE).read_text())["t"]
     assert report == {"n_prompts": 2, "n_truncated": 1, "longest_tokens": report["longest_tokens"],
                       "max_length": 8, "truncation_side": "right"}
