@@ -235,3 +235,20 @@ def test_templated_hf_records_stream_with_max_records(hf_offline: Path, tmp_path
     path.write_text(yaml.safe_dump(spec))
     task = load_suite(f"templated:{path}")["qa"]
     assert [i.input for i in task.instances] == ["Q: q0", "Q: q1"]
+
+
+def test_hf_max_records_falls_back_to_a_full_read_when_streaming_fails(hf_offline: Path, monkeypatch, caplog) -> None:
+    import datasets
+
+    real = datasets.load_dataset
+
+    def no_stream(*args, **kwargs):
+        if kwargs.get("streaming"):
+            raise ConnectionError("streaming needs the hub")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", no_stream)
+    with caplog.at_level("INFO", logger="taskscope.tasks"):
+        suite = load_suite(f"hf:{hf_offline}", config="sums", max_records=2)
+    assert [i.input for i in suite["sum"].instances] == ["0+0", "1+1"]
+    assert "could not be streamed (ConnectionError: streaming needs the hub)" in caplog.text

@@ -9,14 +9,16 @@ of ``NAME``), ``definition``, ``max_records``, ``n_instances``, ``seed``, ``skip
 Order of operations in :func:`load_hf`:
 
 1. open the dataset (:func:`hf_rows`): with ``max_records`` as a stream (``streaming=True``), so only the first
-   ``max_records`` rows are ever read - the split is neither downloaded nor prepared in full; without it, the
-   whole split (Hugging Face's cache serves later loads);
+   ``max_records`` rows are ever read - the split is neither downloaded nor prepared in full (a dataset that
+   cannot be streamed, e.g. offline with the split in the local cache, is read in full instead, logged); without
+   it, the whole split (Hugging Face's cache serves later loads);
 2. map a targets column that is a ``ClassLabel`` from its integer to its name;
 3. :func:`~taskscope.tasks.records.suite_from_records` (bad rows name the dataset, the row and the column).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +27,7 @@ from taskscope.tasks.records import record_fields, suite_from_records
 from taskscope.tasks.registry import register_source
 
 DataFiles = str | Sequence[str] | Mapping[str, str | Sequence[str]]
+logger = logging.getLogger("taskscope.tasks")
 
 
 def _first_line(err: BaseException) -> str:
@@ -42,11 +45,24 @@ def hf_rows(name: str, *, config: str | None = None, split: str = "train", revis
     import datasets
 
     label = f"Hugging Face dataset {name!r}" + (f" (config {config!r})" if config else "") + f", split {split!r}"
+    def load(streaming: bool) -> Any:
+        return datasets.load_dataset(name, config, split=split, revision=revision, data_files=data_files,
+                                     streaming=streaming)
+
     try:
-        data = datasets.load_dataset(name, config, split=split, revision=revision, data_files=data_files,
-                                     streaming=max_records is not None)
+        data = load(streaming=max_records is not None)
     except Exception as err:  # offline, unknown name, bad split or config: all reported the same way
-        raise TaskError(f"cannot load {label}: {_first_line(err)}", file=where, task=task, field="records") from err
+        data = None
+        if max_records is not None:  # e.g. offline with the split in the local cache: a stream needs the hub
+            try:
+                data = load(streaming=False)
+                logger.info("%s could not be streamed (%s); read in full (from the cache) instead", label,
+                            _first_line(err))
+            except Exception:
+                data = None
+        if data is None:
+            raise TaskError(f"cannot load {label}: {_first_line(err)}", file=where, task=task,
+                            field="records") from err
 
     def rows() -> Iterator[tuple[str, dict[str, Any]]]:
         iterator = iter(data)
