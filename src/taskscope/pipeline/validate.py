@@ -62,6 +62,7 @@ def check_study(config: StudyConfig | TransferStudyConfig, *, executor: str = "l
                 load_tasks: bool = True) -> list[Problem]:
     """Every problem of ``config`` (steps 1-2 of the module docstring); ``load_tasks=False`` skips step 2."""
     problems = executor_problems(executor) + model_problems("model", config.model)
+    problems += model_option_problems(config.model, config.model_options)
     if isinstance(config, TransferStudyConfig):
         sections = {"instruction_tuning": config.instruction_tuning, "fewshot.train": config.fewshot.train}
         sections |= {f"models.{i}.train": config.train_config(m.name) for i, m in enumerate(config.models)
@@ -126,6 +127,21 @@ def model_problems(where: str, spec: str) -> list[Problem]:
     if parsed.lora_adapter is not None and not Path(parsed.lora_adapter).expanduser().is_dir():
         problems.append(Problem(where, f"LoRA adapter folder {parsed.lora_adapter!r} does not exist"))
     return problems
+
+
+def model_option_problems(spec: str, options: Any) -> list[Problem]:
+    """A ``model_options.revision`` for a model that is not a hub id (a revision pins a hub checkpoint only)."""
+    from taskscope.models.loading import is_hub_id
+    from taskscope.models.spec import ModelSpecError, parse_spec
+
+    try:
+        hub = is_hub_id(parse_spec(spec))
+    except ModelSpecError:
+        return []  # reported by model_problems
+    if options.revision is not None and not hub:
+        return [Problem("model_options.revision", f"revision {options.revision!r} applies to a Hugging Face hub id; "
+                        f"model {spec!r} is not one (a local folder, tiny, GGUF or embedded model has no revisions)")]
+    return []
 
 
 def sampler_problems(where: str, train: dict[str, Any]) -> list[Problem]:

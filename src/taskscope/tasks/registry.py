@@ -1,4 +1,4 @@
-"""Task sources by short spec string: ``sni:PATH``, ``templated:PATH``, ``builtin``.
+"""Task sources by short spec string: ``sni:PATH``, ``templated:PATH``, ``builtin``, ``jsonl:PATH``, ``hf:NAME``.
 
 A source is a function ``(path: str | None, **options) -> TaskSuite`` registered under a prefix::
 
@@ -22,7 +22,8 @@ from taskscope.tasks.core import TaskError, TaskSuite
 SourceFn = Callable[..., TaskSuite]
 SOURCES: Registry[SourceFn] = Registry(
     "task source", entry_point_group="taskscope.sources", reserved=("path",),
-    builtin_modules=("taskscope.tasks.sni", "taskscope.tasks.templated", "taskscope.tasks.builtin"),
+    builtin_modules=("taskscope.tasks.sni", "taskscope.tasks.templated", "taskscope.tasks.builtin",
+                     "taskscope.tasks.jsonl", "taskscope.tasks.hf"),
 )
 
 
