@@ -384,6 +384,7 @@ def run_analysis(ctx: StageContext) -> None:
     from taskscope.analysis.ceiling import compare_to_ceiling
     from taskscope.analysis.findings import write_findings
     from taskscope.analysis.mossa_findings import mossa_findings
+    from taskscope.analysis.sensitivity import topk_flips
 
     config: StudyConfig = ctx.config
     table = pd.read_csv(ctx.inputs["similarity"] / "mossa.csv")
@@ -395,11 +396,12 @@ def run_analysis(ctx: StageContext) -> None:
     atomic_write_text(ctx.out_dir / "cluster_summary.csv", cluster_summary(table).to_csv(index=False))
     comparison = compare_to_ceiling(table, ceiling)
     atomic_write_text(ctx.out_dir / "ceiling_comparison.csv", comparison.to_csv(index=False))
+    sensitivity = topk_flips(table, config.layer_map)
     findings = mossa_findings(table, layer_map, config.layer_map, controls=controls, comparison=comparison,
                               baseline=config.report.baseline_model,
                               heldout_models=[m.name for m in config.experimental_models
-                                              if m.heldout_tasks or m.heldout_clusters])
-    write_findings(findings, ctx.out_dir / "findings.json")
+                                              if m.heldout_tasks or m.heldout_clusters], sensitivity=sensitivity)
+    write_findings(findings, ctx.out_dir / "findings.json", extra={"sensitivity": sensitivity})
 
 
 def run_report(ctx: StageContext) -> None:
