@@ -168,14 +168,17 @@ def seeded_training(train_config: dict, seed: int) -> dict:
 
 def control_job(base_spec: str, device: str, train_config: dict, task: str, records: list[dict],
                 validation: list[dict], out_dir: Path) -> None:
-    """Train the control model C_t of one task (``train_control``, validated on ``validation``)."""
+    """Train the control model C_t of one task (``train_control``).  Validation for stopping: with
+    ``validation_share > 0`` that share of the training examples (so the task's validation split, which
+    ``controls.csv`` scores, plays no part in training), else ``validation``."""
     from taskscope.models import load_model
     from taskscope.train.config import TrainConfig
     from taskscope.train.modes import train_control
 
+    settings = TrainConfig.model_validate(train_config)
+    held_out = {task: _examples(validation)} if validation and not settings.validation_share else None
     results = train_control(lambda: load_model(base_spec, device=device), {task: _examples(records)},
-                            TrainConfig.model_validate(train_config), Path(out_dir) / "train",
-                            validation={task: _examples(validation)} if validation else None)
+                            settings, Path(out_dir) / "train", validation=held_out)
     _record_checkpoint(base_spec, device, results[task], out_dir)
 
 
