@@ -110,3 +110,26 @@ def test_ceiling_comparison_flags_layers_within_seed_noise():
     assert np.isnan(share.loc[0]) and share.loc[1] == 1.0  # early layers (CKA ~0.9) reach the ceiling
     found = _by_id(mossa_findings(table, find_layer_map(table, PARAMS), PARAMS, comparison=comparison))
     assert found["N1"].n == 8 and found["N1"].verdict in VERDICTS and "within seed noise" in found["N1"].reason
+
+
+def test_topk_sensitivity_names_exactly_the_layers_whose_conclusion_rests_on_the_top_directions():
+    from taskscope.analysis.sensitivity import topk_flips
+
+    table = _table()
+    same = topk_flips(table.assign(cka_without_topk=table["cka"], top_k=3), PARAMS)
+    assert same["top_k"] == 3 and same["flipped_layers"] == [] and len(same["layers"]) == N_LAYERS
+    found = _by_id(mossa_findings(table, find_layer_map(table, PARAMS), PARAMS, sensitivity=same))
+    assert found["R1"].verdict == "supported"
+    # without the top directions the instruction-tuned model falls back to the pre-trained curve in 13-16
+    it, pt = table["experimental_model"] == "instruction_tuned", table["experimental_model"] == "pretrained"
+    without = table["cka"].to_numpy().copy()
+    moved = it & table["layer"].between(13, 16)
+    without[moved.to_numpy()] = table.loc[pt & table["layer"].between(13, 16), "cka"].to_numpy()
+    flips = topk_flips(table.assign(cka_without_topk=without, top_k=3), PARAMS)
+    rows = {r["layer"]: r for r in flips["layers"]}
+    assert set(range(13, 17)) <= set(flips["flipped_layers"]), flips["flipped_layers"]
+    assert all(rows[layer]["direction"] == 1 and rows[layer]["direction_without_topk"] == 0 for layer in range(13, 17))
+    assert not set(range(1, 6)) & set(flips["flipped_layers"])            # the shared band does not move
+    r1 = _by_id(mossa_findings(table, find_layer_map(table, PARAMS), PARAMS, sensitivity=flips))["R1"]
+    assert r1.verdict == "contradicted" and "13" in r1.reason and r1.value == len(flips["flipped_layers"])
+    assert topk_flips(table, PARAMS)["flipped_layers"] == []              # no sensitivity column: nothing claimed

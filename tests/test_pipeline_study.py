@@ -56,8 +56,12 @@ def test_whole_pipeline_outputs(finished_run, tiny_config):
     comparison = finished_run.tables["ceiling_comparison"]
     assert len(comparison) == len(table) and comparison.loc[comparison.layer > 0, "within_noise"].notna().all()
 
-    findings = json.loads((finished_run.run_dir / "findings.json").read_text())["findings"]
-    assert [f["id"] for f in findings] == ["C1", "N1", "F1", "F2", "F3", "F4"]
+    written = json.loads((finished_run.run_dir / "findings.json").read_text())
+    findings = written["findings"]
+    assert [f["id"] for f in findings] == ["C1", "N1", "F1", "F2", "F3", "F4", "R1"]
+    sensitivity = written["sensitivity"]  # the massive-activation check: the layers whose conclusion flips
+    assert sensitivity["top_k"] == 3 and [r["layer"] for r in sensitivity["layers"]] == [0, 1, 2]
+    assert sensitivity["flipped_layers"] == [r["layer"] for r in sensitivity["layers"] if r["flipped"]]
     assert {f["verdict"] for f in findings} <= {"supported", "contradicted", "inconclusive"}
     assert findings[4]["verdict"] == "inconclusive" and findings[4]["n"] == 1  # one held-out task cannot decide
 

@@ -8,7 +8,13 @@ Monte-Carlo error: with ``R = 300`` replications the standard error of an observ
 95 % is ``sqrt(0.95 * 0.05 / 300) = 1.26`` points, so the band 92-97 % is -2.4 / +1.6 standard
 errors around the nominal level, while the old intervals (83-88.5 %) lie 5-10 standard errors below
 it.  The replications are one stack ``(R, n, d)``, so they share the resample indices (each
-replication's interval is still an ordinary interval for its own data).
+replication's interval is still an ordinary interval for its own data).  Cost: the bootstrap works from
+row counts on the Gram matrices (one matrix product for all resamples), so the whole module runs in
+~15 s on one core (it took ~13 min when each resample gathered its ``n x n`` Gram copy).
+
+What longer runs show (docs/similarity.md): with R = 1000-2000 the biased interval covers 91.8-92.7 %
+(SE 0.6-0.9), i.e. at the lower edge of the band; the debiased one 95.1-95.4 %.  These draws give
+92.3 / 94.3 % (biased, n 50 / 100) and 93.3 / 94.3 % (debiased).
 """
 
 from __future__ import annotations

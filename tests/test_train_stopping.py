@@ -142,3 +142,25 @@ def test_bf16_autocast_trains_with_float32_master_weights(tmp_path: Path) -> Non
     assert losses[-1] < losses[0]
     with autocast_for("bfloat16", torch.device("cpu"))():
         assert torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_restore_best_ends_with_the_weights_of_the_best_evaluation(tmp_path: Path, restore_best: bool) -> None:
+    # min_delta 10: no evaluation after the first counts as an improvement, so the best is step 2, the stop step 6
+    loaded = tiny_model("llama", seed=0)
+    snapshots = {}
+
+    def snapshot(step: int) -> None:
+        snapshots[step] = [p.detach().clone() for p in loaded.model.parameters()]
+
+    result = train(loaded, copy_task(), config(stop_patience=2, stop_min_delta=10.0, restore_best=restore_best),
+                   tmp_path / "best", progress=False, on_step=snapshot)
+    assert (result.stop_reason, result.best_step, result.steps) == ("no_improvement", 2, 6)
+    final = list(loaded.model.parameters())
+    expected, other = (snapshots[2], snapshots[6]) if restore_best else (snapshots[6], snapshots[2])
+    assert all(torch.equal(p, q) for p, q in zip(final, expected))
+    assert not all(torch.equal(p, q) for p, q in zip(final, other))
+    saved = json.loads((result.final_checkpoint / "result.json").read_text())
+    assert saved["weights_step"] == (2 if restore_best else 6)
+    with pytest.raises(ValueError, match="restore_best needs eval_every"):
+        TrainConfig(restore_best=True)

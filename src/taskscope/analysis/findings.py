@@ -75,9 +75,11 @@ def interval_verdict(interval: tuple[float, float] | None, direction: int, n: in
     return "inconclusive", f"the interval [{low:.3g}, {high:.3g}] contains 0"
 
 
-def write_findings(findings: Sequence[Finding], path: Path) -> Path:
-    """``findings.json``: ``{"findings": [...]}`` in the given order (atomic write)."""
-    atomic_write_text(Path(path), json.dumps({"findings": [f.to_dict() for f in findings]}, indent=2))
+def write_findings(findings: Sequence[Finding], path: Path, extra: dict | None = None) -> Path:
+    """``findings.json``: ``{"findings": [...], **extra}`` in the given order (atomic write); ``extra`` holds
+    structured evidence beside the findings (e.g. ``sensitivity``: the layers whose conclusion flips)."""
+    atomic_write_text(Path(path), json.dumps({"findings": [f.to_dict() for f in findings], **(extra or {})},
+                                             indent=2))
     return Path(path)
 
 

@@ -16,6 +16,9 @@
   shows one on the same tasks.
 * **F4** clusters (Figure 3, as read here): the clusters agree in the transition band and diverge in
   refinement (spread of the cluster means larger in refinement than in transition).
+* **R1** (with ``sensitivity``, :func:`taskscope.analysis.sensitivity.topk_flips`): no layer's band or
+  difference direction flips when the top-k (massive-activation) directions are removed; the flipped
+  layers are named.
 
 Intervals resample tasks (``n_bootstrap`` of the layer-map params, percentile, ``1 - alpha``), the unit
 the claims are about; a claim resting on fewer than ``min_tasks`` tasks is inconclusive.
@@ -231,10 +234,31 @@ def cluster_finding(table: pd.DataFrame, layer_map: LayerMap, params: LayerMapPa
     return Finding("F4", claim, statistic, value, interval, None, int(n_clusters), verdict, reason)
 
 
+def robustness_finding(sensitivity: dict, params: LayerMapParams) -> Finding:
+    claim = (f"{params.reference_model} vs {params.baseline_model}: the layer map does not rest on a few "
+             "dominating (massive-activation) directions")
+    statistic = "layers whose band or difference direction flips with the top-k directions removed"
+    rows, flipped = sensitivity.get("layers", []), sensitivity.get("flipped_layers", [])
+    if not rows:
+        return Finding("R1", claim, statistic, None, None, None, 0, "inconclusive",
+                       "no cka_without_topk column (top_k: 0)")
+    k = sensitivity.get("top_k")
+    if not flipped:
+        return Finding("R1", claim, statistic, 0.0, None, None, len(rows), "supported",
+                       f"no layer's conclusion changes without the top {k} directions")
+    details = "; ".join(f"layer {r['layer']}: {r['band'] or 'no band'} -> {r['band_without_topk'] or 'no band'}, "
+                        f"direction {r['direction']:+d} -> {r['direction_without_topk']:+d}"
+                        for r in rows if r["flipped"])
+    return Finding("R1", claim, statistic, float(len(flipped)), None, None, len(rows), "contradicted",
+                   f"{len(flipped)} layers flip without the top {k} directions: {flipped} ({details})")
+
+
 def mossa_findings(table: pd.DataFrame, layer_map: LayerMap, params: LayerMapParams, *,
                    controls: pd.DataFrame | None = None, comparison: pd.DataFrame | None = None,
-                   baseline: str = "pretrained", heldout_models: Sequence[str] = ()) -> list[Finding]:
-    """C1, N1, F1, F2, F3 (one per held-out model), F4; see the module docstring."""
+                   baseline: str = "pretrained", heldout_models: Sequence[str] = (),
+                   sensitivity: dict | None = None) -> list[Finding]:
+    """C1, N1, F1, F2, F3 (one per held-out model), F4, and R1 when ``sensitivity`` is given; see the
+    module docstring."""
     if params.rule != "changepoint":  # the claims are about the paper's bands: decide them by the changepoint rule
         params = params.model_copy(update={"rule": "changepoint"})
         layer_map = find_layer_map(table, params)
@@ -243,4 +267,6 @@ def mossa_findings(table: pd.DataFrame, layer_map: LayerMap, params: LayerMapPar
     findings += [heldout_finding(table, model, params, "F3" if len(heldout_models) == 1 else f"F3-{model}")
                  for model in heldout_models]
     findings.append(cluster_finding(table, layer_map, params))
+    if sensitivity is not None:
+        findings.append(robustness_finding(sensitivity, params))
     return findings

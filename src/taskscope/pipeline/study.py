@@ -168,14 +168,17 @@ def seeded_training(train_config: dict, seed: int) -> dict:
 
 def control_job(base_spec: str, load: dict, train_config: dict, task: str, records: list[dict],
                 validation: list[dict], tracking, out_dir: Path) -> None:
-    """Train the control model C_t of one task (``train_control``, validated on ``validation``)."""
+    """Train the control model C_t of one task (``train_control``).  Validation for stopping: with
+    ``validation_share > 0`` that share of the training examples (so the task's validation split, which
+    ``controls.csv`` scores, plays no part in training), else ``validation``."""
     from taskscope.models import load_model
     from taskscope.train.config import TrainConfig
     from taskscope.train.modes import train_control
 
+    settings = TrainConfig.model_validate(train_config)
+    held_out = {task: _examples(validation)} if validation and not settings.validation_share else None
     results = train_control(lambda: load_model(base_spec, **load), {task: _examples(records)},
-                            TrainConfig.model_validate(train_config), Path(out_dir) / "train",
-                            validation={task: _examples(validation)} if validation else None, tracking=tracking)
+                            settings, Path(out_dir) / "train", validation=held_out, tracking=tracking)
     _record_checkpoint(base_spec, load, results[task], out_dir)
 
 
@@ -391,6 +394,7 @@ def run_analysis(ctx: StageContext) -> None:
     from taskscope.analysis.findings import write_findings
     from taskscope.analysis.measures import AGREEMENT_COLUMNS, measure_agreement, measures_finding
     from taskscope.analysis.mossa_findings import mossa_findings
+    from taskscope.analysis.sensitivity import topk_flips
 
     config: StudyConfig = ctx.config
     table = pd.read_csv(ctx.inputs["similarity"] / "mossa.csv")
@@ -402,10 +406,11 @@ def run_analysis(ctx: StageContext) -> None:
     atomic_write_text(ctx.out_dir / "cluster_summary.csv", cluster_summary(table).to_csv(index=False))
     comparison = compare_to_ceiling(table, ceiling)
     atomic_write_text(ctx.out_dir / "ceiling_comparison.csv", comparison.to_csv(index=False))
+    sensitivity = topk_flips(table, config.layer_map)
     findings = mossa_findings(table, layer_map, config.layer_map, controls=controls, comparison=comparison,
                               baseline=config.report.baseline_model,
                               heldout_models=[m.name for m in config.experimental_models
-                                              if m.heldout_tasks or m.heldout_clusters])
+                                              if m.heldout_tasks or m.heldout_clusters], sensitivity=sensitivity)
     measures = pd.read_csv(ctx.inputs["similarity"] / "measures.csv")
     agreement = (measure_agreement(measures, table, config.report.baseline_model, alpha=config.layer_map.alpha)
                  if len(measures) and config.report.baseline_model in set(table["experimental_model"])
@@ -413,7 +418,7 @@ def run_analysis(ctx: StageContext) -> None:
     atomic_write_text(ctx.out_dir / "measure_agreement.csv", agreement.to_csv(index=False))
     if len(measures):
         findings.append(measures_finding(agreement))
-    write_findings(findings, ctx.out_dir / "findings.json")
+    write_findings(findings, ctx.out_dir / "findings.json", extra={"sensitivity": sensitivity})
 
 
 def run_report(ctx: StageContext) -> None:

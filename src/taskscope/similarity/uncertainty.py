@@ -2,9 +2,10 @@
 
 Everything works on the kernel (Gram) matrices of the full sample, computed once
 (:meth:`~.kernels.Kernel.gram`; the RBF bandwidth is the full sample's and is never re-estimated):
-a resample's Gram matrix is a gather ``K[idx][:, idx]`` of the full one, a leave-one-out Gram is a
-masked centring of it (:func:`~.hsic.masked_centre`), so each costs ``O(n^2)`` instead of
-``O(n^2 d)``.  Stacks ``(..., n, d)`` share the same draws at every leading position (paired across
+a resample (or a leave-one-out sample) is a vector of row counts ``w``, and the centred inner
+products of its Gram matrix ``K[idx][:, idx]`` are sums of ``w' K``, ``w'(K o L) w`` and the diagonals
+(:func:`_weighted_cka`): one matrix product per side for all resamples at once, ``O(n^2)`` each
+instead of ``O(n^2 d)``, without gathering ``n x n`` copies.  Stacks ``(..., n, d)`` share the same draws at every leading position (paired across
 layers).  Draws: :func:`resample_indices` (``numpy.random.default_rng(seed)``); the same ``seed``
 gives the same resampled inputs in :func:`bootstrap_ci` and :func:`paired_difference`, so every
 model compared with one control sees the same resamples.
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 
 from taskscope.similarity.cka import CHUNK_BYTES, unit_centred_grams
-from taskscope.similarity.hsic import centre, masked_centre
+from taskscope.similarity.hsic import centre, double_centre
 from taskscope.similarity.inputs import (
     NanPolicy,
     Precision,
@@ -134,34 +135,79 @@ def _peak_scaled(gram: torch.Tensor) -> torch.Tensor:
     return gram / torch.where(torch.isfinite(peak) & (peak > 0), peak, torch.ones_like(peak))
 
 
-def _resampled(grams: list[torch.Tensor], idx: torch.Tensor, debiased: bool) -> list[torch.Tensor]:
-    """CKA of every ``grams[i]`` (``i >= 1``) with ``grams[0]`` on resamples ``idx (c, n)`` -> ``(c, ...)`` each."""
-    rows, cols = idx[:, :, None], idx[:, None, :]
-    centred = [centre(g[..., rows, cols], debiased) for g in grams]           # (..., c, n, n)
-    return [_cosine(c, centred[0]).movedim(-1, 0) for c in centred[1:]]
+def _weighted_cka(grams: list[torch.Tensor], weights: torch.Tensor | None, debiased: bool) -> list[torch.Tensor]:
+    """CKA of every ``grams[i]`` (``i >= 1``) with ``grams[0]`` on the samples given by row counts
+    ``weights (c, n)`` (a resample's multiplicities), or ``None`` for the ``n`` leave-one-out samples
+    (counts ``1 - e_i``) -> ``(c, ...)`` each.
+
+    Equal to gathering ``K[idx][:, idx]`` and centring it (duplicates kept as separate rows), but
+    computed from matrix products with the counts, ``O(c n^2)`` per position as one GEMM instead of
+    ``c`` gathered ``n x n`` copies (leave-one-out: closed forms, ``O(n^2)`` in all).  The full-sample
+    Grams are double-centred first (both centrings of a subsample are unchanged by that, and it keeps
+    the sums below free of cancellation).  With ``w`` the counts, ``m = sum w``, ``r_K = K w`` and
+    ``k = diag K``:
+
+    * biased: ``<HK'H, HL'H> = w'(K o L)w - 2/m sum_i w_i r_Ki r_Li + (w'r_K)(w'r_L)/m^2``;
+    * debiased (U-centring, zero diagonal of the *resampled* matrix): with ``t = w'(K o L)w - sum w k_K k_L``,
+      ``s_K = w'r_K - w'k_K``, ``q = sum_i w_i (r_Ki - k_Ki)(r_Li - k_Li)``:
+      ``<U(K'), U(L')> = t + s_K s_L / ((m-1)(m-2)) - 2 q / (m-2)``.
+
+    A side whose centred resampled norm is below ``1e-10`` of its uncentred one is constant there: NaN.
+    """
+    grams = [double_centre(g) for g in grams]
+    n = grams[0].shape[-1]
+    if weights is None:                                    # leave-one-out: w_i = 1 - e_i
+        w = 1.0 - torch.eye(n, dtype=torch.float64, device=grams[0].device)
+        rows = [g.sum(dim=-1).unsqueeze(-2) - g for g in grams]                # [i, j] = (K 1)_j - K_ij
+
+        def quad_of(product: torch.Tensor) -> torch.Tensor:                    # 1'P1 - 2 (P1)_i + P_ii
+            return (product.sum(dim=(-2, -1)).unsqueeze(-1) - 2.0 * product.sum(dim=-1)
+                    + torch.diagonal(product, dim1=-2, dim2=-1))
+    else:
+        w = weights.to(torch.float64)
+        rows = list(torch.matmul(w, torch.cat(grams, dim=-1)).split(n, dim=-1))  # (..., c, n) each: r_K
+
+        def quad_of(product: torch.Tensor) -> torch.Tensor:                    # w'(K o L)w
+            return (torch.matmul(w, product) * w).sum(dim=-1)
+    m = w.sum(dim=-1)                                                          # (c,)
+    diags = [torch.diagonal(g, dim1=-2, dim2=-1).unsqueeze(-2) for g in grams]  # (..., 1, n)
+
+    def inner(a: int, b: int) -> torch.Tensor:
+        quad = quad_of(grams[a] * grams[b])                                    # (..., c)
+        if not debiased:
+            return (quad - 2.0 / m * (w * rows[a] * rows[b]).sum(dim=-1)
+                    + (w * rows[a]).sum(dim=-1) * (w * rows[b]).sum(dim=-1) / m ** 2)
+        trace = quad - (w * diags[a] * diags[b]).sum(dim=-1)
+        s_a = (w * (rows[a] - diags[a])).sum(dim=-1)
+        s_b = (w * (rows[b] - diags[b])).sum(dim=-1)
+        q = (w * (rows[a] - diags[a]) * (rows[b] - diags[b])).sum(dim=-1)
+        return trace + s_a * s_b / ((m - 1) * (m - 2)) - 2.0 * q / (m - 2)
+
+    def norm(a: int) -> torch.Tensor:
+        squared = inner(a, a)
+        raw = quad_of(grams[a].square())
+        return torch.where(squared > 1e-10 * raw, squared, torch.nan).sqrt()
+
+    norm_y = norm(0)
+    return [(inner(i, 0) / (norm(i) * norm_y)).movedim(-1, 0) for i in range(1, len(grams))]
 
 
 def _leave_one_out(grams: list[torch.Tensor], debiased: bool) -> list[torch.Tensor]:
     """Leave-one-out CKA of every ``grams[i]`` (``i >= 1``) with ``grams[0]`` -> ``(n, ...)`` each."""
-    n = grams[0].shape[-1]
-    masks = 1.0 - torch.eye(n, dtype=torch.float64, device=grams[0].device)
-    positions = int(np.prod(grams[0].shape[:-2], dtype=np.int64))
-    step = _chunk(n, positions, len(grams))
-    parts: list[list[torch.Tensor]] = [[] for _ in grams[1:]]
-    for s in range(0, n, step):
-        m = masks[s:s + step]
-        centred = [masked_centre(g.unsqueeze(-3), m, debiased) for g in grams]
-        for i, c in enumerate(centred[1:]):
-            parts[i].append(_cosine(c, centred[0]).movedim(-1, 0))
-    return [torch.cat(p) for p in parts]
+    return _weighted_cka(grams, None, debiased)
 
 
 def _bootstrap_values(grams: list[torch.Tensor], indices: torch.Tensor, debiased: bool) -> list[torch.Tensor]:
+    """CKA on the resamples ``indices (n_resamples, n)`` (duplicates kept) -> ``(n_resamples, ...)`` each,
+    in chunks of resamples (bounded working memory)."""
     n, positions = grams[0].shape[-1], int(np.prod(grams[0].shape[:-2], dtype=np.int64))
-    step = _chunk(n, positions, len(grams))
+    step = max(1, CHUNK_BYTES // (8 * n * max(positions, 1) * (2 + 2 * len(grams))))
     parts: list[list[torch.Tensor]] = [[] for _ in grams[1:]]
     for s in range(0, indices.shape[0], step):
-        for i, v in enumerate(_resampled(grams, indices[s:s + step], debiased)):
+        chunk = indices[s:s + step]
+        counts = torch.zeros(chunk.shape, dtype=torch.float64, device=grams[0].device)
+        counts.scatter_add_(1, chunk, torch.ones_like(counts))
+        for i, v in enumerate(_weighted_cka(grams, counts, debiased)):
             parts[i].append(v)
     return [torch.cat(p) for p in parts]
 

@@ -35,6 +35,8 @@ class TrainConfig(BaseModel):
     ``validation_share`` holds out that share of each task's examples (``ceil``) as validation data;
     ``stop_target_loss`` / ``stop_patience`` stop at an evaluation (every ``eval_every`` steps) whose mean
     validation loss is at most the target / after that many evaluations without improvement.
+    ``restore_best`` ends the run with the trainable weights of its best evaluation (kept in memory; after a
+    resume, the best evaluation since the resume).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -74,6 +76,7 @@ class TrainConfig(BaseModel):
     stop_target_loss: float | None = Field(default=None, ge=0.0)
     stop_patience: int | None = Field(default=None, ge=1)
     stop_min_delta: float = Field(default=0.0, ge=0.0)
+    restore_best: bool = False  # end with the weights of the best validation evaluation, not the last step's
 
     @field_validator("log_with")
     @classmethod
@@ -94,6 +97,8 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 f"max_target_length ({self.max_target_length}) must be smaller than max_length ({self.max_length})"
             )
+        if self.restore_best and not self.eval_every:
+            raise ValueError("restore_best needs eval_every >= 1 (validation steps to pick the best from)")
         if (self.stop_target_loss is not None or self.stop_patience is not None) and not self.eval_every:
             raise ValueError("stop_target_loss / stop_patience need eval_every >= 1 (validation steps to stop at)")
         return self

@@ -24,7 +24,8 @@ Order of operations of ``train(loaded, data, config, out_dir)``:
    are summed over processes and fed to ``sampler.observe``; logs every ``log_every``, validation every
    ``eval_every`` and after the last step (each fed to `stopping.EarlyStopping`, which may end the run), a
    checkpoint every ``checkpoint_every`` steps.
-8. Write ``out_dir/final`` (weights + ``result.json``: steps, stop reason, validation scores) atomically and
+8. ``restore_best``: copy back the trainable weights of the best evaluation (``weights_step`` in the result).
+9. Write ``out_dir/final`` (weights + ``result.json``: steps, stop reason, validation scores) atomically and
    return a `TrainResult`; ``loaded.model`` is the trained model (a PEFT model for LoRA runs).
 """
 
@@ -339,7 +340,7 @@ def train(
     if rng is not None:
         ckpt.restore_rng_state(rng)
     loss_module.train()
-    done, stop_reason = start_step, None
+    done, stop_reason, best_weights = start_step, None, None
     try:
         for step in range(start_step, total_steps):
             microbatches = _step_microbatches(step, plan, unsupervised, config, world)
@@ -362,6 +363,8 @@ def train(
                 mean_loss = sum(task_loss.values()) / len(task_loss)
                 stop_reason = stopper.update(done, mean_loss)
                 logger.log({"kind": "eval", "step": done, "loss": mean_loss, "task_loss": task_loss})
+                if config.restore_best and stopper.best_step == done:
+                    best_weights = [p.detach().clone() for p in trainable]
             if stop_reason is None and config.checkpoint_every and done % config.checkpoint_every == 0 and done < total_steps:
                 _save_checkpoint(accelerator, ckpt.step_dir(out_dir, done), loss_module, optimizer, scheduler,
                                  {"step": done, "total_steps": total_steps, "world": world, "plan": plan.state_dict(),
@@ -373,10 +376,15 @@ def train(
                 break
     finally:
         logger.close()
+    restored = best_weights is not None and stopper.best_step != done
+    if restored:
+        with torch.no_grad():
+            for param, best in zip(trainable, best_weights):
+                param.copy_(best)
     result = {"steps": done, "planned_steps": total_steps,
               "stop_reason": stop_reason or ("max_steps" if config.max_steps else "epochs"),
               "validation_loss": stopper.last_loss, "best_validation_loss": stopper.best_loss,
-              "best_step": stopper.best_step}
+              "best_step": stopper.best_step, "weights_step": stopper.best_step if restored else done}
     _save_final(accelerator, final_dir, loss_module, result, gather=fsdp)
     loaded.model = accelerator.unwrap_model(loss_module).model
     loaded.refresh_fingerprint()

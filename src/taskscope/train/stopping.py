@@ -10,7 +10,8 @@ validation tasks of each task's mean target-token loss) and, in this order:
 4. otherwise ``None`` (keep training).
 
 When the run ends without a criterion firing, its reason is ``"max_steps"`` (``config.max_steps`` was the
-cap) or ``"epochs"``.  The final weights are those of the step the run stopped at (not the best step).
+cap) or ``"epochs"``.  The final weights are those of the step the run stopped at, or with ``restore_best`` those
+of the best evaluation (``result.json``'s ``weights_step``).
 """
 
 from __future__ import annotations
