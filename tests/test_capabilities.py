@@ -95,3 +95,20 @@ def test_fast_path_records_merge_by_name_and_reason():
         note_fast_path("b", True)
     assert merge_fast_paths([first, second]) == {"a": {"used": 1, "skipped": {"why": 2}},
                                                   "b": {"used": 1, "skipped": {}}}
+
+
+def test_a_device_without_bfloat16_autocast_trains_in_float32_and_says_why(monkeypatch, caplog):
+    from taskscope.train.precision import autocast_for
+
+    def no_bf16(*args, **kwargs):
+        raise RuntimeError("planted: no bfloat16 kernels on this device")
+
+    monkeypatch.setattr(torch, "autocast", no_bf16)
+    with caplog.at_level(logging.WARNING, logger="taskscope.fastpaths"), collect_fast_paths() as record:
+        factory = autocast_for("bfloat16", torch.device("cpu"))
+    monkeypatch.undo()
+    (reason,) = record["train.autocast_bf16"]["skipped"]
+    assert record["train.autocast_bf16"]["used"] == 0 and "planted: no bfloat16 kernels" in reason
+    assert any("train.autocast_bf16" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    with factory():  # the fallback: no autocast, float32 matmuls
+        assert torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.float32

@@ -231,10 +231,56 @@ def test_run_force_accepts_stage_names_and_rejects_unknown_ones():
 
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
     result = CliRunner().invoke(app, ["run", str(tiny), "--force", "reprot"])
-    assert result.exit_code != 0
-    output = " ".join(result.output.replace("│", " ").split())
-    assert "unknown stage 'reprot'; valid: tasks, controls, control_scores, experimental, extract, similarity, ceiling, analysis, report, or all" \
-        in output
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: --force: unknown stage 'reprot'; valid: tasks, controls, control_scores, experimental, extract, "
+        "similarity, ceiling, analysis, report, or all"]
+    missing = CliRunner().invoke(app, ["run", str(tiny.parent / "no_such.yaml"), "--force", "report"])
+    assert missing.exit_code == 1 and "Traceback" not in missing.output
+    assert len(missing.output.strip().splitlines()) == 1 and "no_such.yaml" in missing.output
     assert forced_stages(study_stages(), ["report"]) == {"report"}
     assert forced_stages(study_stages(), ["extract"]) == {"extract", "similarity", "ceiling", "analysis", "report"}
     assert forced_stages(study_stages(), ["controls", "all"]) == {s.name for s in study_stages()}
+
+
+# ---------------------------------------------------------------- CLI: one-line errors of the run folder
+TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+
+
+def _one_error_line(result) -> str:
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert lines[0].startswith("error: ") and "--debug" not in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_run_on_a_locked_folder_is_a_one_line_cli_error_and_a_traceback_with_debug(tmp_path):
+    from typer.testing import CliRunner
+
+    from taskscope.cli import app
+
+    folder = tmp_path / "run"
+    with run_lock(folder):  # a second open file description of the lock file: held against this process too
+        line = _one_error_line(CliRunner().invoke(app, ["run", str(TINY), "--run-dir", str(folder)]))
+        assert f"run folder {folder} is in use by pid {os.getpid()}" in line
+        forced = CliRunner().invoke(app, ["run", str(TINY), "--run-dir", str(folder), "--force", "report"])
+        assert "is in use by pid" in _one_error_line(forced)
+        assert "is in use by pid" in _one_error_line(CliRunner().invoke(app, ["clean", str(folder)]))
+        debug = CliRunner().invoke(app, ["--debug", "run", str(TINY), "--run-dir", str(folder)])
+        assert debug.exit_code != 0 and isinstance(debug.exception, RunLockedError)
+    assert not (folder / "stages").exists()  # refused before any work
+
+
+def test_clean_errors_are_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from taskscope.cli import app
+
+    assert "no run folder at" in _one_error_line(CliRunner().invoke(app, ["clean", str(tmp_path / "absent")]))
+    folder = tmp_path / "run"
+    (folder / "stages").mkdir(parents=True)
+    (folder / "stages.json").write_text("{")  # a record cut short
+    line = _one_error_line(CliRunner().invoke(app, ["clean", str(folder), "--yes"]))
+    assert f"{folder / 'stages.json'}: unreadable" in line
+    (folder / "stages.json").write_text("[1, 2]")  # valid JSON, not a stage record
+    assert "stages.json: unreadable" in _one_error_line(CliRunner().invoke(app, ["clean", str(folder)]))

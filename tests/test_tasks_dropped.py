@@ -115,3 +115,37 @@ def test_cli_skip_bad_skips_bad_templated_records_with_a_warning(tmp_path: Path)
     result = runner.invoke(app, ["tasks", "list", spec, "--json", "--skip-bad"])
     assert result.exit_code == 0 and json.loads(result.stdout)[0]["n_instances"] == 1
     assert "warning: templated: skipped 1 of 2 record(s)" in result.output
+
+
+def test_a_run_writes_what_the_loader_dropped_and_counts_it_in_the_manifest(write_sni, sni_data, tmp_path: Path,
+                                                                             caplog):
+    import logging
+    import warnings
+
+    from taskscope.pipeline import load_config, run_study
+    from taskscope.pipeline.config import StudyConfig
+    from taskscope.pipeline.study import study_stages
+
+    write_sni("task1_en", sni_data(n_instances=12))
+    write_sni("task2_fr", sni_data(n_instances=12, Output_language=["French"]))
+    config = load_config("tiny").model_dump(mode="json")
+    config["tasks"] = {"source": f"sni:{tmp_path / 'sni'}", "n_inputs": 4, "n_train": 4}
+    config["experimental_models"] = [{"name": "pretrained", "kind": "pretrained"},
+                                     {"name": "instruction_tuned", "kind": "multitask"}]
+    tasks_stage = [stage for stage in study_stages() if stage.name == "tasks"]
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="taskscope.pipeline"):
+        warnings.simplefilter("ignore", UserWarning)  # the loader's own warning is tested above
+        run = run_study(StudyConfig.model_validate(config), tmp_path / "run", stages=tasks_stage)
+    folder = run.run_dir / run.stages["tasks"]["folder"]
+    recorded = json.loads((folder / "dropped.json").read_text())
+    assert (recorded["n_tasks"], recorded["n_records"]) == (1, 0)
+    assert recorded["items"][0]["task"] == "task2_fr" and recorded["items"][0]["field"] == "Output_language"
+    assert set(json.loads((folder / "tasks.json").read_text())) == {"task1_en"}
+    assert run.manifest["dropped"] == {"n_tasks": 1, "n_records": 0, "files": [f"{run.stages['tasks']['folder']}/dropped.json"]}
+    assert any("dropped 1 task(s) and 0 record(s)" in r.getMessage() for r in caplog.records)
+    # a clean source records an empty list, and the manifest says so
+    (tmp_path / "sni" / "task2_fr.json").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        clean = run_study(StudyConfig.model_validate(config), tmp_path / "run", stages=tasks_stage)
+    assert clean.manifest["dropped"]["n_tasks"] == 0 and clean.stages["tasks"]["cached"] is False

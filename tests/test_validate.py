@@ -184,3 +184,21 @@ def test_a_misspelt_key_gets_a_did_you_mean(data, line):
     with pytest.raises(ConfigError) as info:
         config_from_dict(data, "x.yaml")
     assert f"  {line}" in str(info.value).splitlines()
+
+
+def test_validating_a_mossa_study_reads_its_task_source_once(monkeypatch):
+    import taskscope.tasks as tasks_package
+    from taskscope.pipeline import load_config
+    from taskscope.pipeline.validate import validate_study
+
+    calls = []
+    real = tasks_package.load_suite
+
+    def counting(spec, **options):
+        calls.append(spec)
+        return real(spec, **options)
+
+    monkeypatch.setattr(tasks_package, "load_suite", counting)
+    config = load_config("tiny")
+    validate_study(config)
+    assert calls == [config.tasks.source]

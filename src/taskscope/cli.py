@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from taskscope.pipeline.lock import RunLockedError
 from taskscope.tasks import (
     FORMAT_KINDS,
     PromptFormat,
@@ -70,7 +71,8 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``command``; an exception becomes ``error: ...`` lines on stderr and exit code 1 (``--debug``: raise).
 
     Bad input (``ValueError`` and its kinds: ConfigError, TaskError, ModelSpecError, ...; ``OSError``;
-    ``KeyError``) prints its message only; anything else also says how to see the traceback.
+    ``KeyError``) and a run folder in use (``RunLockedError``) print their message only; anything else also
+    says how to see the traceback.
     """
 
     @functools.wraps(command)
@@ -82,7 +84,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as err:
             if _OPTIONS["debug"]:
                 raise
-            known = isinstance(err, (ValueError, OSError, KeyError))
+            known = isinstance(err, (ValueError, OSError, KeyError, RunLockedError))
             hint = "" if known else f" ({type(err).__name__}; rerun with --debug for the traceback)"
             for line in error_lines(f"{_message(err)}{hint}") or [type(err).__name__]:
                 err_console.print(Text(f"error: {line}", style="red"), soft_wrap=True)
@@ -255,18 +257,15 @@ app.command(
 
 
 @app.command("clean")
+@user_errors
 def clean(
     run: Annotated[Path, typer.Argument(help="Run folder.")],
     yes: Annotated[bool, typer.Option("--yes", help="Delete (without it: only list what would go).")] = False,
 ) -> None:
     """Remove stage folders the last successful run of RUN no longer uses (a dry run unless --yes)."""
-    from taskscope.pipeline.lock import RunLockedError
     from taskscope.pipeline.run import clean_run
 
-    try:
-        sizes = clean_run(run, delete=yes)
-    except (FileNotFoundError, RunLockedError) as err:
-        raise _fail(err) from err
+    sizes = clean_run(run, delete=yes)
     verb = "removed" if yes else "would remove"
     for folder, size in sizes.items():
         console.print(f"{verb} {folder} ({size / 1e6:.1f} MB)")

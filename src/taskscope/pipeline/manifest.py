@@ -12,7 +12,9 @@
 5. ``models``: the base model's spec and fingerprint (computed where cheap: tiny models, local
    checkpoints; otherwise null with the reason);
 6. ``stages``: a list in run order, per stage its name, key, code version, cached, seconds this run, seconds when computed, fast paths
-   (cached stages contribute the record stored in their done-marker); ``fast_paths``: their sum.
+   (cached stages contribute the record stored in their done-marker); ``fast_paths``: their sum;
+7. ``dropped``: the tasks and records the task loader or its filters dropped (counts, and the stage file
+   :data:`DROPPED_FILE` listing each with its reason), from every stage folder that wrote one.
 
 :func:`manifest_so_far` gives a running stage (the report) the manifest of the stages before it;
 :func:`manifest_table` flattens a manifest into ``section / name / value`` rows for the report.
@@ -38,6 +40,7 @@ from taskscope.common.files import atomic_write_json
 
 SCHEMA = 1
 MANIFEST_FILE = "manifest.json"
+DROPPED_FILE = "dropped.json"  # a tasks stage's record of what the loader dropped (`TaskSuite.dropped_summary`)
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "safetensors", "numpy")
 
 
@@ -153,6 +156,19 @@ def stage_entries(records: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def dropped_counts(records: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"n_tasks", "n_records", "files"}``: the sums over the stages whose folder holds :data:`DROPPED_FILE`."""
+    out: dict[str, Any] = {"n_tasks": 0, "n_records": 0, "files": []}
+    for record in records.values():
+        path = Path(record.folder) / DROPPED_FILE
+        if path.is_file():
+            summary = json.loads(path.read_text())
+            out["n_tasks"] += summary["n_tasks"]
+            out["n_records"] += summary["n_records"]
+            out["files"].append(f"stages/{Path(record.folder).name}/{DROPPED_FILE}")
+    return out
+
+
 def build_manifest(config: Any, records: Mapping[str, Any], *, status: str, started_at: float) -> dict[str, Any]:
     """The manifest of a run of ``config`` whose stages so far are ``records`` (see the module docstring)."""
     dump = config.model_dump(mode="json") if hasattr(config, "model_dump") else dataclasses.asdict(config)
@@ -173,6 +189,7 @@ def build_manifest(config: Any, records: Mapping[str, Any], *, status: str, star
         "threads": thread_info(),
         "models": [base_fingerprint(dump["model"])] if "model" in dump else [],
         "fast_paths": merge_fast_paths([entry["fast_paths"] for entry in stages]),
+        "dropped": dropped_counts(records),
         "stages": stages,
     }
 
@@ -212,6 +229,10 @@ def manifest_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
     for name, entry in sorted(manifest["fast_paths"].items()):
         skipped = ", ".join(f"{n}x {reason}" for reason, n in entry["skipped"].items())
         rows.append(("fast path", name, f"used {entry['used']}x" + (f"; not taken {skipped}" if skipped else "")))
+    dropped = manifest.get("dropped")
+    if dropped is not None:
+        rows.append(("data", "dropped", f"{dropped['n_tasks']} task(s), {dropped['n_records']} record(s)"
+                     + (f" (listed in {', '.join(dropped['files'])})" if dropped["n_tasks"] or dropped["n_records"] else "")))
     for stage in manifest["stages"]:
         took = stage["compute_seconds"]
         rows.append(("stage", stage["name"], ("cached" if stage["cached"] else "ran") + f", v{stage['version']}, "

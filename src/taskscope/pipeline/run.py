@@ -238,10 +238,7 @@ def _check_force_option(config: Path | None, force: list[str]) -> None:
         stages = transfer_stages(study)
     else:
         stages = study_stages()
-    try:
-        forced_stages(stages, force)
-    except ValueError as err:
-        raise typer.BadParameter(str(err).removeprefix("--force: "), param_hint="'--force'") from err
+    forced_stages(stages, force)  # ValueError "--force: unknown stage ...": one line from the CLI's error handler
 
 
 # ---------------------------------------------------------------- clean
@@ -255,7 +252,11 @@ def superseded_stages(run_dir: str | Path) -> list[Path]:
     if not record.is_file():
         raise FileNotFoundError(f"{run_dir} has no stages.json: no run finished there, so nothing is known "
                                 "to be superseded")
-    used = {Path(info["folder"]).name for info in json.loads(record.read_text()).values()}
+    try:
+        used = {Path(info["folder"]).name for info in json.loads(record.read_text()).values()}
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as err:
+        raise ValueError(f"{record}: unreadable ({type(err).__name__}: {err}); rerun the study to rewrite it "
+                         "before cleaning") from None
     finished_at = record.stat().st_mtime
     root = run_dir / "stages"
     return [folder for folder in sorted(root.iterdir()) if folder.is_dir() and folder.name not in used

@@ -1,26 +1,11 @@
 """The MOSSA study as stages: tasks -> controls, experimental -> extract -> similarity -> analysis -> report.
 
-stage          reads (config slice + upstream)              writes
-=============  ===========================================  =======================================
-tasks          ``tasks``, ``prompt_format``                 ``tasks.json`` (formatted train / input
-                                                            examples and the cluster of each task)
-controls       ``model``, ``control_training`` + tasks      ``items/{task}/`` one control C_t each
-experimental   ``model``, ``multitask_training``,           ``items/{model}/`` one instruction-tuned
-               ``experimental_models`` + tasks              model each (pre-trained: nothing to train)
-extract        ``extraction`` + tasks, controls,            ``items/{control-task | exp-model}/
-               experimental                                 states.safetensors`` ``(L+1, n, d)`` per task
-similarity     ``similarity``, ``report.baseline_model``    ``mossa.csv``, ``differences.csv``
-               + tasks, extract
-analysis       ``layer_map``, ``report.baseline_model``     ``layer_map.json``, ``layer_summary.csv``,
-               + similarity                                 ``cluster_summary.csv``
-report         the whole config + tasks, analysis           ``figures/``, ``report.html``
-=============  ===========================================  =======================================
-=======
 ==============  ===========================================  =======================================
 stage           reads (config slice + upstream)              writes
 ==============  ===========================================  =======================================
 tasks           ``tasks``, ``prompt_format``                 ``tasks.json`` (formatted train / input
-                                                             examples and the cluster of each task)
+                                                             examples and the cluster of each task),
+                                                             ``dropped.json`` (what the loader dropped)
 controls        ``model``, ``control_training``,             ``items/{task}/`` one control C_t each,
                 ``control_seeds`` + tasks                    ``items/{task}@s{k}/`` its replicates
 control_scores  ``control_evaluation`` + tasks, controls      ``controls.csv``: validation loss / metric
@@ -57,6 +42,8 @@ import pandas as pd
 from taskscope.common.files import atomic_write_json, atomic_write_text
 from taskscope.pipeline.cache import data_fingerprint
 from taskscope.pipeline.config import StudyConfig, dump_config, load_kwargs, model_options_slice
+from taskscope.pipeline.manifest import DROPPED_FILE
+from taskscope.pipeline.progress import logger
 from taskscope.pipeline.stages import Stage, StageContext
 
 CHECKPOINT_FILE = "model.json"
@@ -66,11 +53,15 @@ TRUNCATION_FILE = "truncation.json"  # per task: prompts cut to extraction.max_l
 
 # ---------------------------------------------------------------- tasks
 def select_suite(config: StudyConfig):
-    """Load the task source, then keep ``tasks`` (in order) or ``clusters``, then cap tasks per cluster."""
+    """Load the task source, then keep what :func:`select_tasks` keeps."""
     from taskscope.tasks import load_suite
 
+    return select_tasks(load_suite(config.tasks.source, **config.tasks.options), config)
+
+
+def select_tasks(suite, config: StudyConfig):
+    """Keep ``tasks`` (in order) or ``clusters`` of a loaded ``suite``, then cap tasks per cluster."""
     sel = config.tasks
-    suite = load_suite(sel.source, **sel.options)
     if sel.tasks is not None:
         suite = suite.select(sel.tasks)
     if sel.clusters is not None:
@@ -88,8 +79,9 @@ def select_suite(config: StudyConfig):
     return suite
 
 
-def formatted_splits(config: StudyConfig, parts: tuple[str, ...]) -> dict[str, dict[str, list[dict]]]:
-    """Per task, the formatted examples of each split in ``parts`` (``train``, ``test``, ``validation``).
+def formatted_splits(config: StudyConfig, parts: tuple[str, ...], suite=None) -> dict[str, dict[str, list[dict]]]:
+    """Per task of ``suite`` (default: :func:`select_suite`), the formatted examples of each split in ``parts``
+    (``train``, ``test``, ``validation``).
 
     One split per task (``n_inputs`` MOSSA inputs as the test split, the validation share of
     ``split_task``, ``n_train`` for training), so every stage that asks sees the same, disjoint examples.
@@ -99,7 +91,7 @@ def formatted_splits(config: StudyConfig, parts: tuple[str, ...]) -> dict[str, d
 
     fmt = PromptFormat.model_validate(config.prompt_format)
     out = {}
-    for task in select_suite(config):
+    for task in suite if suite is not None else select_suite(config):
         split = split_task(task, test=config.tasks.n_inputs, train=config.tasks.n_train, seed=config.tasks.seed)
         out[task.name] = {"cluster": task.cluster, **{
             part: [asdict(e) for e in format_task(task, getattr(split, part), fmt, seed=config.tasks.seed)]
@@ -108,11 +100,25 @@ def formatted_splits(config: StudyConfig, parts: tuple[str, ...]) -> dict[str, d
 
 
 def run_tasks(ctx: StageContext) -> None:
-    """Split every task and format the training examples and the MOSSA inputs (``tasks.json``)."""
-    splits = formatted_splits(ctx.config, ("train", "test"))
+    """Load and select the suite; record what its loader dropped (``dropped.json``, a warning when anything
+    was); split every task and format the training examples and the MOSSA inputs (``tasks.json``)."""
+    suite = select_suite(ctx.config)
+    write_dropped(suite, ctx.out_dir)
+    splits = formatted_splits(ctx.config, ("train", "test"), suite)
     atomic_write_json(ctx.out_dir / "tasks.json", {
         name: {"cluster": info["cluster"], "train": info["train"], "inputs": info["test"]}
         for name, info in splits.items()})
+
+
+def write_dropped(suite, out_dir: Path) -> dict[str, Any]:
+    """Write ``suite.dropped_summary()`` to ``out_dir/dropped.json`` (the run manifest counts it); warn when
+    the loader or its filters dropped any task or record."""
+    summary = suite.dropped_summary()
+    atomic_write_json(out_dir / DROPPED_FILE, summary)
+    if summary["n_tasks"] or summary["n_records"]:
+        logger.warning("tasks: the loader of suite %r dropped %d task(s) and %d record(s); see %s in %s",
+                       suite.name, summary["n_tasks"], summary["n_records"], DROPPED_FILE, out_dir)
+    return summary
 
 
 def validation_records(config: StudyConfig) -> dict[str, list[dict]]:
@@ -443,10 +449,10 @@ def study_stages() -> list[Stage]:
     dump = lambda model: model.model_dump(mode="json")
     return [
         Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "prompt_format": c.prompt_format,
-                                             "data": data_fingerprint(c.tasks.source)}, version="1"),
+                                             "data": data_fingerprint(c.tasks.source)}, version="2"),
         Stage("controls", run_controls,
               lambda c: {"model": c.model, **model_options_slice(c), "train": c.control_training,
-                         "seeds": c.control_seeds}, needs=("tasks",), version="2"),
+                         "seeds": c.control_seeds}, needs=("tasks",), version="3"),
         Stage("control_scores", run_control_scores,
               lambda c: {"evaluation": dump(c.control_evaluation), "seeds": c.control_seeds,
                          **model_options_slice(c)},

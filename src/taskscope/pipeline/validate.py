@@ -236,7 +236,7 @@ def _clusters_of(suite: Any) -> set[str]:
 
 def mossa_task_problems(config: StudyConfig) -> list[Problem]:
     """Load the suite, check ``tasks.tasks`` / ``tasks.clusters``, then each model's held-out names."""
-    from taskscope.pipeline.study import select_suite
+    from taskscope.pipeline.study import select_tasks
 
     sel = config.tasks
     suite, problems = _load(sel.source, sel.options, "tasks")
@@ -247,7 +247,7 @@ def mossa_task_problems(config: StudyConfig) -> list[Problem]:
     if problems:
         return problems
     try:
-        selected = select_suite(config)
+        selected = select_tasks(suite, config)  # the suite loaded above: the source is read once
     except ValueError as err:
         return [Problem("tasks", str(err))]
     primary = {task.cluster for task in selected}
