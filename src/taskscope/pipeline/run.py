@@ -327,7 +327,7 @@ def run_study(config: StudyConfig | str | Path | None = None, run_dir: str | Pat
 
 Overrides = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE", help="set one config field, e.g. --set tasks.n_inputs=32 (repeatable; the value "
-    "is YAML: 3, [a, b], null)")]
+    "is YAML: 3, null, a flow list)")]
 
 
 def run_command(
