@@ -177,7 +177,10 @@ def tasks_list(
     for row in rows:
         table.add_row(row["name"], row["cluster"], "; ".join(row["categories"]), str(row["n_instances"]),
                       row["split"] or "")
-    console.print(table, width=max(console.width, table_width(rows)) if wide else None, crop=not wide)
+    # the name column never shrinks: the table is at least as wide as the names plus narrow folded columns
+    # (wider than a narrow terminal, whose lines then wrap but keep every name whole)
+    needed = table_width(rows) if wide else longest + 4 * 8 + 16
+    console.print(table, width=max(console.width, needed), crop=False)
 
 
 def table_width(rows: list[dict[str, Any]]) -> int:
