@@ -195,3 +195,18 @@ def test_errors_on_missing_things_are_one_line(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(FileNotFoundError):
         compare_runs(open_run(tmp_path / "nope"), None, tmp_path)
+
+
+def test_top_level_notebook_api(tiny_run: Path) -> None:
+    import torch
+
+    assert taskscope.open_run(tiny_run).run_dir == tiny_run
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 20, 5, generator=generator, dtype=torch.float64)
+    y = x.clone()
+    y[2] = torch.randn(20, 5, generator=generator, dtype=torch.float64)  # layer 2 unrelated
+    frame = taskscope.similarity_frame(x, y, ["cka", "procrustes"])
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["cka", "procrustes"]
+    assert frame.index.name == "layer" and len(frame) == 3
+    assert frame.loc[0, "cka"] == pytest.approx(1.0) and frame.loc[2, "cka"] < 0.9
+    assert frame["cka"].tolist() == pytest.approx(taskscope.similarity.similarity(x, y, "cka").tolist())
