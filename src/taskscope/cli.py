@@ -365,15 +365,10 @@ def compare(
 ) -> None:
     """Compare two MOSSA runs on the same tasks: layer curves per model side by side and B - A, as
     compare.csv, compare_tasks.csv and compare.html."""
-    from taskscope.pipeline.run import open_run, study_kind
-    from taskscope.report.compare import compare_runs
+    from taskscope.pipeline.run import compare_run_folders
 
-    for folder in (run_a, run_b):
-        if study_kind(folder) != "mossa":
-            raise ValueError(f"{folder}: compare takes MOSSA runs; this is a {study_kind(folder)} study")
-    views = [open_run(run_a), open_run(run_b)]
-    folder = out if out is not None else Path(run_a) / "compare" / Path(run_b).resolve().name
-    path = compare_runs(*views, folder)
+    path = compare_run_folders(run_a, run_b, out)
+    folder = path.parent
     console.print(f"comparison: {path}\ntables: compare.csv, compare_tasks.csv in {folder}")
 
 

@@ -207,6 +207,18 @@ def open_run(run_dir: str | Path) -> Run:
     return getattr(importlib.import_module(module), name)(run_dir)
 
 
+def compare_run_folders(run_a: str | Path, run_b: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Compare two MOSSA run folders (``taskscope.report.compare``) into ``out_dir`` (default:
+    ``RUN_A/compare/<name of RUN_B>``); returns the path of ``compare.html``."""
+    from taskscope.report.compare import compare_runs
+
+    for folder in (run_a, run_b):
+        if study_kind(folder) != "mossa":
+            raise ValueError(f"{folder}: compare takes MOSSA runs; this is a {study_kind(folder)} study")
+    out = Path(out_dir) if out_dir is not None else Path(run_a) / "compare" / Path(run_b).resolve().name
+    return compare_runs(open_run(run_a), open_run(run_b), out)
+
+
 def report_stage(kind: str) -> Stage:
     """The ``report`` stage of a study kind (what :func:`rebuild_report` runs again)."""
     if kind == "transfer":
