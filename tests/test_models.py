@@ -311,3 +311,30 @@ def test_tokenizer_of_one_folder_is_loaded_once_until_its_files_change(tmp_path)
     config_file = tmp_path / "tokenizer_config.json"
     config_file.write_text(config_file.read_text() + "\n")  # same content, new size: a changed file
     assert loading.load_tokenizer(tmp_path) is not first
+
+
+def test_hub_revision_is_passed_to_the_download_and_named_in_its_error(tmp_path, monkeypatch):
+    snapshot = save_checkpoint(tiny_model("gpt2"), tmp_path / "snapshot")
+    calls = []
+
+    def fake_download(repo_id, allow_patterns, revision=None):
+        calls.append(revision)
+        if revision == "missing":
+            raise OSError("revision not found")
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    load_model("someone/tiny-gpt2", revision="abc123")
+    load_model("someone/tiny-gpt2")
+    assert calls == ["abc123", None]
+    with pytest.raises(ModelSpecError, match="revision 'missing'.*revision not found"):
+        load_model("someone/tiny-gpt2", revision="missing")
+    load_model(str(snapshot), revision="ignored-for-local-folders")  # a local folder has no revisions
+    assert len(calls) == 3
+
+
+def test_trust_remote_code_warns_and_is_off_by_default(recwarn):
+    load_model("tiny:llama")
+    assert not [w for w in recwarn if "trust_remote_code" in str(w.message)]
+    with pytest.warns(UserWarning, match="trust_remote_code is on"):
+        load_model("tiny:llama", trust_remote_code=True)

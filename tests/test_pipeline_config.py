@@ -83,3 +83,31 @@ def test_run_folder_errors_are_clear(tmp_path):
         Run(tmp_path / "missing")
     with pytest.raises(KeyError, match="no table 'mossa'"):
         Run(tmp_path).tables["mossa"]
+
+
+def test_model_options_reach_every_load_and_extraction_keeps_its_dtype(tmp_path, monkeypatch):
+    """revision / trust_remote_code / dtype of model_options are what the study's jobs pass to load_model; the
+    extraction job swaps in extraction.dtype; a revision for a non-hub model is a validation problem."""
+    import taskscope.models as models
+    from taskscope.pipeline import study
+    from taskscope.pipeline.config import config_from_dict, load_kwargs, model_options_slice
+    from taskscope.pipeline.validate import check_study
+
+    config = config_from_dict({"model": "someone/model", "model_options": {"revision": "v2", "dtype": "bfloat16"},
+                               "extraction": {"dtype": "float32"}})
+    assert load_kwargs(config) == {"device": "cpu", "dtype": "bfloat16", "revision": "v2", "trust_remote_code": False}
+    assert model_options_slice(config)["model_options"]["revision"] == "v2"
+    assert model_options_slice(config_from_dict({})) == {}  # default options keep old stage keys
+    seen = []
+    real = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda spec, **kw: seen.append(kw) or real("tiny:llama"))
+    study.extract_job("someone/model", load_kwargs(config), config.extraction.model_dump(), {"t": ["a b", "c"]},
+                      tmp_path)
+    assert seen == [{**load_kwargs(config), "dtype": "float32"}]
+    assert (tmp_path / study.STATES_FILE).is_file()
+
+    bad = config_from_dict({"model": "tiny:llama", "model_options": {"revision": "main"}})
+    assert [p.field for p in check_study(bad, load_tasks=False)] == ["model_options.revision"]
+    with pytest.warns(UserWarning, match="trust_remote_code is on"):
+        config_from_dict({"model_options": {"trust_remote_code": True}})
+    assert config_from_dict({}).model_options.trust_remote_code is False

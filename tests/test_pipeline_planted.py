@@ -26,11 +26,11 @@ N_BLOCKS = 6
 TOLERANCE = 1e-5
 
 
-def _perturbed(base_spec: str, device: str, first_block: int, seed: int, out_dir: Path) -> None:
+def _perturbed(base_spec: str, load: dict, first_block: int, seed: int, out_dir: Path) -> None:
     """Save the base model with blocks >= first_block perturbed, as a trained item (``model.json``, kind full)."""
     from taskscope.models import load_model
 
-    loaded = load_model(base_spec, device=device)
+    loaded = load_model(base_spec, **load)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for block in loaded.model.model.layers[first_block:]:
@@ -66,11 +66,11 @@ def planted(tmp_path_factory):
     tasks = [t.name for t in study_module.select_suite(config)]
     k = _planted_k(tasks)
 
-    def control_job(base_spec, device, train_config, task, records, validation, out_dir):
-        _perturbed(base_spec, device, k[task], 1000 * k[task] + int(train_config.get("seed", 0)), out_dir)
+    def control_job(base_spec, load, train_config, task, records, validation, tracking, out_dir):
+        _perturbed(base_spec, load, k[task], 1000 * k[task] + int(train_config.get("seed", 0)), out_dir)
 
-    def multitask_job(base_spec, device, train_config, data, out_dir):
-        _perturbed(base_spec, device, 3, 7, out_dir)
+    def multitask_job(base_spec, load, train_config, data, tracking, out_dir):
+        _perturbed(base_spec, load, 3, 7, out_dir)
 
     patch.setattr(study_module, "control_job", control_job)
     patch.setattr(study_module, "multitask_job", multitask_job)

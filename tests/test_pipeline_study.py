@@ -1,6 +1,5 @@
 """The whole MOSSA study on a tiny random model: outputs, Run object, resume after a crash, partial reruns, CLI."""
 
-import importlib
 import json
 import re
 import shutil
@@ -11,21 +10,6 @@ import pytest
 from taskscope.pipeline import Run, load_config, run_study
 from taskscope.pipeline import study as study_module
 
-NEEDED = {"taskscope.represent": "extract_hidden_states", "taskscope.train.loop": "train",
-          "taskscope.similarity": "cka", "taskscope.models": "load_model"}
-
-
-def _missing_components() -> list[str]:
-    missing = []
-    for module, name in NEEDED.items():
-        try:
-            getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            missing.append(f"{module}.{name}")
-    return missing
-
-
-pytestmark = pytest.mark.skipif(bool(_missing_components()), reason=f"components missing: {_missing_components()}")
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +38,8 @@ def test_whole_pipeline_outputs(finished_run, tiny_config):
     layer_map = finished_run.layer_map
     assert layer_map.num_layers == 3 and layer_map.params == tiny_config.layer_map.model_dump()
     assert layer_map.undefined == (0,) and layer_map.labels[0] is None  # NaN layer: in no band
-    assert sorted(finished_run.tables) == ["ceiling", "ceiling_comparison", "cluster_summary", "controls",
-                                           "differences", "layer_summary", "mossa"]
+    assert {"ceiling", "ceiling_comparison", "cluster_summary", "controls", "differences", "layer_summary",
+            "mossa"} <= set(finished_run.tables)
 
     controls = finished_run.tables["controls"]
     assert len(controls) == n_tasks * tiny_config.control_seeds
@@ -135,7 +119,7 @@ def _version() -> None:
 
 
 def test_cli_function_reuses_a_finished_run(finished_run):
-    typer = pytest.importorskip("typer")
+    import typer
     from typer.testing import CliRunner
 
     from taskscope.pipeline import run_command

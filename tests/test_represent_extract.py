@@ -67,19 +67,41 @@ def test_batched_states_equal_one_at_a_time_states_in_bfloat16(arch):
     assert max_relative_error(batched, single) < 3e-2
 
 
-def test_layers_below_the_last_equal_hf_hidden_states_and_the_last_is_before_the_final_norm(loaded):
+def test_every_layer_equals_hf_hidden_states_by_default_and_final_norm_false_is_before_the_norm(loaded):
+    """Default: all L + 1 layers equal HF's ``output_hidden_states=True`` (the last one after the final norm);
+    ``final_norm=False``: the same layers below L, and layer L is the raw residual stream HF's norm maps onto it."""
     ours = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, batch_size=4, progress=False)
+    raw = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, batch_size=4, progress=False,
+                                final_norm=False)
     backbone = find_backbone(loaded.model)
     assert backbone.num_layers == loaded.num_layers and backbone.final_norm is not None
     for index in REFERENCE_ROWS:
         hf = hf_hidden_states(loaded, PROMPTS[index])
         assert len(hf) == loaded.num_layers + 1
-        for layer in range(loaded.num_layers):
+        for layer in range(loaded.num_layers + 1):
             torch.testing.assert_close(ours[layer, index], hf[layer][0, -1], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(raw[:-1, index], ours[:-1, index], rtol=0, atol=0)
         with torch.no_grad():
-            normed = backbone.final_norm(ours[-1, index])
+            normed = backbone.final_norm(raw[-1, index])
         torch.testing.assert_close(normed, hf[-1][0, -1], rtol=1e-5, atol=1e-5)
-        assert not torch.allclose(ours[-1, index], hf[-1][0, -1])
+        assert not torch.allclose(raw[-1, index], hf[-1][0, -1])
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_final_norm_applies_before_pooling_and_on_the_shared_prefix_path(arch):
+    """Mean pooling averages the normed states (as HF's last entry); a shared prefix gives the same normed states."""
+    loaded = tiny_model(arch, n_layers=2, hidden_size=32, seed=4)
+    mean = extract_hidden_states(loaded.model, loaded.tokenizer, PROMPTS, batch_size=3, pooling="mean", progress=False)
+    for index in REFERENCE_ROWS:
+        torch.testing.assert_close(mean[-1, index], hf_hidden_states(loaded, PROMPTS[index])[-1][0].mean(dim=0),
+                                   rtol=1e-5, atol=1e-5)
+    shared = ["Definition: a long shared instruction that every prompt starts with. Input: " + x for x in "abcdef"]
+    fast = extract_hidden_states(loaded.model, loaded.tokenizer, shared, batch_size=2, share_prefix=True,
+                                 min_shared_tokens=8, progress=False)
+    plain = extract_hidden_states(loaded.model, loaded.tokenizer, shared, batch_size=2, share_prefix=False,
+                                  progress=False)
+    assert max_relative_error(fast[-1], plain[-1]) < 1e-4
+    torch.testing.assert_close(plain[-1, 2], hf_hidden_states(loaded, shared[2])[-1][0, -1], rtol=1e-5, atol=1e-5)
 
 
 def test_mean_pooling_averages_the_real_tokens(loaded):
@@ -300,7 +322,7 @@ def test_extract_job_cuts_a_100k_character_instance_and_records_the_count(tmp_pa
     huge = "word " * 20_000  # 100k characters: 100k byte tokens, far past the tiny model's 512 positions
     prompts = {"long_task": [huge, "a short one", "another"], "short_task": ["x y", "z"]}
     with caplog.at_level(logging.WARNING, logger="taskscope.represent"):
-        extract_job("tiny:gpt2", "cpu", ExtractionConfig(batch_size=2).model_dump(), prompts, tmp_path)
+        extract_job("tiny:gpt2", {"device": "cpu"}, ExtractionConfig(batch_size=2).model_dump(), prompts, tmp_path)
     report = json.loads((tmp_path / TRUNCATION_FILE).read_text())
     assert report["long_task"]["n_truncated"] == 1 and report["long_task"]["max_length"] == 512
     assert report["long_task"]["longest_tokens"] > 100_000 - 10
@@ -316,7 +338,7 @@ def test_explicit_max_length_overrides_the_context_length(tmp_path):
     from taskscope.pipeline.study import TRUNCATION_FILE, extract_job
 
     extraction = ExtractionConfig(max_length=8, truncation_side="right").model_dump()
-    extract_job("tiny:llama", "cpu", extraction, {"t": ["0123456789abcdef", "ab"]}, tmp_path)
+    extract_job("tiny:llama", {"device": "cpu"}, extraction, {"t": ["0123456789abcdef", "ab"]}, tmp_path)
     report = json.loads((tmp_path / TRUNCATION_FILE).read_text())["t"]
     assert report == {"n_prompts": 2, "n_truncated": 1, "longest_tokens": report["longest_tokens"],
                       "max_length": 8, "truncation_side": "right"}

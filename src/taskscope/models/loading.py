@@ -5,8 +5,8 @@ Order of operations:
 1. parse the spec (`taskscope.models.spec`);
 2. build or load the base model:
    * ``tiny:``  -> `tiny_model`;
-   * hub id     -> ``huggingface_hub.snapshot_download`` of the config, tokenizer and ``*.safetensors`` files
-     only, then as a local directory;
+   * hub id     -> ``huggingface_hub.snapshot_download`` (at ``revision`` when given) of the config, tokenizer
+     and ``*.safetensors`` files only, then as a local directory;
    * directory  -> check it holds ``config.json`` and safetensors weights, read the config, pick
      ``AutoModelForSeq2SeqLM`` when ``config.is_encoder_decoder`` else ``AutoModelForCausalLM``, load with
      ``use_safetensors=True``;
@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -99,12 +100,14 @@ def check_checkpoint_dir(path: Path, spec: str) -> None:
         raise ModelSpecError(f"model spec {spec!r}: {str(path)!r} has no *.safetensors weights, {detail}")
 
 
-def _download_hub(repo_id: str, spec: str) -> Path:
+def _download_hub(repo_id: str, spec: str, revision: str | None = None) -> Path:
+    pinned = {"revision": revision} if revision else {}
     try:
-        return Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
+        return Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, **pinned))
     except Exception as error:  # network, auth, missing repo: all end the same way for the user
         raise ModelSpecError(
-            f"model spec {spec!r}: not a local directory, and downloading it from the Hugging Face hub "
+            f"model spec {spec!r}: not a local directory, and downloading it"
+            f"{f' (revision {revision!r})' if revision else ''} from the Hugging Face hub "
             f"failed ({type(error).__name__}: {error})"
         ) from error
 
@@ -166,7 +169,16 @@ def _combine(*parts: str) -> str:
     return digest.hexdigest()
 
 
-def _load_base(parsed: ModelSpec, spec: str, dtype: str, trust_remote_code: bool) -> tuple[Any, Any, str]:
+def is_hub_id(parsed: ModelSpec) -> bool:
+    """Whether a parsed spec's base is downloaded from the Hugging Face hub (not a local folder, tiny, GGUF, embedded)."""
+    if parsed.kind != "pretrained":
+        return False
+    path = Path(parsed.location).expanduser()
+    return not (path.exists() or parsed.location.startswith((".", "/", "~")) or parsed.location.count("/") > 1)
+
+
+def _load_base(parsed: ModelSpec, spec: str, dtype: str, trust_remote_code: bool,
+               revision: str | None = None) -> tuple[Any, Any, str]:
     """Step 2: the base model, its tokenizer and its fingerprint."""
     if parsed.kind == "tiny":
         try:
@@ -183,9 +195,8 @@ def _load_base(parsed: ModelSpec, spec: str, dtype: str, trust_remote_code: bool
         path = embedded_checkpoint()
     else:
         path = Path(parsed.location).expanduser()
-        looks_local = path.exists() or parsed.location.startswith((".", "/", "~")) or parsed.location.count("/") > 1
-        if not looks_local:
-            path = _download_hub(parsed.location, spec)
+        if is_hub_id(parsed):
+            path = _download_hub(parsed.location, spec, revision)
     model, tokenizer = _load_pretrained_dir(path, spec, dtype, trust_remote_code)
     return model, tokenizer, fingerprint_from_files(model.config, path)
 
@@ -196,19 +207,26 @@ def load_model(
     dtype: str = "float32",
     device: str = "cpu",
     trust_remote_code: bool = False,
+    revision: str | None = None,
     lora: Mapping[str, Any] | None = None,
 ) -> LoadedModel:
     """Load the model named by ``spec`` (see module docstring and docs/models.md).
 
     ``dtype``: ``float32`` | ``bfloat16`` | ``float16`` | ``auto`` (the checkpoint's dtype).
-    ``device``: ``cpu`` | ``cuda`` | ``auto``.  ``lora``: keyword arguments of `add_lora` to wrap the model
+    ``device``: ``cpu`` | ``cuda`` | ``auto``.  ``revision``: the hub branch, tag or commit of a hub id (ignored
+    for local folders, tiny, GGUF and embedded models).  ``trust_remote_code`` (off by default; warns when on)
+    lets transformers run Python code shipped with the checkpoint.  ``lora``: keyword arguments of `add_lora` to wrap the model
     in fresh trainable adapters (``{}`` for the defaults), or ``None``.
     """
     parsed = parse_spec(spec)
     spec_text = str(spec)
     resolve_dtype(dtype)  # fail on a bad dtype or device before loading anything
     target_device = resolve_device(device)
-    model, tokenizer, fingerprint = _load_base(parsed, spec_text, dtype, trust_remote_code)
+    if trust_remote_code:
+        warnings.warn(f"model spec {spec_text!r}: trust_remote_code is on - transformers may run Python code "
+                      "shipped with the checkpoint; enable it only for checkpoints you trust", UserWarning,
+                      stacklevel=2)
+    model, tokenizer, fingerprint = _load_base(parsed, spec_text, dtype, trust_remote_code, revision)
     if parsed.lora_adapter is not None:
         adapter_dir = check_adapter_dir(parsed.lora_adapter, spec_text)
         model = merge(load_adapter(model, adapter_dir))

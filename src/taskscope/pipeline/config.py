@@ -15,6 +15,7 @@ import copy
 import difflib
 import importlib
 import typing
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +24,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -62,6 +64,32 @@ class TaskSelection(_Strict):
     seed: int = 0
 
 
+class ModelOptions(_Strict):
+    """How every model of a study is loaded (``taskscope.models.load_model``) for training and scoring.
+
+    ``revision`` pins a hub id's branch, tag or commit (only for a hub ``model``); ``trust_remote_code`` lets
+    transformers run Python code shipped with the checkpoint (off by default, warns when on); ``dtype`` is the
+    weights' dtype while training and scoring (``auto``: the checkpoint's own; hidden states use
+    ``extraction.dtype``).
+    """
+
+    revision: str | None = Field(None, min_length=1)
+    trust_remote_code: bool = False
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+
+    @model_validator(mode="after")
+    def _warn_remote_code(self) -> ModelOptions:
+        if self.trust_remote_code:
+            warnings.warn("model_options.trust_remote_code is on: loading the model may run Python code shipped "
+                          "with the checkpoint; enable it only for checkpoints you trust", UserWarning, stacklevel=2)
+        return self
+
+    def load_kwargs(self, device: str, *, dtype: str | None = None) -> dict[str, Any]:
+        """The keyword arguments of ``load_model``: these options, ``device`` and (for extraction) ``dtype``."""
+        return {"device": device, "dtype": dtype or self.dtype, "revision": self.revision,
+                "trust_remote_code": self.trust_remote_code}
+
+
 class ExperimentalModel(_Strict):
     """An experimental model: the pre-trained base, or the base instruction-tuned on the suite minus held-out tasks."""
 
@@ -91,6 +119,8 @@ class ExtractionConfig(_Strict):
     # "left" keeps the end (the last token is what MOSSA reads), as training's fit_lengths does
     max_length: int | None = Field(None, ge=1)
     truncation_side: Literal["left", "right"] = "left"
+    # the last layer after the stack's final norm (True: Hugging Face's last hidden_states entry) or before it
+    final_norm: bool = True
 
 
 class BootstrapConfig(_Strict):
@@ -99,11 +129,30 @@ class BootstrapConfig(_Strict):
     seed: int = 0
 
 
+class MeasureSpec(_Strict):
+    """One extra similarity measure of the measure registry and its parameters (``measures.csv``)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _measure_entry(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
 class SimilarityConfig(_Strict):
+    """CKA per kernel (``mossa.csv``, with intervals), plus any other registered measures (``measures.csv``).
+
+    ``measures`` entries are a registered name (``procrustes``) or ``{name, params}``; their parameters are
+    checked against the measure's own parameter model before any work starts, and the report says whether
+    the layer-wise conclusions agree with CKA's (``measure_agreement.csv``).
+    """
+
     kernels: list[str] = Field(default_factory=lambda: ["linear"], min_length=1)
     debiased: bool = False
     kernel_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    measures: list[Annotated[MeasureSpec, BeforeValidator(_measure_entry)]] = Field(default_factory=list)
 
 
 class ControlEvaluationConfig(_Strict):
@@ -134,6 +183,7 @@ class ReportConfig(_Strict):
 class StudyConfig(_Strict):
     name: FolderName = "quickstart"  # the run folder is output_dir / name
     model: str = "embedded"  # a taskscope.models.load_model spec
+    model_options: ModelOptions = Field(default_factory=ModelOptions)
     device: str = "cpu"
     tasks: TaskSelection = Field(default_factory=TaskSelection)
     prompt_format: dict[str, Any] = Field(default_factory=lambda: {"kind": "definition"})
@@ -183,6 +233,18 @@ class StudyConfig(_Strict):
 
     def model_names(self) -> list[str]:
         return [m.name for m in self.experimental_models]
+
+
+def load_kwargs(config: Any) -> dict[str, Any]:
+    """``load_model`` keyword arguments of every model of a study (MOSSA or transfer): device and ``model_options``."""
+    return config.model_options.load_kwargs(config.device)
+
+
+def model_options_slice(config: Any) -> dict[str, Any]:
+    """``{"model_options": ...}`` for a stage's config slice, empty for the defaults (so runs made before the
+    options existed keep their stage keys)."""
+    options = config.model_options
+    return {} if options == ModelOptions() else {"model_options": options.model_dump(mode="json")}
 
 
 def validate_with(module: str, cls_name: str, value: dict[str, Any]) -> BaseModel:

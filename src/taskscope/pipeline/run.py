@@ -48,7 +48,8 @@ from taskscope.pipeline.stages import Stage, StageContext, StageRecord, forced_s
 from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config, study_config_from_dict
 from taskscope.pipeline.validate import validate_study
 
-TABLES = ("mossa", "layer_summary", "cluster_summary", "differences", "controls", "ceiling", "ceiling_comparison")
+TABLES = ("mossa", "layer_summary", "cluster_summary", "differences", "controls", "ceiling", "ceiling_comparison",
+          "measures", "measure_agreement")
 QUICKSTART = CONFIG_DIR / "quickstart.yaml"
 
 

@@ -58,6 +58,14 @@ class StageContext:
     def item_dir(self, name: str) -> Path:
         return inside(self.out_dir / "items", name)  # a name that would leave the stage folder raises
 
+    def tracking(self, run_name: str) -> Any:
+        """Where a training job of this stage sends its tracker output (``taskscope.train.logging.Tracking``): the
+        run's ``logs`` folder (TensorBoard: ``logs/tensorboard/<run_name>``), the study's name as the project."""
+        from taskscope.train.logging import Tracking
+
+        return Tracking(logs_dir=self.run_dir / "logs", run_name=run_name,
+                        project=str(getattr(self.config, "name", "taskscope")))
+
     def map_items(self, job: Callable[..., Any], items: dict[str, tuple], description: str, *,
                   atomic: bool = True) -> dict[str, Path]:
         """Run ``job(*args, item_dir)`` for every ``name -> args`` whose item folder is not done yet.

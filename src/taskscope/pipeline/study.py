@@ -56,7 +56,7 @@ import pandas as pd
 
 from taskscope.common.files import atomic_write_json, atomic_write_text
 from taskscope.pipeline.cache import data_fingerprint
-from taskscope.pipeline.config import StudyConfig, dump_config
+from taskscope.pipeline.config import StudyConfig, dump_config, load_kwargs, model_options_slice
 from taskscope.pipeline.stages import Stage, StageContext
 
 CHECKPOINT_FILE = "model.json"
@@ -132,7 +132,7 @@ def _examples(records: list[dict]):
 
 
 # ---------------------------------------------------------------- training
-def _record_checkpoint(base_spec: str, device: str, result, out_dir: Path) -> None:
+def _record_checkpoint(base_spec: str, load: dict, result, out_dir: Path) -> None:
     """Write ``model.json``: how to reload the trained model (paths relative to the item folder)."""
     from taskscope.models import load_model
 
@@ -141,7 +141,7 @@ def _record_checkpoint(base_spec: str, device: str, result, out_dir: Path) -> No
         weights, kind = final / "adapter", "lora"
     else:  # full fine-tuning saved the model only: keep the base tokenizer next to it
         weights, kind = final / "model", "full"
-        load_model(base_spec, device=device).tokenizer.save_pretrained(weights)
+        load_model(base_spec, **load).tokenizer.save_pretrained(weights)
     atomic_write_json(Path(out_dir) / CHECKPOINT_FILE, {
         "base": base_spec, "kind": kind, "steps": result.steps, "stop_reason": stop_reason(result),
         "weights": str(weights.resolve().relative_to(Path(out_dir).resolve()))})
@@ -166,29 +166,30 @@ def seeded_training(train_config: dict, seed: int) -> dict:
     return dict(train_config) if seed == 0 else {**train_config, "seed": int(train_config.get("seed", 0)) + seed}
 
 
-def control_job(base_spec: str, device: str, train_config: dict, task: str, records: list[dict],
-                validation: list[dict], out_dir: Path) -> None:
+def control_job(base_spec: str, load: dict, train_config: dict, task: str, records: list[dict],
+                validation: list[dict], tracking, out_dir: Path) -> None:
     """Train the control model C_t of one task (``train_control``, validated on ``validation``)."""
     from taskscope.models import load_model
     from taskscope.train.config import TrainConfig
     from taskscope.train.modes import train_control
 
-    results = train_control(lambda: load_model(base_spec, device=device), {task: _examples(records)},
+    results = train_control(lambda: load_model(base_spec, **load), {task: _examples(records)},
                             TrainConfig.model_validate(train_config), Path(out_dir) / "train",
-                            validation={task: _examples(validation)} if validation else None)
-    _record_checkpoint(base_spec, device, results[task], out_dir)
+                            validation={task: _examples(validation)} if validation else None, tracking=tracking)
+    _record_checkpoint(base_spec, load, results[task], out_dir)
 
 
-def multitask_job(base_spec: str, device: str, train_config: dict, data: dict[str, list[dict]], out_dir: Path) -> None:
+def multitask_job(base_spec: str, load: dict, train_config: dict, data: dict[str, list[dict]], tracking,
+                  out_dir: Path) -> None:
     """Instruction-tune the base model on ``data`` (task -> formatted examples) with ``train_multitask``."""
     from taskscope.models import load_model
     from taskscope.train.config import TrainConfig
     from taskscope.train.modes import train_multitask
 
-    loaded = load_model(base_spec, device=device)
+    loaded = load_model(base_spec, **load)
     result = train_multitask(loaded, {task: _examples(records) for task, records in data.items()},
-                             TrainConfig.model_validate(train_config), Path(out_dir) / "train")
-    _record_checkpoint(base_spec, device, result, out_dir)
+                             TrainConfig.model_validate(train_config), Path(out_dir) / "train", tracking=tracking)
+    _record_checkpoint(base_spec, load, result, out_dir)
 
 
 def trained_spec(item_dir: Path) -> str:
@@ -203,19 +204,20 @@ def run_controls(ctx: StageContext) -> None:
     config: StudyConfig = ctx.config
     tasks = read_tasks(ctx.inputs["tasks"])
     validation = validation_records(config)
-    jobs = {control_item(name, seed): (config.model, config.device, seeded_training(config.control_training, seed),
-                                       name, info["train"], validation.get(name, []))
+    jobs = {control_item(name, seed): (config.model, load_kwargs(config), seeded_training(config.control_training, seed),
+                                       name, info["train"], validation.get(name, []),
+                                       ctx.tracking(f"controls/{control_item(name, seed)}"))
             for seed in range(config.control_seeds) for name, info in tasks.items()}
     ctx.map_items(control_job, jobs, "train control models", atomic=False)
 
 
 # ---------------------------------------------------------------- control scores
-def score_job(model_spec: str, device: str, settings: dict, records: dict[str, list[dict]], out_dir: Path) -> None:
+def score_job(model_spec: str, load: dict, settings: dict, records: dict[str, list[dict]], out_dir: Path) -> None:
     """Per task: per-example target loss (and ROUGE-L / exact match with generation) -> ``scores.json``."""
     from taskscope.evaluate import EvalSettings, evaluate_examples
     from taskscope.models import load_model
 
-    loaded = load_model(model_spec, device=device)
+    loaded = load_model(model_spec, **load)
     out = {}
     for task, task_records in records.items():
         frame = evaluate_examples(loaded, _examples(task_records), EvalSettings.model_validate(settings))
@@ -246,8 +248,8 @@ def run_control_scores(ctx: StageContext) -> None:
     settings = _eval_settings(config)
     controls_dir = ctx.inputs["controls"] / "items"
     items = {control_item(t, seed): (t, seed) for seed in range(config.control_seeds) for t in validation}
-    jobs = {"base": (config.model, config.device, settings, validation)}
-    jobs.update({f"control-{item}": (trained_spec(controls_dir / item), config.device, settings, {t: validation[t]})
+    jobs = {"base": (config.model, load_kwargs(config), settings, validation)}
+    jobs.update({f"control-{item}": (trained_spec(controls_dir / item), load_kwargs(config), settings, {t: validation[t]})
                  for item, (t, _) in items.items()})
     done = ctx.map_items(score_job, jobs, "score controls on validation examples")
     scores = {name: json.loads((folder / "scores.json").read_text()) for name, folder in done.items()}
@@ -286,13 +288,13 @@ def run_experimental(ctx: StageContext) -> None:
         seen = seen_tasks(config, tasks, model.name)
         if not seen:
             raise ValueError(f"experimental model {model.name!r} holds out every task")
-        jobs[model.name] = (config.model, config.device, config.multitask_training,
-                            {t: tasks[t]["train"] for t in seen})
+        jobs[model.name] = (config.model, load_kwargs(config), config.multitask_training,
+                            {t: tasks[t]["train"] for t in seen}, ctx.tracking(f"experimental/{model.name}"))
     ctx.map_items(multitask_job, jobs, "instruction-tune experimental models", atomic=False)
 
 
 # ---------------------------------------------------------------- extraction
-def extract_job(model_spec: str, device: str, extraction: dict, prompts: dict[str, list[str]], out_dir: Path) -> None:
+def extract_job(model_spec: str, load: dict, extraction: dict, prompts: dict[str, list[str]], out_dir: Path) -> None:
     """Hidden states ``(L+1, n, d)`` of every task's prompts, saved as one safetensors file (tensor per task);
     ``truncation.json`` beside it counts, per task, the prompts cut to ``extraction.max_length``."""
     from safetensors.torch import save_file
@@ -301,13 +303,13 @@ def extract_job(model_spec: str, device: str, extraction: dict, prompts: dict[st
     from taskscope.represent import extract_hidden_states
     from taskscope.represent.extract import context_length, tokenize
 
-    loaded = load_model(model_spec, device=device, dtype=extraction["dtype"])
+    loaded = load_model(model_spec, **{**load, "dtype": extraction["dtype"]})
     limit = extraction["max_length"] or context_length(loaded.model)
     tokens = {task: tokenize(loaded.tokenizer, texts, limit, extraction["truncation_side"])
               for task, texts in prompts.items()}
     states = {task: extract_hidden_states(loaded.model, loaded.tokenizer, tokens[task], batch_size=extraction["batch_size"],
                                           pooling=extraction["pooling"], share_prefix=extraction["share_prefix"],
-                                          description=f"extract {task}").contiguous()
+                                          final_norm=extraction["final_norm"], description=f"extract {task}").contiguous()
               for task in prompts}
     save_file(states, str(Path(out_dir) / STATES_FILE))
     atomic_write_json(Path(out_dir) / TRUNCATION_FILE, {task: t.summary() for task, t in tokens.items()})
@@ -319,11 +321,11 @@ def run_extract(ctx: StageContext) -> None:
     prompts = {t: [e["prompt"] for e in info["inputs"]] for t, info in tasks.items()}
     extraction = config.extraction.model_dump()
     jobs = {f"control-{control_item(t, seed)}": (trained_spec(ctx.inputs["controls"] / "items" / control_item(t, seed)),
-                                                 config.device, extraction, {t: prompts[t]})
+                                                 load_kwargs(config), extraction, {t: prompts[t]})
             for seed in range(config.control_seeds) for t in tasks}
     for model in config.experimental_models:
         spec = config.model if model.kind == "pretrained" else trained_spec(ctx.inputs["experimental"] / "items" / model.name)
-        jobs[f"exp-{model.name}"] = (spec, config.device, extraction, prompts)
+        jobs[f"exp-{model.name}"] = (spec, load_kwargs(config), extraction, prompts)
     ctx.map_items(extract_job, jobs, "extract hidden states")
 
 
@@ -335,6 +337,7 @@ def load_states(extract_dir: Path, item: str) -> dict:
 
 # ---------------------------------------------------------------- similarity and analysis
 def run_similarity(ctx: StageContext) -> None:
+    from taskscope.analysis.measures import measure_table
     from taskscope.analysis.mossa import DIFFERENCE_COLUMNS, mossa_differences, mossa_table
 
     config: StudyConfig = ctx.config
@@ -356,6 +359,9 @@ def run_similarity(ctx: StageContext) -> None:
                                seed=sim.bootstrap.seed, kernel_args=sim.kernel_args)
              if len(experimental) > 1 and baseline in experimental else pd.DataFrame(columns=DIFFERENCE_COLUMNS))
     atomic_write_text(ctx.out_dir / "differences.csv", diffs.to_csv(index=False))
+    measures = measure_table(experimental, controls, {t: info["cluster"] for t, info in tasks.items()},
+                             [(m.name, m.params) for m in sim.measures], heldout=heldout)
+    atomic_write_text(ctx.out_dir / "measures.csv", measures.to_csv(index=False))
 
 
 def _mossa_options(config: StudyConfig) -> dict:
@@ -383,6 +389,7 @@ def run_analysis(ctx: StageContext) -> None:
     from taskscope.analysis import cluster_summary, find_layer_map, layer_summary
     from taskscope.analysis.ceiling import compare_to_ceiling
     from taskscope.analysis.findings import write_findings
+    from taskscope.analysis.measures import AGREEMENT_COLUMNS, measure_agreement, measures_finding
     from taskscope.analysis.mossa_findings import mossa_findings
 
     config: StudyConfig = ctx.config
@@ -399,6 +406,13 @@ def run_analysis(ctx: StageContext) -> None:
                               baseline=config.report.baseline_model,
                               heldout_models=[m.name for m in config.experimental_models
                                               if m.heldout_tasks or m.heldout_clusters])
+    measures = pd.read_csv(ctx.inputs["similarity"] / "measures.csv")
+    agreement = (measure_agreement(measures, table, config.report.baseline_model, alpha=config.layer_map.alpha)
+                 if len(measures) and config.report.baseline_model in set(table["experimental_model"])
+                 else pd.DataFrame(columns=AGREEMENT_COLUMNS))
+    atomic_write_text(ctx.out_dir / "measure_agreement.csv", agreement.to_csv(index=False))
+    if len(measures):
+        findings.append(measures_finding(agreement))
     write_findings(findings, ctx.out_dir / "findings.json")
 
 
@@ -426,21 +440,22 @@ def study_stages() -> list[Stage]:
         Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "prompt_format": c.prompt_format,
                                              "data": data_fingerprint(c.tasks.source)}, version="1"),
         Stage("controls", run_controls,
-              lambda c: {"model": c.model, "train": c.control_training, "seeds": c.control_seeds}, needs=("tasks",),
-              version="2"),
+              lambda c: {"model": c.model, **model_options_slice(c), "train": c.control_training,
+                         "seeds": c.control_seeds}, needs=("tasks",), version="2"),
         Stage("control_scores", run_control_scores,
-              lambda c: {"evaluation": dump(c.control_evaluation), "seeds": c.control_seeds},
+              lambda c: {"evaluation": dump(c.control_evaluation), "seeds": c.control_seeds,
+                         **model_options_slice(c)},
               needs=("tasks", "controls"), publish=("controls.csv",), version="1"),
         Stage("experimental", run_experimental,
-              lambda c: {"model": c.model, "train": c.multitask_training,
+              lambda c: {"model": c.model, **model_options_slice(c), "train": c.multitask_training,
                          "models": [dump(m) for m in c.experimental_models if m.kind == "multitask"]},
               needs=("tasks",), version="1"),
         Stage("extract", run_extract,
               lambda c: {"extraction": dump(c.extraction), "models": [dump(m) for m in c.experimental_models],
-                         "seeds": c.control_seeds},
-              needs=("tasks", "controls", "experimental"), version="2"),
+                         "seeds": c.control_seeds, **model_options_slice(c)},
+              needs=("tasks", "controls", "experimental"), version="3"),  # 3: layer L after the final norm
         Stage("similarity", run_similarity, lambda c: {"similarity": dump(c.similarity), "baseline": c.report.baseline_model},
-              needs=("tasks", "extract"), publish=("mossa.csv", "differences.csv"), version="2"),
+              needs=("tasks", "extract"), publish=("mossa.csv", "differences.csv", "measures.csv"), version="3"),
         Stage("ceiling", run_ceiling, lambda c: {"similarity": dump(c.similarity), "seeds": c.control_seeds},
               needs=("tasks", "extract"), publish=("ceiling.csv",), version="1"),
         Stage("analysis", run_analysis,
@@ -448,7 +463,7 @@ def study_stages() -> list[Stage]:
                          "heldout": [m.name for m in c.experimental_models if m.heldout_tasks or m.heldout_clusters]},
               needs=("similarity", "ceiling", "control_scores"),
               publish=("layer_map.json", "layer_summary.csv", "cluster_summary.csv",
-                       "ceiling_comparison.csv", "findings.json"), version="3"),
+                       "ceiling_comparison.csv", "findings.json", "measure_agreement.csv"), version="4"),
         Stage("report", run_report, lambda c: c.model_dump(mode="json"),
               needs=("similarity", "analysis", "control_scores"), publish=("report.html", "figures"), version="2"),
     ]

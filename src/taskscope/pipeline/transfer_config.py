@@ -29,6 +29,7 @@ from pydantic import (
 from taskscope.pipeline.config import (
     ConfigError,
     FolderName,
+    ModelOptions,
     StudyConfig,
     config_from_dict,
     format_errors,
@@ -226,6 +227,7 @@ class TransferStudyConfig(_Strict):
     study: Literal["transfer"] = "transfer"
     name: FolderName = "transfer"  # the run folder is output_dir / name
     model: str = "embedded"
+    model_options: ModelOptions = Field(default_factory=ModelOptions)
     device: str = "cpu"
     tasks: TransferTasks = Field(default_factory=TransferTasks)
     context: dict[str, Any] = Field(default_factory=lambda: {"kind": "definition"})

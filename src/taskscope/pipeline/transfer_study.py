@@ -37,6 +37,7 @@ import pandas as pd
 
 from taskscope.common.files import atomic_write_json, atomic_write_text
 from taskscope.pipeline.cache import data_fingerprint
+from taskscope.pipeline.config import load_kwargs, model_options_slice
 from taskscope.pipeline.run import Run, execute_stages
 from taskscope.pipeline.stages import Stage, StageContext
 from taskscope.pipeline.transfer_config import (
@@ -126,19 +127,19 @@ def _examples(records: Sequence[dict]):
 
 
 # ---------------------------------------------------------------- instruction tuning
-def _weights_of(checkpoint: Path, base_spec: str, device: str) -> tuple[Path, str]:
+def _weights_of(checkpoint: Path, base_spec: str, load: dict) -> tuple[Path, str]:
     """The adapter (LoRA) or model folder of a checkpoint; a full model gets the base tokenizer saved beside it."""
     from taskscope.models import load_model
 
     if (checkpoint / "adapter" / "adapter_config.json").is_file():
         return checkpoint / "adapter", "lora"
     if not (checkpoint / "model" / "tokenizer_config.json").is_file():
-        load_model(base_spec, device=device).tokenizer.save_pretrained(checkpoint / "model")
+        load_model(base_spec, **load).tokenizer.save_pretrained(checkpoint / "model")
     return checkpoint / "model", "full"
 
 
-def instruction_tune_job(base_spec: str, device: str, train_config: dict, data: dict[str, list[dict]],
-                         text_source: str | list[str] | None, out_dir: Path) -> None:
+def instruction_tune_job(base_spec: str, load: dict, train_config: dict, data: dict[str, list[dict]],
+                         text_source: str | list[str] | None, tracking, out_dir: Path) -> None:
     """Instruction-tune the base on the seen tasks (`train_multitask`); ``model.json`` lists final + checkpoints."""
     from taskscope.models import load_model
     from taskscope.train.checkpoint import CHECKPOINTS, STATE_FILE
@@ -147,14 +148,15 @@ def instruction_tune_job(base_spec: str, device: str, train_config: dict, data: 
 
     out_dir = Path(out_dir)
     config = TrainConfig.model_validate(train_config)
-    result = train_multitask(load_model(base_spec, device=device),
+    result = train_multitask(load_model(base_spec, **load),
                              {task: _examples(records) for task, records in data.items()}, config,
-                             out_dir / "train", text_source=text_source if config.unsupervised_every else None)
-    final, kind = _weights_of(Path(result.final_checkpoint), base_spec, device)
+                             out_dir / "train", text_source=text_source if config.unsupervised_every else None,
+                             tracking=tracking)
+    final, kind = _weights_of(Path(result.final_checkpoint), base_spec, load)
     checkpoints = {}
     for step_dir in sorted((out_dir / "train" / CHECKPOINTS).glob("step-*")):
         if (step_dir / STATE_FILE).is_file():
-            weights, _ = _weights_of(step_dir, base_spec, device)
+            weights, _ = _weights_of(step_dir, base_spec, load)
             checkpoints[int(step_dir.name.split("-")[1])] = str(weights.relative_to(out_dir))
     checkpoints[result.steps] = str(final.relative_to(out_dir))
     atomic_write_json(out_dir / MODEL_FILE, {"base": base_spec, "kind": kind, "steps": result.steps,
@@ -190,8 +192,8 @@ def run_instruction_tune(ctx: StageContext) -> None:
     data = {task: info["train"] for task, info in seen.items()}
     text_source = (str(config.unsupervised_text) if config.unsupervised_text is not None
                    else [r["prompt"] for records in data.values() for r in records])
-    jobs = {m.name: (config.model, config.device, config.train_config(m.name), data, text_source)
-            for m in config.models if m.kind == "multitask"}
+    jobs = {m.name: (config.model, load_kwargs(config), config.train_config(m.name), data, text_source,
+                     ctx.tracking(f"instruction_tune/{m.name}")) for m in config.models if m.kind == "multitask"}
     ctx.map_items(instruction_tune_job, jobs, "instruction-tune models", atomic=False)
 
 
@@ -202,12 +204,12 @@ def _settings(evaluation: dict, **update: Any):
     return EvalSettings.model_validate({**evaluation["settings"], **update})
 
 
-def seen_eval_job(spec: str, device: str, evaluation: dict, seen: dict[str, dict], cache_dir: str, out_dir: Path) -> None:
+def seen_eval_job(spec: str, load: dict, evaluation: dict, seen: dict[str, dict], cache_dir: str, out_dir: Path) -> None:
     """Per-instance target loss of one model on every seen task's train (first n) / validation / test split."""
     from taskscope.evaluate import EvalCache, evaluate_examples
     from taskscope.models import load_model
 
-    loaded = load_model(spec, device=device)
+    loaded = load_model(spec, **load)
     settings, cache = _settings(evaluation, generate=False), EvalCache(cache_dir)
     parts = []
     for info in seen.values():
@@ -219,14 +221,14 @@ def seen_eval_job(spec: str, device: str, evaluation: dict, seen: dict[str, dict
     atomic_write_text(Path(out_dir) / "seen_loss.csv", pd.concat(parts, ignore_index=True).to_csv(index=False))
 
 
-def icl_job(spec: str, device: str, tasks: dict, icl: dict, evaluation: dict, unseen: list[str], cache_dir: str,
+def icl_job(spec: str, load: dict, tasks: dict, icl: dict, evaluation: dict, unseen: list[str], cache_dir: str,
             out_dir: Path) -> None:
     """In-context scores of one model on every unseen task, with and without the definition."""
     from taskscope.evaluate import EvalCache, evaluate_icl
     from taskscope.models import load_model
     from taskscope.tasks.formats import named_format
 
-    loaded = load_model(spec, device=device)
+    loaded = load_model(spec, **load)
     fmt = named_format(icl["format"])
     settings, cache = _settings(evaluation), EvalCache(cache_dir)
     parts = []
@@ -239,7 +241,7 @@ def icl_job(spec: str, device: str, tasks: dict, icl: dict, evaluation: dict, un
     _write_scores(pd.concat(parts, ignore_index=True), Path(out_dir) / "icl.csv")
 
 
-def fewshot_job(spec: str, device: str, tasks: dict, grid: dict, context: str, evaluation: dict, unseen: list[str],
+def fewshot_job(spec: str, load: dict, tasks: dict, grid: dict, context: str, evaluation: dict, unseen: list[str],
                 cache_dir: str, out_dir: Path) -> None:
     """Few-shot LoRA transfer of one model to every unseen task under one task context (all shots x seeds)."""
     from taskscope.evaluate import EvalCache, evaluate_fewshot
@@ -247,7 +249,7 @@ def fewshot_job(spec: str, device: str, tasks: dict, grid: dict, context: str, e
     from taskscope.tasks.formats import named_format
     from taskscope.train.config import TrainConfig
 
-    loaded = load_model(spec, device=device)
+    loaded = load_model(spec, **load)
     settings, cache = _settings(evaluation), EvalCache(cache_dir)
     parts = []
     for name in unseen:
@@ -282,7 +284,7 @@ def _eval_common(ctx: StageContext) -> tuple[TransferStudyConfig, dict, str]:
 def run_seen_eval(ctx: StageContext) -> None:
     config, tasks, cache_dir = _eval_common(ctx)
     evaluation = config.evaluation.model_dump(mode="json")
-    jobs = {name: (model_spec(config, ctx.inputs["instruction_tune"], name), config.device, evaluation,
+    jobs = {name: (model_spec(config, ctx.inputs["instruction_tune"], name), load_kwargs(config), evaluation,
                    tasks["seen"], cache_dir) for name in config.model_names()}
     items = ctx.map_items(seen_eval_job, jobs, "seen-task loss")
     frame = _concat_items(items, "seen_loss.csv", {name: {"model": name} for name in items})
@@ -292,7 +294,7 @@ def run_seen_eval(ctx: StageContext) -> None:
 
 def run_icl(ctx: StageContext) -> None:
     config, tasks, cache_dir = _eval_common(ctx)
-    jobs = {name: (model_spec(config, ctx.inputs["instruction_tune"], name), config.device,
+    jobs = {name: (model_spec(config, ctx.inputs["instruction_tune"], name), load_kwargs(config),
                    config.tasks.model_dump(mode="json"), config.icl.model_dump(mode="json"),
                    config.evaluation.model_dump(mode="json"), list(tasks["unseen"]), cache_dir)
             for name in config.model_names()}
@@ -309,19 +311,19 @@ def run_fewshot(ctx: StageContext) -> None:
         spec = model_spec(config, ctx.inputs["instruction_tune"], name)
         for context in config.fewshot.contexts:
             item = f"{name}-{context}"
-            jobs[item] = (spec, config.device, config.tasks.model_dump(mode="json"), grid, context,
+            jobs[item] = (spec, load_kwargs(config), config.tasks.model_dump(mode="json"), grid, context,
                           config.evaluation.model_dump(mode="json"), list(tasks["unseen"]), cache_dir)
             columns[item] = {"model": name}
     items = ctx.map_items(fewshot_job, jobs, "few-shot transfer")
     atomic_write_text(ctx.out_dir / "fewshot.csv", _concat_items(items, "fewshot.csv", columns).to_csv(index=False))
 
 
-def trajectory_job(spec: str, device: str, tasks: dict, icl: dict, grid: dict, evaluation: dict, unseen: list[str],
+def trajectory_job(spec: str, load: dict, tasks: dict, icl: dict, grid: dict, evaluation: dict, unseen: list[str],
                    cache_dir: str, out_dir: Path) -> None:
     """ICL and few-shot (one shot count, first seed and context) scores of one checkpoint on every unseen task."""
-    icl_job(spec, device, tasks, {**icl, "with_definition": icl["with_definition"][:1]}, evaluation, unseen,
+    icl_job(spec, load, tasks, {**icl, "with_definition": icl["with_definition"][:1]}, evaluation, unseen,
             cache_dir, out_dir)
-    fewshot_job(spec, device, tasks, grid, grid["contexts"][0], evaluation, unseen, cache_dir, out_dir)
+    fewshot_job(spec, load, tasks, grid, grid["contexts"][0], evaluation, unseen, cache_dir, out_dir)
 
 
 def run_trajectory(ctx: StageContext) -> None:
@@ -329,7 +331,7 @@ def run_trajectory(ctx: StageContext) -> None:
     trajectory = config.analyses.trajectory
     grid = {**config.fewshot.model_dump(mode="json"), "shots": [trajectory.shots], "seeds": config.fewshot.seeds[:1]}
     specs = checkpoint_specs(config, ctx.inputs["instruction_tune"], trajectory.model)
-    jobs = {f"step-{step:06d}": (spec, config.device, config.tasks.model_dump(mode="json"),
+    jobs = {f"step-{step:06d}": (spec, load_kwargs(config), config.tasks.model_dump(mode="json"),
                                  config.icl.model_dump(mode="json"), grid, config.evaluation.model_dump(mode="json"),
                                  list(tasks["unseen"]), cache_dir) for step, spec in sorted(specs.items())}
     items = ctx.map_items(trajectory_job, jobs, "checkpoint trajectory")
@@ -500,13 +502,13 @@ def run_report(ctx: StageContext) -> None:
 def transfer_stages(config: TransferStudyConfig) -> list[Stage]:
     """The stages of ``config``'s transfer study in run order (``trajectory`` only when configured)."""
     dump = lambda model: model.model_dump(mode="json")
-    evaluation = lambda c: {"model": c.model, "evaluation": dump(c.evaluation)}
+    evaluation = lambda c: {"model": c.model, **model_options_slice(c), "evaluation": dump(c.evaluation)}
     stages = [
         Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "context": c.context,
                                              "data": [data_fingerprint(c.tasks.source), data_fingerprint(c.tasks.split_dir)]},
               version="1"),
         Stage("instruction_tune", run_instruction_tune,
-              lambda c: {"model": c.model, "unsupervised_text": str(c.unsupervised_text),
+              lambda c: {"model": c.model, **model_options_slice(c), "unsupervised_text": str(c.unsupervised_text),
                          "train": {m.name: c.train_config(m.name) for m in c.models if m.kind == "multitask"},
                          "data": data_fingerprint(c.unsupervised_text)},
               needs=("tasks",), version="1"),

@@ -25,6 +25,7 @@ from typing import Any
 
 from taskscope.pipeline.config import ConfigError, StudyConfig
 from taskscope.pipeline.transfer_config import TransferStudyConfig
+from taskscope.registry import Registry, RegistryError
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ def check_study(config: StudyConfig | TransferStudyConfig, *, executor: str = "l
                 load_tasks: bool = True) -> list[Problem]:
     """Every problem of ``config`` (steps 1-2 of the module docstring); ``load_tasks=False`` skips step 2."""
     problems = executor_problems(executor) + model_problems("model", config.model)
+    problems += model_option_problems(config.model, config.model_options)
     if isinstance(config, TransferStudyConfig):
         sections = {"instruction_tuning": config.instruction_tuning, "fewshot.train": config.fewshot.train}
         sections |= {f"models.{i}.train": config.train_config(m.name) for i, m in enumerate(config.models)
@@ -70,6 +72,7 @@ def check_study(config: StudyConfig | TransferStudyConfig, *, executor: str = "l
     else:
         sections = {"control_training": config.control_training, "multitask_training": config.multitask_training}
         problems += kernel_problems(config.similarity.kernels, config.similarity.kernel_args)
+        problems += measure_problems(config.similarity.measures)
     for where, section in sections.items():
         problems += sampler_problems(where, section)
     if load_tasks and not problems:  # loading the suite can take a while: only for an otherwise sound config
@@ -79,11 +82,22 @@ def check_study(config: StudyConfig | TransferStudyConfig, *, executor: str = "l
 
 
 # ---------------------------------------------------------------- plug-ins
+def plugin_problems(registry: Registry, name: str, params: dict[str, Any] | None, where: str,
+                    params_where: str) -> list[Problem]:
+    """An unknown member of ``registry``, or ``params`` its parameter model rejects (field named)."""
+    if name not in registry:
+        return [Problem(where, f"unknown {registry.kind} {name!r}{suggestion(name, registry.names(), 'known')}")]
+    try:
+        registry.check_params(name, params)
+    except RegistryError as err:
+        return [Problem(params_where, str(err))]
+    return []
+
+
 def executor_problems(name: str) -> list[Problem]:
-    from taskscope.pipeline.executors import local, ray  # noqa: F401  (fill the registry)
     from taskscope.pipeline.executors.base import EXECUTORS
 
-    return [] if name in EXECUTORS else [Problem("executor", f"unknown executor {name!r}{suggestion(name, EXECUTORS)}")]
+    return plugin_problems(EXECUTORS, name, None, "executor", "executor")
 
 
 def model_problems(where: str, spec: str) -> list[Problem]:
@@ -115,6 +129,21 @@ def model_problems(where: str, spec: str) -> list[Problem]:
     return problems
 
 
+def model_option_problems(spec: str, options: Any) -> list[Problem]:
+    """A ``model_options.revision`` for a model that is not a hub id (a revision pins a hub checkpoint only)."""
+    from taskscope.models.loading import is_hub_id
+    from taskscope.models.spec import ModelSpecError, parse_spec
+
+    try:
+        hub = is_hub_id(parse_spec(spec))
+    except ModelSpecError:
+        return []  # reported by model_problems
+    if options.revision is not None and not hub:
+        return [Problem("model_options.revision", f"revision {options.revision!r} applies to a Hugging Face hub id; "
+                        f"model {spec!r} is not one (a local folder, tiny, GGUF or embedded model has no revisions)")]
+    return []
+
+
 def sampler_problems(where: str, train: dict[str, Any]) -> list[Problem]:
     """An unknown ``sampler``, or ``sampler_kwargs`` its class does not take (tried on two toy tasks)."""
     name = train.get("sampler")
@@ -122,9 +151,10 @@ def sampler_problems(where: str, train: dict[str, Any]) -> list[Problem]:
         return [Problem(f"{where}.sampler_kwargs", "set without a sampler")] if train.get("sampler_kwargs") else []
     from taskscope.train.samplers import SAMPLERS, make_sampler
 
-    if name not in SAMPLERS:
-        return [Problem(f"{where}.sampler", f"unknown sampler {name!r}{suggestion(name, SAMPLERS, 'known samplers')}")]
-    try:
+    problems = plugin_problems(SAMPLERS, name, train.get("sampler_kwargs"), f"{where}.sampler", f"{where}.sampler_kwargs")
+    if problems:
+        return problems
+    try:  # values the parameter model cannot judge alone (e.g. a window < 1): build it on two toy tasks
         make_sampler(name, [8, 16], seed=0, total_steps=10, **train.get("sampler_kwargs", {}))
     except (TypeError, ValueError) as err:
         return [Problem(f"{where}.sampler_kwargs", f"sampler {name!r}: {err}")]
@@ -136,9 +166,10 @@ def kernel_problems(kernels: list[str], kernel_args: dict[str, dict[str, Any]]) 
 
     problems = []
     for i, name in enumerate(kernels):
-        if name not in KERNELS:
-            problems.append(Problem(f"similarity.kernels.{i}",
-                                    f"unknown kernel {name!r}{suggestion(name, KERNELS, 'known kernels')}"))
+        found = plugin_problems(KERNELS, name, kernel_args.get(name), f"similarity.kernels.{i}",
+                                f"similarity.kernel_args.{name}")
+        if found:
+            problems += found
             continue
         try:
             get_kernel(name, **kernel_args.get(name, {}))
@@ -150,29 +181,42 @@ def kernel_problems(kernels: list[str], kernel_args: dict[str, dict[str, Any]]) 
     return problems
 
 
+def measure_problems(measures: list) -> list[Problem]:
+    """Every extra measure: a registered name, parameters its parameter model accepts, no label twice."""
+    from taskscope.analysis.measures import measure_label
+    from taskscope.similarity import MEASURES
+
+    problems, labels = [], set()
+    for i, spec in enumerate(measures):
+        problems += plugin_problems(MEASURES, spec.name, spec.params, f"similarity.measures.{i}.name",
+                                    f"similarity.measures.{i}.params")
+        label = measure_label(spec.name, spec.params)
+        if label in labels:
+            problems.append(Problem(f"similarity.measures.{i}", f"measure {label!r} is listed twice"))
+        labels.add(label)
+    return problems
+
+
 # ---------------------------------------------------------------- tasks
 def _load(source: str, options: dict[str, Any], where: str) -> tuple[Any, list[Problem]]:
     from taskscope.tasks import TaskError, load_suite
-    from taskscope.tasks.registry import known_sources, parse_spec
+    from taskscope.tasks.registry import SOURCES, parse_spec
 
     prefix, _ = parse_spec(source)
-    if prefix not in known_sources():
-        return None, [Problem(f"{where}.source", f"unknown task source {prefix!r}{suggestion(prefix, known_sources())}")]
+    if prefix not in SOURCES:
+        return None, [Problem(f"{where}.source", f"unknown task source {prefix!r}{suggestion(prefix, SOURCES.names())}")]
+    accepted = list(SOURCES.params_model(prefix).model_fields)
+    unknown = [name for name in options if name not in accepted]
+    if unknown:
+        return None, [Problem(f"{where}.options.{name}", f"source {prefix!r} takes no option {name!r}"
+                              f"{suggestion(name, accepted, 'its options')}") for name in unknown]
+    problems = plugin_problems(SOURCES, prefix, options, f"{where}.source", f"{where}.options")
+    if problems:
+        return None, problems
     try:
         return load_suite(source, **options), []
     except TaskError as err:
         return None, [Problem(f"{where}.source", str(err))]
-    except TypeError as err:  # an option the source does not take
-        import inspect
-
-        from taskscope.tasks.registry import SOURCES
-
-        accepted = [n for n in inspect.signature(SOURCES[prefix]).parameters if n != "path"]
-        unknown = [name for name in options if name not in accepted]
-        if not unknown:
-            return None, [Problem(f"{where}.options", f"source {prefix!r}: {err}")]
-        return None, [Problem(f"{where}.options.{name}", f"source {prefix!r} takes no option {name!r}"
-                              f"{suggestion(name, accepted, 'its options')}") for name in unknown]
 
 
 def _name_problems(where: str, names: list[str] | None, known: Iterable[str], what: str) -> list[Problem]:

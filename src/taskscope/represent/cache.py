@@ -8,8 +8,8 @@ Layout under ``root``::
                                                             "shape": [...], "dtype": "float32"}
 
 The key (`ActivationKey`) holds the model fingerprint, the task, the prompt format id, the sha256 of the
-exact prompt list (JSON-encoded, so order and boundaries count), the pooling, the layers, the compute dtype
-and ``max_length``; ``digest`` is the sha256 of its canonical JSON.
+exact prompt list (JSON-encoded, so order and boundaries count), the pooling, the layers, the compute dtype,
+``max_length`` and ``final_norm``; ``digest`` is the sha256 of its canonical JSON.
 
 `ActivationCache.store` writes the tensor file first and the sidecar last, each to a temporary file in the
 same folder followed by ``os.replace``; the sidecar therefore marks a complete entry.
@@ -63,6 +63,7 @@ class ActivationKey:
     layers: tuple[int, ...] | None = None
     dtype: str | None = None
     max_length: int | None = None
+    final_norm: bool = True
 
     @classmethod
     def for_prompts(
@@ -76,11 +77,12 @@ class ActivationKey:
         layers: Sequence[int] | None = None,
         dtype: str | torch.dtype | None = None,
         max_length: int | None = None,
+        final_norm: bool = True,
     ) -> ActivationKey:
         return cls(fingerprint=fingerprint, task=task, prompt_format=prompt_format,
                    prompts_sha256=hash_prompts(prompts), pooling=pooling,
                    layers=None if layers is None else tuple(int(i) for i in layers),
-                   dtype=dtype_name(dtype), max_length=max_length)
+                   dtype=dtype_name(dtype), max_length=max_length, final_norm=final_norm)
 
     def parts(self) -> dict[str, Any]:
         """The key as a JSON-ready dict (layers as a list)."""
@@ -167,6 +169,7 @@ def extract_to_cache(
     layers: Sequence[int] | None = None,
     max_length: int | None = None,
     dtype: str | torch.dtype | None = None,
+    final_norm: bool = True,
     progress: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Hidden states of every task's prompts, one cache entry per task, in ``prompts_by_task`` order.
@@ -179,8 +182,9 @@ def extract_to_cache(
     states = {}
     for task, prompts in prompts_by_task.items():
         key = ActivationKey.for_prompts(fingerprint, task, prompt_format, prompts, pooling=pooling, layers=layers,
-                                        dtype=compute_dtype, max_length=max_length)
+                                        dtype=compute_dtype, max_length=max_length, final_norm=final_norm)
         states[task] = cache.get_or_compute(key, lambda prompts=prompts, task=task: extract_hidden_states(
             model, tokenizer, prompts, batch_size=batch_size, pooling=pooling, layers=layers,
-            max_length=max_length, dtype=dtype, progress=progress, description=f"extract {task}"))
+            max_length=max_length, dtype=dtype, final_norm=final_norm, progress=progress,
+            description=f"extract {task}"))
     return states

@@ -2,10 +2,12 @@
 
 Layer indexing (the same for every architecture): layer 0 is the input of the first block (the embedding
 output, including Gemma's sqrt(d) scaling and GPT-2's position embeddings); layer ``l`` (1..L) is the output
-of block ``l``, the residual stream BEFORE the stack's final norm.  So layers 0..L-1 equal Hugging Face's
-``output_hidden_states`` entries, while our layer L is HF's last entry with the final norm not applied
-(for Llama, Gemma, GPT-2 and T5 HF applies ``norm`` / ``ln_f`` / ``final_layer_norm`` to that entry).
-For encoder-decoder models (T5) the states are the encoder's.
+of block ``l``, the residual stream.  The last layer L is, by default (``final_norm=True``), taken AFTER the
+stack's final norm (``norm`` / ``ln_f`` / ``final_layer_norm``), exactly as Hugging Face's last
+``output_hidden_states`` entry is for Llama, Gemma, GPT-2 and T5; so all L + 1 layers equal HF's entries.
+``final_norm=False`` gives the raw residual stream of block L instead (the norm is applied per position before
+pooling, so ``"mean"`` pooling averages normed states, as HF's would).  A stack without a final norm has the
+same states either way.  For encoder-decoder models (T5) the states are the encoder's.
 
 `extract_hidden_states` works in this order:
 
@@ -184,8 +186,11 @@ def last_real_index(mask: torch.Tensor) -> torch.Tensor:
 class _LayerRecorder:
     """Hooks on the blocks that pool the requested layers of the current batch into ``pooled``."""
 
-    def __init__(self, backbone: Backbone, wanted: set[int], pooler: Pooler) -> None:
+    def __init__(self, backbone: Backbone, wanted: set[int], pooler: Pooler, final_norm: bool = True) -> None:
         self.wanted = wanted
+        # the last block's output goes through the stack's final norm first (HF's last hidden_states entry)
+        self.final_norm = backbone.final_norm if final_norm else None
+        self.last_layer = backbone.num_layers
         self.last_needed = max(wanted)
         self.pooler = pooler
         self.pooled: dict[int, torch.Tensor] = {}
@@ -205,6 +210,8 @@ class _LayerRecorder:
 
     def _record(self, layer: int, hidden: torch.Tensor) -> None:
         if self.recording and layer in self.wanted:
+            if layer == self.last_layer and self.final_norm is not None:
+                hidden = self.final_norm(hidden)
             self.pooled[layer] = self.pooler(hidden, self.mask.to(hidden.device), self.last_index.to(hidden.device))
         if layer == self.last_needed:
             raise _StopForward
@@ -236,6 +243,7 @@ def extract_hidden_states(
     dtype: str | torch.dtype | None = None,
     share_prefix: bool = True,
     min_shared_tokens: int = 16,
+    final_norm: bool = True,
     progress: bool = True,
     description: str = "extract hidden states",
 ) -> torch.Tensor:
@@ -250,6 +258,7 @@ def extract_hidden_states(
     for a caller that reports the truncation counts itself.
     ``share_prefix`` runs a token prefix of at least ``min_shared_tokens`` that several prompts share once
     (causal models with ``"last"`` pooling; same states up to float rounding, see :mod:`.prefix`).
+    ``final_norm``: layer L after the stack's final norm (default, as HF's ``hidden_states``) or before it.
     See the module docstring for the order of operations and what each layer index means.
     """
     if pooling not in POOLINGS:
@@ -279,7 +288,7 @@ def extract_hidden_states(
     autocast = compute_dtype is not None and compute_dtype != embeddings.weight.dtype
     lengths = [len(ids) for ids in token_ids]
     plan = _plan(backbone, token_ids, share_prefix, pooling, batch_size, min_shared_tokens)
-    recorder = _LayerRecorder(backbone, set(wanted), POOLINGS[pooling])
+    recorder = _LayerRecorder(backbone, set(wanted), POOLINGS[pooling], final_norm)
     was_training = model.training
     model.eval()
     try:

@@ -35,31 +35,21 @@ from typing import TypeVar
 
 import torch
 
+from taskscope.registry import Registry
 from taskscope.similarity.inputs import Precision
 
-KERNELS: dict[str, type[Kernel]] = {}
+KERNELS: Registry[type[Kernel]] = Registry("kernel", entry_point_group="taskscope.kernels")
 K = TypeVar("K", bound=type["Kernel"])
 
 
 def register_kernel(name: str) -> Callable[[K], K]:
-    """Class decorator: ``KERNELS[name] = cls``."""
-
-    def wrap(cls: K) -> K:
-        if name in KERNELS:
-            raise ValueError(f"kernel {name!r} is already registered")
-        cls.name = name
-        KERNELS[name] = cls
-        return cls
-
-    return wrap
+    """Class decorator: ``KERNELS.register(name)``."""
+    return KERNELS.register(name)
 
 
 def get_kernel(name: str, **kernel_args: object) -> Kernel:
     """``"rbf", sigma_scale=0.5`` -> ``RBFKernel(sigma_scale=0.5)``; unknown ids and arguments raise."""
-    try:
-        cls = KERNELS[name]
-    except KeyError:
-        raise ValueError(f"unknown kernel {name!r}; known: {sorted(KERNELS)}") from None
+    cls = KERNELS.lookup(name)
     try:
         return cls(**kernel_args)
     except TypeError as err:

@@ -9,6 +9,8 @@ is a field of :class:`PromptFormat` and can be overridden:
 ``exemplars``              [task name] + up to ``n_exemplars`` positive exemplars + query
 ``task_id``                task name + query
 ``none``                   query only
+``prompt``                 the instance input verbatim: it already is the whole prompt (``jsonl:`` records
+                           with a ``prompt``, as ``taskscope tasks export`` writes them); no punctuation
 =========================  ==================================================================
 
 Named formats (:data:`NAMED_FORMATS`, :func:`named_format`, :func:`resolve_format`) fix every template of
@@ -84,8 +86,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from taskscope.tasks.core import Example, Instance, Task
 from taskscope.tasks.splits import stable_hash
 
-FormatKind = Literal["definition", "definition_exemplars", "exemplars", "task_id", "none"]
-FORMAT_KINDS: tuple[str, ...] = ("definition", "definition_exemplars", "exemplars", "task_id", "none")
+FormatKind = Literal["definition", "definition_exemplars", "exemplars", "task_id", "none", "prompt"]
+FORMAT_KINDS: tuple[str, ...] = ("definition", "definition_exemplars", "exemplars", "task_id", "none", "prompt")
 _WITH_DEFINITION = {"definition", "definition_exemplars"}
 _WITH_EXEMPLARS = {"definition_exemplars", "exemplars"}
 
@@ -158,6 +160,11 @@ def paper_task_id(name: str) -> str:
 
 class PromptTruncationWarning(UserWarning):
     """Prompts that lost exemplars, or words of the definition or input, to ``max_prompt_tokens``."""
+
+
+class PromptReuseWarning(UserWarning):
+    """A task whose inputs already are whole prompts (``metadata["prompts"]``) formatted by a kind other than
+    ``prompt``, which wraps them in a second context."""
 
 
 @dataclass(frozen=True)
@@ -236,6 +243,9 @@ def format_instance(
     count = count_tokens or count_words
     template_index = choose_template(task, instance, fmt, position=position, seed=seed)
     rendered = task.render(instance, template_index)
+    if fmt.kind == "prompt":
+        return FormattedExample(task=task.name, instance_id=instance.id, prompt=rendered.input,
+                                targets=tuple(rendered.outputs), template_index=template_index)
     fix = tk_punctuate if fmt.punctuate else str.strip
 
     head = ""
@@ -332,6 +342,11 @@ def format_task(
     """Format ``instances`` (default: all of the task's) in order; ``position`` drives the ``cycle`` policy.
     Warns once (:func:`warn_truncation`) when the token budget cut anything."""
     chosen = task.instances if instances is None else instances
+    if task.metadata.get("prompts") and (fmt or PromptFormat()).kind != "prompt":
+        warnings.warn(f"task {task.name!r}: its inputs are already whole prompts (formatted as "
+                      f"{task.metadata.get('prompt_format') or 'unknown'!r}); prompt format kind "
+                      f"{(fmt or PromptFormat()).kind!r} wraps them again - use kind 'prompt' to keep them verbatim",
+                      PromptReuseWarning, stacklevel=2)
     examples = [
         format_instance(task, inst, fmt, exemplars=exemplars, count_tokens=count_tokens, seed=seed, position=i)
         for i, inst in enumerate(chosen)

@@ -1,4 +1,4 @@
-"""Task sources by short spec string: ``sni:PATH``, ``templated:PATH``, ``builtin``.
+"""Task sources by short spec string: ``sni:PATH``, ``templated:PATH``, ``builtin``, ``jsonl:PATH``, ``hf:NAME``.
 
 A source is a function ``(path: str | None, **options) -> TaskSuite`` registered under a prefix::
 
@@ -7,35 +7,29 @@ A source is a function ``(path: str | None, **options) -> TaskSuite`` registered
 
 ``load_suite("sni:/data/natural-instructions", min_instances=20)`` splits the spec at the first
 ``:`` into prefix and path and calls the registered function.  A new source needs no core edit:
-register it in its own module and import that module (built-in sources are imported lazily here).
+register it in its own module and import that module, or name it as an entry point of the
+``taskscope.sources`` group (see :mod:`taskscope.registry`); built-in sources are imported on first use.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from collections.abc import Callable
 from typing import Any
 
+from taskscope.registry import Registry, RegistryError
 from taskscope.tasks.core import TaskError, TaskSuite
 
 SourceFn = Callable[..., TaskSuite]
-SOURCES: dict[str, SourceFn] = {}
-
-# prefix -> module that registers it on import (keeps start-up cheap)
-_BUILTIN_SOURCE_MODULES = {
-    "sni": "taskscope.tasks.sni",
-    "templated": "taskscope.tasks.templated",
-    "builtin": "taskscope.tasks.builtin",
-}
+SOURCES: Registry[SourceFn] = Registry(
+    "task source", entry_point_group="taskscope.sources", reserved=("path",),
+    builtin_modules=("taskscope.tasks.sni", "taskscope.tasks.templated", "taskscope.tasks.builtin",
+                     "taskscope.tasks.jsonl", "taskscope.tasks.hf"),
+)
 
 
 def register_source(prefix: str) -> Callable[[SourceFn], SourceFn]:
-    def decorate(fn: SourceFn) -> SourceFn:
-        SOURCES[prefix] = fn
-        return fn
-
-    return decorate
+    """Decorator: register a source function under ``prefix`` (``SOURCES.register``)."""
+    return SOURCES.register(prefix)
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -44,17 +38,16 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 
 def known_sources() -> list[str]:
-    """Every registered prefix and every built-in one (registered on first use)."""
-    return sorted(set(SOURCES) | set(_BUILTIN_SOURCE_MODULES))
+    """Every registered prefix: built-in sources and installed plug-ins."""
+    return SOURCES.names()
 
 
 def load_suite(spec: str, **options: Any) -> TaskSuite:
     """Load a :class:`TaskSuite` from a spec string; unknown prefixes raise :class:`TaskError`."""
     prefix, path = parse_spec(spec)
-    if prefix not in SOURCES and prefix in _BUILTIN_SOURCE_MODULES:
-        importlib.import_module(_BUILTIN_SOURCE_MODULES[prefix])
-    if prefix not in SOURCES:
-        close = difflib.get_close_matches(prefix, known_sources(), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known sources: {known_sources()}"
-        raise TaskError(f"unknown task source {prefix!r} in spec {spec!r}; {hint}", field="spec")
-    return SOURCES[prefix](path, **options)
+    try:
+        source = SOURCES.lookup(prefix)
+    except RegistryError:
+        raise TaskError(f"unknown task source {prefix!r} in spec {spec!r}; {SOURCES.suggestion(prefix)}",
+                        field="spec") from None
+    return source(path, **options)

@@ -7,10 +7,11 @@
       - name: review_sentiment          # task name
         cluster: sentiment              # or clusters: [sentiment, classification]
         records: data/reviews.jsonl     # JSONL / JSON list / CSV / parquet, relative to the spec file
-        # records: {hf: imdb, split: train, config: null}   # a Hugging Face dataset (needs network)
+        # records: {hf: imdb, split: train, config: null, revision: null, data_files: null}
+        #   a Hugging Face dataset (hub id or local dataset folder; with max_records it is streamed)
         definition: Say whether the review is positive or negative.   # optional
         id_field: review_id             # optional; default "<name>-<row index>"
-        max_records: 1000               # optional; the first N records
+        max_records: 1000               # optional; the first N records (the rest is never read)
         templates:
           - input: "Review: {text}\nIs this review positive or negative?"
             output: "{label}"
@@ -42,6 +43,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from taskscope.tasks.core import Dropped, Instance, Task, TaskError, TaskSuite, Template, name_problem
+from taskscope.tasks.hf import hf_rows
 from taskscope.tasks.registry import register_source
 from taskscope.tasks.splits import cap_instances
 
@@ -61,6 +63,8 @@ class HFRecords(BaseModel):
     hf: str
     split: str = "train"
     config: str | None = None
+    revision: str | None = None  # a hub branch, tag or commit
+    data_files: str | list[str] | dict[str, str | list[str]] | None = None
 
 
 class DatasetSpec(BaseModel):
@@ -116,6 +120,18 @@ def _read_spec(path: Path) -> TemplatedSpec:
                         file=str(path), task=task, field=where or None) from err
 
 
+def _numbered_lines(path: Path, limit: int | None) -> list[tuple[int, str]]:
+    """``(line number, line)`` of the first ``limit`` non-blank lines (all without a limit), read lazily."""
+    numbered: list[tuple[int, str]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if limit is not None and len(numbered) >= limit:
+                break
+            if line.strip():
+                numbered.append((number, line))
+    return numbered
+
+
 def read_records(spec: DatasetSpec, base: Path, *, file: str) -> tuple[list[dict[str, Any]], list[str], str]:
     """``(records, where, records_file)``: the dataset's records as dicts (local JSONL / JSON / CSV / parquet, or a
     Hugging Face dataset), where each one is in its file (``record 2, line 3`` of a JSONL file or of a CSV file
@@ -123,14 +139,10 @@ def read_records(spec: DatasetSpec, base: Path, *, file: str) -> tuple[list[dict
     where: list[str] | None = None
     source = file
     if isinstance(spec.records, HFRecords):
-        try:
-            import datasets
-
-            data = datasets.load_dataset(spec.records.hf, spec.records.config, split=spec.records.split)
-        except Exception as err:  # offline, unknown name, bad split: all reported the same way
-            raise TaskError(f"cannot load Hugging Face dataset {spec.records.hf!r}: {err}",
-                            file=file, task=spec.name, field="records") from err
-        records = [dict(row) for row in data]
+        hf = spec.records
+        rows, _ = hf_rows(hf.hf, config=hf.config, split=hf.split, revision=hf.revision, data_files=hf.data_files,
+                          max_records=spec.max_records, where=file, task=spec.name)
+        records = [row for _, row in rows]
     else:
         path = (base / spec.records).resolve()
         source = str(path)
@@ -138,9 +150,8 @@ def read_records(spec: DatasetSpec, base: Path, *, file: str) -> tuple[list[dict
             raise TaskError(f"records file not found: {path}", file=file, task=spec.name, field="records")
         suffix = path.suffix.lower()
         try:
-            if suffix == ".jsonl":
-                numbered = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-                            if line.strip()]
+            if suffix == ".jsonl":  # read line by line, no further than max_records records
+                numbered = _numbered_lines(path, spec.max_records)
                 records = [json.loads(line) for _, line in numbered]
                 where = [f"record {i}, line {n}" for i, (n, _) in enumerate(numbered)]
             elif suffix == ".json":
@@ -150,7 +161,7 @@ def read_records(spec: DatasetSpec, base: Path, *, file: str) -> tuple[list[dict
 
                 # an empty cell is a missing value (None), not an empty string: a template using it is an error
                 frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False,
-                                    na_values=[""])
+                                    na_values=[""], nrows=spec.max_records)
                 records = [{k: None if pd.isna(v) else v for k, v in row.items()} for row in frame.to_dict("records")]
                 where = [f"record {i}, line {i + 2}" for i in range(len(records))]  # line 1: the header
             elif suffix == ".parquet":

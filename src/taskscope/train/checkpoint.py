@@ -51,6 +51,11 @@ def staging_dir(final_dir: Path) -> Path:
     return final_dir.parent / f".tmp-{final_dir.name}"
 
 
+def checkpoint_step(directory: Path) -> int:
+    """The step of checkpoint folder ``step-000100`` (100)."""
+    return int(Path(directory).name.split("-")[1])
+
+
 def latest_checkpoint(out_dir: Path) -> Path | None:
     """The intact checkpoint (`checkpoint_problems`) with the highest step under ``out_dir/checkpoints``, or None.
 
@@ -58,7 +63,7 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     """
     root = Path(out_dir) / CHECKPOINTS
     done = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file()] if root.is_dir() else []
-    for candidate in sorted(done, key=lambda p: int(p.name.split("-")[1]), reverse=True):
+    for candidate in sorted(done, key=checkpoint_step, reverse=True):
         problems = checkpoint_problems(candidate)
         if not problems:
             return candidate

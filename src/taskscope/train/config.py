@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class LoraSettings(BaseModel):
@@ -62,6 +62,8 @@ class TrainConfig(BaseModel):
     unsupervised_every: int = Field(default=0, ge=0)
     eval_every: int = Field(default=0, ge=0)
     log_every: int = Field(default=10, ge=1)
+    # experiment trackers through accelerate (train/logging.py); None: tensorboard when installed
+    log_with: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] | None = None
     seed: int = 0
     # speed: shared-prefix training (train/shared_prefix.py) and bfloat16 autocast (train/precision.py)
     share_prefix: bool = True
@@ -72,6 +74,17 @@ class TrainConfig(BaseModel):
     stop_target_loss: float | None = Field(default=None, ge=0.0)
     stop_patience: int | None = Field(default=None, ge=1)
     stop_min_delta: float = Field(default=0.0, ge=0.0)
+
+    @field_validator("log_with")
+    @classmethod
+    def _trackers_installed(cls, value: list[str] | None) -> list[str] | None:
+        from taskscope.train.logging import missing_trackers
+
+        missing = missing_trackers(value or [])
+        if missing:
+            raise ValueError(f"tracker {missing[0]!r} is not installed (pip install {missing[0]}); "
+                             "log_with: [] logs to log.jsonl only")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

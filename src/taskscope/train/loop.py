@@ -59,7 +59,7 @@ from .data import (
     hold_out,
     pad_token_id,
 )
-from .logging import LOG_FILE, TrainLogger, truncate_log
+from .logging import LOG_FILE, TrainLogger, Tracking, resolve_trackers, truncate_log
 from .objective import TargetLoss, unwrap_peft
 from .plan import EpochPlan, ItemMaker, SamplerPlan, limit_data, rank_share, warmup_count
 from .plan import total_steps as plan_total_steps
@@ -262,8 +262,12 @@ def train(
     text_source: str | Path | Sequence[str] | None = None,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
+    tracking: Tracking | None = None,
 ) -> TrainResult:
-    """Train ``loaded`` on ``data`` (task name -> formatted examples); see the module docstring."""
+    """Train ``loaded`` on ``data`` (task name -> formatted examples); see the module docstring.
+
+    ``tracking``: where the trackers of ``config.log_with`` write (default: TensorBoard in ``out_dir/tensorboard``).
+    """
     out_dir = Path(out_dir)
     final_dir, log_path = out_dir / ckpt.FINAL, out_dir / LOG_FILE
     set_seed(config.seed)
@@ -276,7 +280,11 @@ def train(
         raise ValueError("config.unsupervised_every is set but no text_source was given")
     data, validation = _split_validation(data, validation, config)
 
-    accelerator = Accelerator(cpu=not _has_accelerator_device())
+    latest = ckpt.latest_checkpoint(out_dir)
+    tracking = tracking or Tracking.for_out_dir(out_dir)
+    trackers = tracking.accelerator_kwargs(resolve_trackers(config.log_with),
+                                           start_step=0 if latest is None else ckpt.checkpoint_step(latest))
+    accelerator = Accelerator(cpu=not _has_accelerator_device(), **trackers)
     fsdp = accelerator.distributed_type == DistributedType.FSDP
     if fsdp and config.checkpoint_every:
         raise ValueError("resumable checkpoints are not supported under FSDP yet: set checkpoint_every=0 "
@@ -302,7 +310,6 @@ def train(
                               num_training_steps=total_steps)
     stopper = EarlyStopping(config.stop_target_loss, config.stop_patience, config.stop_min_delta)
     start_step, rng = 0, None
-    latest = ckpt.latest_checkpoint(out_dir)
     if latest is not None:
         ckpt.load_weights(model, latest)
         states, rng, trainer_state = ckpt.read_training_state(latest, rank)
@@ -323,7 +330,8 @@ def train(
     batcher = _Batcher(loaded, config)
     device = accelerator.device
     autocast = autocast_for(config.autocast_dtype, device)
-    logger = TrainLogger(out_dir, enabled=accelerator.is_main_process, total_steps=total_steps,
+    tracking.start(accelerator, config)
+    logger = TrainLogger(out_dir, enabled=accelerator.is_main_process, total_steps=total_steps, accelerator=accelerator,
                          start_step=start_step, progress=progress)
     names = tasks + [UNSUPERVISED]
     window = torch.zeros((2, len(names)), dtype=torch.float64)
@@ -376,10 +384,14 @@ def train(
                        stopper.best_loss, stopper.best_step)
 
 
+RESUME_FREE = {"log_with"}  # config fields a resume may change: they do not touch the data order or the maths
+
+
 def _check_same_config(saved: dict[str, Any], config: TrainConfig, where: Path) -> None:
     """Refuse to resume a checkpoint written under a different config (the data order would differ)."""
     current = config.model_dump(mode="json")
-    changed = sorted(key for key in current.keys() | saved.keys() if current.get(key) != saved.get(key))
+    changed = sorted(key for key in current.keys() | saved.keys()
+                     if key not in RESUME_FREE and current.get(key) != saved.get(key))
     if changed:
         raise ValueError(f"cannot resume from {where}: config fields changed since it was written: {', '.join(changed)}; "
                          "use a new out_dir")

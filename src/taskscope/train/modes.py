@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from taskscope.models.loaded import LoadedModel
@@ -19,6 +20,7 @@ from taskscope.models.loaded import LoadedModel
 from .checkpoint import is_finished
 from .config import TrainConfig
 from .data import ExampleLike, TrainDataError
+from .logging import Tracking
 from .loop import TrainResult, train
 
 MAX_FEWSHOT = 40
@@ -40,10 +42,12 @@ def train_control(
     *,
     validation: Mapping[str, Sequence[ExampleLike]] | None = None,
     progress: bool = True,
+    tracking: Tracking | None = None,
 ) -> dict[str, TrainResult]:
     """Train one control model per task of ``suite_examples`` into ``out_root/<task>``; skip finished ones.
 
     Every task is checked for examples before any training starts.  Returns task -> `TrainResult`.
+    ``tracking`` names the trackers' run: as given for one task, ``<run_name>/<task>`` for several.
     """
     _check_tasks(suite_examples)
     results = {}
@@ -53,8 +57,11 @@ def train_control(
         if is_finished(out_dir / "final"):
             results[task] = TrainResult.from_final(out_dir)
             continue
+        task_tracking = tracking
+        if tracking is not None and len(suite_examples) > 1:
+            task_tracking = replace(tracking, run_name=f"{tracking.run_name}/{task}".lstrip("/"))
         results[task] = train(loaded_factory(), {task: examples}, config, out_dir,
-                              validation=task_validation, progress=progress)
+                              validation=task_validation, progress=progress, tracking=task_tracking)
     return results
 
 
@@ -67,12 +74,14 @@ def train_multitask(
     validation: Mapping[str, Sequence[ExampleLike]] | None = None,
     text_source: str | Path | Sequence[str] | None = None,
     progress: bool = True,
+    tracking: Tracking | None = None,
 ) -> TrainResult:
     """Instruction-tune ``loaded`` on every task of ``data`` with the task sampler of ``config``."""
     _check_tasks(data)
     if config.sampler is None:
         config = config.model_copy(update={"sampler": "proportional"})
-    return train(loaded, data, config, out_dir, validation=validation, text_source=text_source, progress=progress)
+    return train(loaded, data, config, out_dir, validation=validation, text_source=text_source, progress=progress,
+                 tracking=tracking)
 
 
 def train_fewshot(

@@ -14,16 +14,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-EXECUTORS: dict[str, type[Executor]] = {}
+from taskscope.registry import Registry
+
+EXECUTORS: Registry[type[Executor]] = Registry(
+    "executor", entry_point_group="taskscope.executors",
+    builtin_modules=("taskscope.pipeline.executors.local", "taskscope.pipeline.executors.ray"),
+)
 
 
 def register_executor(name: str) -> Callable[[type[Executor]], type[Executor]]:
-    def decorate(cls: type[Executor]) -> type[Executor]:
-        cls.name = name
-        EXECUTORS[name] = cls
-        return cls
-
-    return decorate
+    """Class decorator: ``EXECUTORS.register(name)``."""
+    return EXECUTORS.register(name)
 
 
 class Executor(ABC):
@@ -38,9 +39,5 @@ class Executor(ABC):
 
 
 def get_executor(name: str, **options: Any) -> Executor:
-    # the built-in executors register on import
-    from taskscope.pipeline.executors import local, ray  # noqa: F401
-
-    if name not in EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; known executors: {sorted(EXECUTORS)}")
-    return EXECUTORS[name](**options)
+    """The executor registered as ``name``, built with ``options`` (checked against its parameters)."""
+    return EXECUTORS.lookup(name)(**EXECUTORS.check_params(name, options))

@@ -16,6 +16,7 @@ from typing import ClassVar, TypeVar
 import numpy as np
 import torch
 
+from taskscope.registry import Registry
 from taskscope.similarity.inputs import (
     NanPolicy,
     constant_positions,
@@ -23,21 +24,13 @@ from taskscope.similarity.inputs import (
     warn_undefined,
 )
 
-MEASURES: dict[str, type[Measure]] = {}
+MEASURES: Registry[type[Measure]] = Registry("measure", entry_point_group="taskscope.measures")
 M = TypeVar("M", bound=type["Measure"])
 
 
 def register(name: str) -> Callable[[M], M]:
-    """Class decorator: ``MEASURES[name] = cls``."""
-
-    def wrap(cls: M) -> M:
-        if name in MEASURES:
-            raise ValueError(f"measure {name!r} is already registered")
-        cls.name = name
-        MEASURES[name] = cls
-        return cls
-
-    return wrap
+    """Class decorator: ``MEASURES.register(name)``."""
+    return MEASURES.register(name)
 
 
 class Measure(ABC):
@@ -67,10 +60,7 @@ class Measure(ABC):
 
 
 def get_measure(measure: str, **params: object) -> Measure:
-    try:
-        cls = MEASURES[measure]
-    except KeyError:
-        raise ValueError(f"unknown measure {measure!r}; known: {sorted(MEASURES)}") from None
+    cls = MEASURES.lookup(measure)
     try:
         return cls(**params)
     except TypeError as err:

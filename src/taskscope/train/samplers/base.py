@@ -23,27 +23,23 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-SAMPLERS: dict[str, type[TaskSampler]] = {}
+from taskscope.registry import Registry
+
+# the training loop passes sizes, seed, cap, total_steps and task names itself; the rest is `sampler_kwargs`
+SAMPLERS: Registry[type[TaskSampler]] = Registry(
+    "sampler", entry_point_group="taskscope.samplers",
+    reserved=("sizes", "seed", "cap", "total_steps", "task_names"),
+)
 
 
 def register(name: str) -> Callable[[type[TaskSampler]], type[TaskSampler]]:
     """Class decorator: add a `TaskSampler` subclass to `SAMPLERS` under ``name``."""
-
-    def decorate(cls: type[TaskSampler]) -> type[TaskSampler]:
-        if name in SAMPLERS:
-            raise ValueError(f"sampler name {name!r} is already registered by {SAMPLERS[name].__name__}")
-        cls.name = name
-        SAMPLERS[name] = cls
-        return cls
-
-    return decorate
+    return SAMPLERS.register(name)
 
 
 def make_sampler(name: str, sizes: Sequence[int], *, seed: int = 0, **kwargs: Any) -> TaskSampler:
     """Build the sampler registered as ``name`` for tasks of the given sizes."""
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown task sampler {name!r}; known samplers: {', '.join(sorted(SAMPLERS))}")
-    return SAMPLERS[name](sizes, seed=seed, **kwargs)
+    return SAMPLERS.lookup(name)(sizes, seed=seed, **kwargs)
 
 
 class TaskSampler(ABC):

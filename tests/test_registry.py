@@ -1,0 +1,227 @@
+"""The one plug-in registry: generic behaviour over every family, and third-party plug-ins from entry points.
+
+The plug-in test writes a tiny installed distribution (a package plus its ``.dist-info`` with
+``entry_points.txt``) into a temporary folder on ``sys.path``: one new file each for a measure, a sampler and a
+task source, and one registration line each (the entry point).  A MOSSA study then names all three in its
+config and must use them: the measure's values in ``measures.csv`` equal a direct computation on the stored
+states, the sampler's draws are in the training log, and the tasks are the source's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from taskscope.pipeline.executors import EXECUTORS
+from taskscope.registry import Registry, RegistryError
+from taskscope.similarity import KERNELS, MEASURES
+from taskscope.tasks.registry import SOURCES
+from taskscope.train.samplers import SAMPLERS
+
+FAMILIES = {"sources": SOURCES, "samplers": SAMPLERS, "measures": MEASURES, "kernels": KERNELS,
+            "executors": EXECUTORS}
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_member_has_a_parameter_model_that_takes_its_defaults(family):
+    registry = FAMILIES[family]
+    assert len(registry) >= 2
+    for name in registry:
+        model = registry.params_model(name)
+        model.model_validate({})  # every member is usable with its defaults
+        assert not set(model.model_fields) & registry.reserved
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_unknown_names_and_unknown_parameters_are_one_line_errors(family):
+    registry = FAMILIES[family]
+    name = registry.names()[0]
+    with pytest.raises(RegistryError, match=f"unknown {registry.kind} '{name}x'; did you mean '{name}'"):
+        registry.lookup(name + "x")
+    with pytest.raises(RegistryError, match=f"{registry.kind} '{name}': .*parameter 'no_such_parameter'"):
+        registry.check_params(name, {"no_such_parameter": 1})
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_taken_name_cannot_be_registered_again(family):
+    registry = FAMILIES[family]
+    name = registry.names()[0]
+    member = registry.lookup(name)
+    with pytest.raises(RegistryError, match="already registered"):
+        registry.add(name, type("Impostor", (), {}))
+    registry.add(name, member)  # the same object again (a module imported twice) is fine
+    assert registry.lookup(name) is member
+
+
+def test_parameter_types_are_checked_from_the_constructor():
+    registry: Registry = Registry("widget", entry_point_group="taskscope.test-widgets")
+
+    @registry.register("knob")
+    class Knob:
+        def __init__(self, size: int, *, turns: float = 1.0, label: str | None = None) -> None: ...
+
+    @registry.register("dial")
+    class Dial(Knob):
+        def __init__(self, *, colour: str = "red", **kwargs) -> None:
+            super().__init__(1, **kwargs)
+
+    assert Knob.name == "knob" and set(registry) == {"knob", "dial"}
+    assert registry.check_params("knob", {"size": 2, "turns": 3}) == {"size": 2, "turns": 3}
+    with pytest.raises(RegistryError, match="'knob': parameter 'turns': Input should be a valid number"):
+        registry.check_params("knob", {"size": 2, "turns": "many"})
+    with pytest.raises(RegistryError, match="'knob': parameter 'size': Field required"):
+        registry.check_params("knob", {})
+    # a subclass forwarding **kwargs inherits its parent's parameters
+    assert set(registry.params_model("dial").model_fields) == {"colour", "size", "turns", "label"}
+
+
+def test_cka_checks_its_kernel_arguments_against_the_kernel():
+    assert MEASURES.check_params("cka", {"kernel": "rbf", "sigma_scale": 0.5})
+    with pytest.raises(RegistryError, match="kernel 'rbf': parameter 'sigm'"):
+        MEASURES.check_params("cka", {"kernel": "rbf", "sigm": 0.5})
+
+
+# ------------------------------------------------------------------------------ a third-party plug-in package
+PLUGIN_FILES = {
+    "tsplug/__init__.py": "",
+    # one file: a new measure (correlation of the two centred linear Gram matrices)
+    "tsplug/gram_corr.py": '''
+        import torch
+        from taskscope.similarity import Measure
+
+        class GramCorrelation(Measure):
+            def compute(self, x, y):
+                gx, gy = (m - m.mean(0) for m in (x, y))
+                a, b = (g @ g.T for g in (gx, gy))
+                a, b = a - a.mean(), b - b.mean()
+                return float((a * b).sum() / torch.sqrt((a * a).sum() * (b * b).sum()))
+    ''',
+    # one file: a new sampler (always the first task)
+    "tsplug/first_task.py": '''
+        import numpy as np
+        from taskscope.train.samplers import TaskSampler
+
+        class FirstTaskSampler(TaskSampler):
+            def __init__(self, sizes, *, weight: float = 1.0, **kwargs):
+                super().__init__(sizes, **kwargs)
+                self.weight = weight
+
+            def probabilities(self, step):
+                p = np.zeros(self.num_tasks)
+                p[0] = 1.0
+                return p
+    ''',
+    # one file: a new task source (a subset of the builtin suite, renamed)
+    "tsplug/subset.py": '''
+        from dataclasses import replace
+        from taskscope.tasks import load_suite
+        from taskscope.tasks.core import TaskSuite
+
+        def load_subset(path, *, clusters: list[str], n_instances: int = 48, seed: int = 0) -> TaskSuite:
+            suite = load_suite("builtin", n_instances=n_instances, seed=seed, clusters=clusters)
+            tasks = tuple(replace(task, name="plug_" + task.name) for task in suite.tasks)
+            return TaskSuite(name="subset", tasks=tasks)
+    ''',
+    # the registration lines: one entry point per plug-in
+    "tsplug-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: tsplug\nVersion: 0.1\n",
+    "tsplug-0.1.dist-info/entry_points.txt": '''
+        [taskscope.measures]
+        gram_corr = tsplug.gram_corr:GramCorrelation
+
+        [taskscope.samplers]
+        first_task = tsplug.first_task:FirstTaskSampler
+
+        [taskscope.sources]
+        subset = tsplug.subset:load_subset
+    ''',
+}
+
+
+@pytest.fixture
+def plugin_package(tmp_path, monkeypatch):
+    root = tmp_path / "site"
+    for relative, text in PLUGIN_FILES.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+    monkeypatch.syspath_prepend(str(root))
+    importlib.invalidate_caches()
+    for registry in (MEASURES, SAMPLERS, SOURCES):
+        registry.reload_plugins()
+    yield root
+    for registry, name in ((MEASURES, "gram_corr"), (SAMPLERS, "first_task"), (SOURCES, "subset")):
+        registry.remove(name)
+    for module in [m for m in sys.modules if m == "tsplug" or m.startswith("tsplug.")]:
+        del sys.modules[module]
+
+
+def test_plugins_from_entry_points_are_registered_and_validated(plugin_package):
+    assert {"gram_corr"} <= set(MEASURES) and "first_task" in SAMPLERS and "subset" in SOURCES
+    assert MEASURES.lookup("gram_corr").name == "gram_corr"
+    with pytest.raises(RegistryError, match="'first_task': parameter 'weight'"):
+        SAMPLERS.check_params("first_task", {"weight": "heavy"})
+    with pytest.raises(RegistryError, match="'subset': parameter 'clusters': Field required"):
+        SOURCES.check_params("subset", {})
+
+
+def stage_dir(run, name: str) -> Path:
+    return run.run_dir / run.stages[name]["folder"]
+
+
+def test_a_study_uses_a_plugin_measure_sampler_and_source(plugin_package, tmp_path):
+    from taskscope.pipeline import run_study
+    from taskscope.pipeline.config import config_from_dict
+    from taskscope.pipeline.study import load_states
+
+    data = yaml.safe_load((CONFIG_DIR / "tiny.yaml").read_text())
+    data["tasks"] = {**data["tasks"], "source": "subset",
+                     "options": {"clusters": ["arithmetic", "nli", "sentiment"], "n_instances": 48}}
+    data["tasks"].pop("clusters")
+    data["experimental_models"] = data["experimental_models"][:2]
+    data["control_seeds"] = 1
+    data["multitask_training"] = {**data["multitask_training"], "sampler": "first_task",
+                                  "sampler_kwargs": {"weight": 2.0}, "log_every": 1}
+    data["similarity"] = {**data["similarity"], "measures": ["gram_corr", {"name": "procrustes"}]}
+    data["output_dir"] = str(tmp_path)
+    run = run_study(config_from_dict(data), tmp_path / "run")
+
+    measures = run.tables["measures"]
+    tasks = sorted(measures["task"].unique())
+    assert tasks and all(t.startswith("plug_") for t in tasks)  # the tasks came from the plug-in source
+    assert set(measures["measure"]) == {"gram_corr", "procrustes"}
+
+    # the plug-in measure's value equals a direct computation on the stored states of one pair
+    extract_dir = stage_dir(run, "extract")
+    task = tasks[0]
+    model = torch.as_tensor(load_states(extract_dir, "exp-instruction_tuned")[task], dtype=torch.float64)
+    control = torch.as_tensor(load_states(extract_dir, f"control-{task}")[task], dtype=torch.float64)
+    layer = int(model.shape[0]) - 1
+    gx, gy = (m - m.mean(0) for m in (model[layer], control[layer]))
+    a, b = gx @ gx.T, gy @ gy.T
+    a, b = a - a.mean(), b - b.mean()
+    direct = float((a * b).sum() / torch.sqrt((a * a).sum() * (b * b).sum()))
+    row = measures[(measures.experimental_model == "instruction_tuned") & (measures.task == task)
+                   & (measures.layer == layer) & (measures.measure == "gram_corr")]
+    assert row["value"].item() == pytest.approx(direct, abs=1e-6)
+
+    # the agreement table and its finding cover both measures and CKA
+    agreement = run.tables["measure_agreement"]
+    assert set(agreement["measure"]) == {"gram_corr", "procrustes", "cka[linear]"}
+    findings = json.loads((run.run_dir / "findings.json").read_text())
+    assert any(f["id"] == "M1" for f in findings["findings"])
+
+    # the instruction tuning drew only the first task (the plug-in sampler's distribution)
+    log_lines = [json.loads(line) for line in (stage_dir(run, "experimental") / "items" / "instruction_tuned" / "train"
+                                                / "log.jsonl").read_text().splitlines() if line.strip()]
+    draws = [rec["p"] for rec in log_lines if "p" in rec]
+    assert draws and all(max(p.values()) == 1.0 and len({k for k, v in p.items() if v == 1.0}) == 1 for p in draws)
+    assert len({next(k for k, v in p.items() if v == 1.0) for p in draws}) == 1
