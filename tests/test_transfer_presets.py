@@ -7,9 +7,11 @@ from taskscope.pipeline.config import CONFIG_DIR
 from taskscope.pipeline.transfer_config import load_transfer_config
 from taskscope.train.config import TrainConfig
 
+SNI = ["tasks.source=sni:/data/natural-instructions"]  # the paper presets' required setting
+
 
 def test_paper_preset_has_the_papers_hyper_parameters() -> None:
-    config = load_transfer_config(CONFIG_DIR / "transfer_paper_t5.yaml")
+    config = load_transfer_config(CONFIG_DIR / "transfer_paper_t5.yaml", SNI)
     assert config.model == "google/t5-large-lm-adapt"
     it = TrainConfig.model_validate(config.train_config("proportional"))
     assert (it.lr, it.batch_size * it.grad_accum, it.epochs, it.warmup_steps, it.checkpoint_every, it.lora) == (
@@ -27,8 +29,8 @@ def test_paper_preset_has_the_papers_hyper_parameters() -> None:
 
 
 def test_gpu_hour_preset_keeps_the_shape_at_a_smaller_size() -> None:
-    paper = load_transfer_config(CONFIG_DIR / "transfer_paper_t5.yaml")
-    gpu = load_transfer_config(CONFIG_DIR / "transfer_gpu_hour.yaml")
+    paper = load_transfer_config(CONFIG_DIR / "transfer_paper_t5.yaml", SNI)
+    gpu = load_transfer_config(CONFIG_DIR / "transfer_gpu_hour.yaml", SNI)
     assert gpu.model == paper.model and gpu.tasks.options == paper.tasks.options
     it = TrainConfig.model_validate(gpu.train_config("proportional"))
     assert it.max_steps <= 5000 and it.lr == 5e-4 and it.warmup_steps == 500

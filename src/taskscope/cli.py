@@ -1,7 +1,8 @@
 """The ``taskscope`` command line (Typer + rich).  Thin: the logic lives in the packages it calls.
 
-Command groups: ``tasks`` (list / show / export task suites), ``config validate``, ``run``.  Further groups are
-attached at the end of this file.
+Commands: ``tasks`` (list / show / export task suites), ``configs list``, ``config show`` / ``config validate``,
+``run``, ``report`` (rebuild a run's report), ``compare`` (two runs), ``clean``; ``--version``.  The pipeline
+commands are attached at the end of this file (the pipeline is the heavy import).
 
 Errors: every command runs under :func:`user_errors`, which prints an error as ``error: ...`` lines (one per
 problem, naming the file and field) and exits 1; the traceback is shown only with the global ``--debug``
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -38,17 +40,29 @@ app = typer.Typer(name="taskscope", help="Multi-task transfer and layer-wise sim
                   no_args_is_help=True, add_completion=False)
 tasks_app = typer.Typer(help="Inspect task suites: sni:PATH, templated:PATH, builtin.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
-config_app = typer.Typer(help="Check study configs before running them.", no_args_is_help=True)
+config_app = typer.Typer(help="Show or check a study config before running it.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+configs_app = typer.Typer(help="The study presets bundled with taskscope.", no_args_is_help=True)
+app.add_typer(configs_app, name="configs")
 
 console = Console()
 err_console = Console(stderr=True)
 _OPTIONS = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from taskscope import __version__
+
+        typer.echo(f"taskscope {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the taskscope version and exit.")] = False,
 ) -> None:
     _OPTIONS["debug"] = debug
 
@@ -141,23 +155,43 @@ def _format(kind: str, n_exemplars: int, task_name: bool, policy: str) -> Prompt
 def tasks_list(
     spec: Spec,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array, one object per task.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="One line per task, however wide the terminal.")] = False,
     seed: Seed = 0,
     skip_bad: SkipBad = False,
     n_instances: NInstances = None,
 ) -> None:
-    """List the tasks of a suite with their cluster, categories and instance counts."""
+    """List the tasks of a suite with their cluster, categories and instance counts.
+
+    Task names are never cut: the name column is as wide as the longest name and the other columns wrap;
+    ``--wide`` keeps every row on one line.
+    """
     suite = _load(spec, seed, skip_bad, n_instances)
     rows = [task.summary() for task in suite]
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=1))
         return
     table = Table(title=f"{suite.name}: {len(suite)} tasks, {len(suite.clusters)} clusters")
-    for column in ("name", "cluster", "categories", "n_instances", "split"):
-        table.add_column(column, justify="right" if column == "n_instances" else "left")
+    longest = max((len(row["name"]) for row in rows), default=4)
+    table.add_column("name", no_wrap=True, min_width=longest)
+    for column in ("cluster", "categories", "n_instances", "split"):
+        table.add_column(column, justify="right" if column == "n_instances" else "left", overflow="fold",
+                         no_wrap=wide)
     for row in rows:
         table.add_row(row["name"], row["cluster"], "; ".join(row["categories"]), str(row["n_instances"]),
                       row["split"] or "")
-    console.print(table)
+    # the name column never shrinks: the table is at least as wide as the names plus narrow folded columns
+    # (wider than a narrow terminal, whose lines then wrap but keep every name whole)
+    needed = table_width(rows) if wide else longest + 4 * 8 + 16
+    console.print(table, width=max(console.width, needed), crop=False)
+
+
+def table_width(rows: list[dict[str, Any]]) -> int:
+    """The width ``tasks list --wide`` needs to keep every row on one line (borders and padding included)."""
+    cells = [[row["name"], row["cluster"], "; ".join(row["categories"]), str(row["n_instances"]), row["split"] or ""]
+             for row in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in
+              enumerate(("name", "cluster", "categories", "n_instances", "split"))]
+    return sum(widths) + 3 * len(widths) + 1
 
 
 @tasks_app.command("show")
@@ -170,7 +204,8 @@ def tasks_show(
     n_exemplars: NExemplars = 2,
     task_name: TaskName = False,
     template_policy: TemplatePolicy = "fixed",
-    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Local tokenizer folder: show trained tokens.")] = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Show trained tokens with this tokenizer: "
+                         "a local folder or a model spec (embedded, tiny:llama, ...).")] = None,
     seed: Seed = 0,
     skip_bad: SkipBad = False,
 ) -> None:
@@ -182,14 +217,7 @@ def tasks_show(
         raise _fail(err) from err
     fmt = _format(kind, n_exemplars, task_name, template_policy)
     examples = format_task(task, task.instances[:n], fmt, seed=seed)
-    tok = None
-    if tokenizer is not None:
-        from transformers import AutoTokenizer
-
-        try:
-            tok = AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise _fail(err) from err
+    tok = _tokenizer(tokenizer) if tokenizer is not None else None
     for example in examples:
         console.rule(Text(f"{example.task} / {example.instance_id} / template {example.template_index}"))
         console.print(Text("PROMPT", style="bold"))
@@ -203,6 +231,25 @@ def tasks_show(
                 table.add_row(str(i), str(view.token_id), Text(repr(view.text)), "yes" if view.trained else "no",
                               style="green" if view.trained else None)
             console.print(table)
+
+
+def _tokenizer(spec: str) -> Any:
+    """A tokenizer from a local folder, ``embedded`` (the cached Gemma checkpoint, converted once) or any other
+    model spec (``tiny:llama``: its model is built to get it)."""
+    from taskscope.models.loading import load_tokenizer
+
+    try:
+        if Path(spec).expanduser().is_dir():
+            return load_tokenizer(Path(spec).expanduser())
+        if spec == "embedded":
+            from taskscope.models.embedded import embedded_checkpoint
+
+            return load_tokenizer(embedded_checkpoint())
+        from taskscope.models import load_model
+
+        return load_model(spec).tokenizer
+    except (OSError, ValueError) as err:
+        raise _fail(ValueError(f"--tokenizer {spec!r}: {_message(err)}")) from err
 
 
 @tasks_app.command("export")
@@ -227,19 +274,59 @@ def tasks_export(
     err_console.print(f"wrote {count} examples of {len(suite)} tasks to {out}")
 
 
+Overrides = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", help="Set one config field, e.g. --set tasks.n_inputs=32 (repeatable; the value "
+    "is YAML: 3, null, a flow list).")]
+ConfigArg = Annotated[Path, typer.Argument(help="Study YAML (MOSSA or transfer), or a preset name "
+                                           "(`taskscope configs list`).")]
+
+
+@configs_app.command("list")
+@user_errors
+def configs_list() -> None:
+    """The bundled presets: use a name wherever a config path goes (`taskscope run tiny`)."""
+    from taskscope.pipeline.config import presets
+
+    table = Table("preset", "description", title="bundled presets (taskscope config show NAME prints one)")
+    table.columns[0].no_wrap = True
+    for name, description in presets().items():
+        table.add_row(name, description)
+    console.print(table)
+
+
+@config_app.command("show")
+@user_errors
+def config_show(config: ConfigArg, overrides: Overrides = None) -> None:
+    """Print a study config resolved: every default filled in, relative paths resolved, --set applied (YAML).
+
+    Required settings (``???``) still unset are kept and named on stderr.
+    """
+    from taskscope.pipeline.config import missing_settings, read_config_yaml
+    from taskscope.pipeline.transfer_config import study_config_from_dict
+
+    path, data = read_config_yaml(config, overrides or [], allow_missing=True)
+    study = study_config_from_dict(data, str(path))
+    dump = study.model_dump(mode="json")
+    typer.echo(yaml.safe_dump(dump if "study" in dump else {"study": "mossa", **dump}, sort_keys=False), nl=False)
+    for key in missing_settings(data):
+        err_console.print(Text(f"warning: {path}: {key} is a required setting (???); set it with --set {key}=...",
+                               style="yellow"), soft_wrap=True)
+
+
 @config_app.command("validate")
 @user_errors
 def config_validate(
-    config: Annotated[Path, typer.Argument(help="Study YAML (MOSSA or transfer), or a preset name.")],
+    config: ConfigArg,
     executor: Annotated[str, typer.Option(help="The executor the run would use: local | ray.")] = "local",
     tasks: Annotated[bool, typer.Option("--tasks/--no-tasks", help="Also load the task source and check task, "
                                         "cluster and held-out names against it.")] = True,
+    overrides: Overrides = None,
 ) -> None:
     """Check every field, plug-in name, model spec, path and task name of a study config; run nothing."""
     from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config
     from taskscope.pipeline.validate import validate_study
 
-    study = load_study_config(config)
+    study = load_study_config(config, overrides or [])
     validate_study(study, source=str(config), executor=executor, load_tasks=tasks)
     kind = "transfer" if isinstance(study, TransferStudyConfig) else "MOSSA"
     console.print(f"ok: {config} is a valid {kind} study config (name {study.name!r}, model {study.model!r})")
@@ -251,9 +338,40 @@ from taskscope.pipeline.run import run_command  # noqa: E402  (the pipeline is t
 
 app.command(
     "run",
-    help="Run (or resume) a study from a YAML config; with no config, the MOSSA quickstart on the "
-    "embedded Gemma 3 270M and the builtin tasks. Finished stages are reused.",
+    help="Run (or resume) a study from a YAML config or a bundled preset name (`taskscope run tiny`); with no "
+    "config, the MOSSA quickstart on the embedded Gemma 3 270M and the builtin tasks. Finished stages are reused. "
+    "--set KEY=VALUE overrides a field.",
 )(user_errors(run_command))
+
+
+@app.command("report")
+@user_errors
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder of a finished study (MOSSA or transfer).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write report.html and figures/ here instead of "
+                                             "into the run folder.")] = None,
+) -> None:
+    """Rebuild a run's report.html and figures from its stored tables (nothing is recomputed)."""
+    from taskscope.pipeline.run import rebuild_report
+
+    console.print(f"report: {rebuild_report(run, out)}")
+
+
+@app.command("compare")
+@user_errors
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Run folder A (a MOSSA study).")],
+    run_b: Annotated[Path, typer.Argument(help="Run folder B, on the same tasks.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN_A/compare/<name of "
+                                             "RUN_B>).")] = None,
+) -> None:
+    """Compare two MOSSA runs on the same tasks: layer curves per model side by side and B - A, as
+    compare.csv, compare_tasks.csv and compare.html."""
+    from taskscope.pipeline.run import compare_run_folders
+
+    path = compare_run_folders(run_a, run_b, out)
+    folder = path.parent
+    console.print(f"comparison: {path}\ntables: compare.csv, compare_tasks.csv in {folder}")
 
 
 @app.command("clean")

@@ -13,12 +13,13 @@ _EXPORTS = {
     "LayerMap": "layer_map", "LayerMapParams": "layer_map", "find_layer_map": "layer_map",
     "mossa_table": "mossa", "layer_summary": "mossa", "cluster_summary": "mossa", "mossa_differences": "mossa",
     "controls_table": "controls", "ceiling_table": "ceiling", "compare_to_ceiling": "ceiling",
-    "mossa_findings": "mossa_findings",
+    "mossa_findings": "mossa_findings", "similarity_frame": "frames",
 }
 
 __all__ = [
     "LayerMap", "LayerMapParams", "ceiling_table", "cluster_summary", "compare_to_ceiling", "controls_table",
     "find_layer_map", "layer_summary", "mossa_differences", "mossa_findings", "mossa_table",
+    "similarity_frame",
 ]
 
 

@@ -11,10 +11,12 @@ too, so a typo fails before any work starts.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib
 import typing
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -306,25 +308,140 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> StudyConfi
         raise ConfigError(format_errors(err, source)) from None
 
 
-def read_config_yaml(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """The mapping in a study YAML (``yaml.safe_load``) and its resolved path; a bare name looks in ``configs/``."""
-    path = Path(path)
+def preset_path(name: str | Path) -> Path:
+    """``name`` as a path; a bare name with no such file (``tiny``) is the bundled preset ``configs/tiny.yaml``."""
+    path = Path(name)
     if not path.exists() and not path.suffix and (CONFIG_DIR / f"{path}.yaml").exists():
-        path = CONFIG_DIR / f"{path}.yaml"
+        return CONFIG_DIR / f"{path}.yaml"
+    return path
+
+
+def presets() -> dict[str, str]:
+    """Bundled preset name -> its one-line description (the first sentence of the file's opening comment)."""
+    out = {}
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        comment = []
+        for line in path.read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            comment.append(line.lstrip("#").strip())
+        text = " ".join(comment)
+        out[path.stem] = (text.split(". ")[0].split(": ")[0] if text else "").rstrip(".")
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b=v`` -> (``["a", "b"]``, ``yaml.safe_load("v")``): ``3`` is an int, ``[x, y]`` a list, ``null`` None."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. tasks.n_inputs=32")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({err.problem})") from None
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``data`` with every ``a.b=v`` of ``overrides`` set (missing mappings are created; a list
+    item is addressed by its index, ``experimental_models.1.name=x``).  Validation comes after, as for the file."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        keys, value = parse_override(item)
+        node: Any = data
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            where = ".".join(keys[:depth + 1])
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError(f"--set {item!r}: {where}: no item {key} in a list of {len(node)}")
+                key = int(key)  # type: ignore[assignment]
+            elif not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(keys[:depth])} is a value, not a section")
+            if last:
+                node[key] = value
+            else:
+                if isinstance(node, dict) and not isinstance(node.get(key), (dict, list)):
+                    node[key] = {}
+                node = node[key]
+    return data
+
+
+REQUIRED = "???"  # a preset value the user must set (a path on their machine): `config validate` names it
+
+
+def missing_settings(data: Any, where: str = "") -> list[str]:
+    """Dotted keys whose value is still the :data:`REQUIRED` placeholder (also as ``prefix:???``)."""
+    if isinstance(data, dict):
+        return [key for k, v in data.items() for key in missing_settings(v, f"{where}{k}.")]
+    if isinstance(data, list):
+        return [key for i, v in enumerate(data) for key in missing_settings(v, f"{where}{i}.")]
+    return [where[:-1]] if isinstance(data, str) and data.split(":")[-1].strip() == REQUIRED else []
+
+
+# task sources whose spec path is a local file or folder; other specs (``hf:NAME``) resolve only a path that exists
+_PATH_SOURCES = ("sni", "templated", "jsonl")
+
+
+def _relative_to(value: str, base: Path, always: bool) -> str:
+    path = Path(value).expanduser()
+    if path.is_absolute() or not value:
+        return str(path)
+    resolved = base / path
+    return str(resolved) if always or resolved.exists() or value.startswith(".") else value
+
+
+def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths a study file names resolve against that file's folder, not the working directory:
+    ``tasks.source`` (``sni:``, ``templated:``, ``jsonl:``; another source's path only when it exists there),
+    ``tasks.split_dir``, ``unsupervised_text`` and a ``model`` that is a local folder or file there.  ``output_dir``
+    stays relative to where the run is started (runs go beside the user, not beside a preset)."""
+    data = copy.deepcopy(data)
+    tasks = data.get("tasks")
+    if isinstance(tasks, dict):
+        source = tasks.get("source")
+        if isinstance(source, str) and ":" in source and REQUIRED not in source:
+            prefix, path = source.split(":", 1)
+            tasks["source"] = f"{prefix}:{_relative_to(path, base, prefix.strip() in _PATH_SOURCES)}"
+        if isinstance(tasks.get("split_dir"), str) and REQUIRED not in tasks["split_dir"]:
+            tasks["split_dir"] = _relative_to(tasks["split_dir"], base, True)
+    if isinstance(data.get("unsupervised_text"), str):
+        data["unsupervised_text"] = _relative_to(data["unsupervised_text"], base, True)
+    model = data.get("model")
+    if isinstance(model, str) and (model.startswith(".") or (base / model).exists()) and ":" not in model:
+        data["model"] = str(base / model)
+    return data
+
+
+def read_config_yaml(path: str | Path, overrides: Sequence[str] = (), *,
+                     allow_missing: bool = False) -> tuple[Path, dict[str, Any]]:
+    """The mapping in a study YAML and its resolved path, in this order: find it (a bare name is a bundled
+    preset), ``yaml.safe_load`` it, resolve its relative paths against its folder (:func:`resolve_paths`), apply
+    the ``--set`` ``overrides`` (relative paths in them stay relative to the working directory), then check no
+    :data:`REQUIRED` setting is left (one line naming each, unless ``allow_missing``)."""
+    path = preset_path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"study config {path} does not exist") from None
+        raise ConfigError(f"study config {path} does not exist (presets: {', '.join(presets())})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"study config {path} is a folder, not a YAML file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"study config {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"study config {path} must hold a mapping, got {type(data).__name__}")
+    data = apply_overrides(resolve_paths(data, path.resolve().parent), overrides)
+    missing = missing_settings(data)
+    if missing and not allow_missing:
+        sets = " ".join(f"--set {key}=..." for key in missing)
+        raise ConfigError(f"study config {path}: required setting(s) {', '.join(missing)} not set; edit a copy of "
+                          f"the file or pass {sets}")
     return path, data
 
 
-def load_config(path: str | Path) -> StudyConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:
     """Read a YAML MOSSA study config and validate it; a bare name looks in ``configs/``."""
-    path, data = read_config_yaml(path)
+    path, data = read_config_yaml(path, overrides)
     return config_from_dict(data, str(path))
 
 

@@ -22,6 +22,7 @@ Order of operations in :func:`run_study`:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -33,17 +34,18 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
+import yaml
 
 from taskscope.analysis.layer_map import LayerMap
 from taskscope.common.files import atomic_write_text, remove_temporaries
 from taskscope.pipeline.cache import is_done
-from taskscope.pipeline.config import CONFIG_DIR, StudyConfig, dump_config, load_config
+from taskscope.pipeline.config import CONFIG_DIR, StudyConfig, apply_overrides, dump_config, preset_path, presets
 from taskscope.pipeline.executors.base import get_executor
 from taskscope.pipeline.lock import run_lock
 from taskscope.pipeline.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from taskscope.pipeline.progress import attach_log_file, detach_log_file, logger
-from taskscope.pipeline.stages import Stage, StageRecord, forced_stages, run_stages
-from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config
+from taskscope.pipeline.stages import Stage, StageContext, StageRecord, forced_stages, run_stages
+from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config, study_config_from_dict
 from taskscope.pipeline.validate import validate_study
 
 TABLES = ("mossa", "layer_summary", "cluster_summary", "differences", "controls", "ceiling", "ceiling_comparison",
@@ -76,14 +78,79 @@ class RunTables(Mapping[str, pd.DataFrame]):
         return sum(1 for _ in self)
 
 
+class Artifacts(Mapping[str, Any]):
+    """Named files of a run: ``stage/item`` keys (``controls/qa_capitals``), also reachable by the bare item
+    name when only one stage has it (``run.models["qa_capitals"]``).  Values are made by ``value(folder)``."""
+
+    def __init__(self, entries: dict[str, Path], value: Any = lambda path: path):
+        self._entries = entries
+        self._value = value
+
+    def _key(self, name: str) -> str:
+        if name in self._entries:
+            return name
+        matches = [key for key in self._entries if key.split("/", 1)[-1] == name]
+        if len(matches) == 1:
+            return matches[0]
+        hint = f"it is ambiguous: {matches}" if matches else f"known: {list(self._entries)}"
+        raise KeyError(f"no artifact {name!r}; {hint}")
+
+    def __getitem__(self, name: str) -> Any:
+        return self._value(self._entries[self._key(name)])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Artifacts({list(self._entries)})"
+
+
 class Run:
-    """A run folder: ``tables`` (pandas), ``layer_map``, ``report_path``, ``config``, ``stages``."""
+    """A MOSSA run folder read back: ``tables`` (pandas DataFrames by name), ``layer_map``, ``config``,
+    ``manifest``, ``stages``, ``report_path``, and artifacts by name: ``models`` (a ``load_model`` spec per
+    trained model: controls and instruction-tuned models), ``states`` (hidden states per extracted model, as
+    tensors), ``figures`` (figure files by name).  :func:`open_run` picks the view for any study kind."""
+
+    TABLE_NAMES: tuple[str, ...] = TABLES
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise FileNotFoundError(f"no run folder at {self.run_dir}")
-        self.tables: RunTables = RunTables(self.run_dir)
+        self.tables: RunTables = RunTables(self.run_dir, self.TABLE_NAMES)
+
+    def _items_with(self, filename: str) -> dict[str, Path]:
+        """``stage/item -> item folder`` for the items of the last run's stages that hold ``filename``."""
+        stages = self.stages if (self.run_dir / "stages.json").is_file() else {}
+        return {f"{stage}/{item.name}": item for stage, info in stages.items()
+                for item in sorted((self.run_dir / info["folder"] / "items").glob("*"))
+                if (item / filename).is_file()}
+
+    @property
+    def models(self) -> Artifacts:
+        """Trained models by name, each a ``load_model`` spec: ``load_model(run.models["instruction_tuned"])``."""
+        from taskscope.pipeline.study import CHECKPOINT_FILE, trained_spec
+
+        return Artifacts(self._items_with(CHECKPOINT_FILE), trained_spec)
+
+    @property
+    def states(self) -> Artifacts:
+        """Stored hidden states by extraction item (``exp-pretrained``, ``control-TASK``): a dict task -> tensor
+        of shape (layers + 1, n, d)."""
+        from safetensors.torch import load_file
+
+        from taskscope.pipeline.study import STATES_FILE
+
+        return Artifacts(self._items_with(STATES_FILE), lambda folder: load_file(str(folder / STATES_FILE)))
+
+    @property
+    def figures(self) -> Artifacts:
+        """The report's figure files by name (``cluster_curves_linear.png``), each a Path."""
+        return Artifacts({p.name: p for p in sorted(self.figures_dir.glob("*")) if p.is_file()}
+                         if self.figures_dir.is_dir() else {})
 
     @cached_property
     def layer_map(self) -> LayerMap:
@@ -98,8 +165,10 @@ class Run:
         return self.run_dir / "figures"
 
     @cached_property
-    def config(self) -> StudyConfig:
-        return load_config(self.run_dir / "study.yaml")
+    def config(self) -> StudyConfig | TransferStudyConfig:
+        """The resolved config of the last successful run (``study.yaml``)."""
+        path = self.run_dir / "study.yaml"
+        return study_config_from_dict(yaml.safe_load(path.read_text()), str(path))
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -112,16 +181,82 @@ class Run:
         return json.loads((self.run_dir / "stages.json").read_text())
 
     def __repr__(self) -> str:
-        return f"Run({str(self.run_dir)!r})"
+        return f"{type(self).__name__}({str(self.run_dir)!r})"
 
 
-def resolve_config(config: StudyConfig | TransferStudyConfig | str | Path | None) -> StudyConfig | TransferStudyConfig:
-    """``None`` -> the quickstart preset; a config object as it is; a path -> read and dispatched on ``study:``."""
-    if config is None:
-        return load_config(QUICKSTART)
+# study kind -> "module:class" of its run view (imported on first use)
+RUN_VIEWS = {"mossa": "taskscope.pipeline.run:Run", "transfer": "taskscope.pipeline.transfer_study:TransferRun"}
+
+
+def study_kind(run_dir: str | Path) -> str:
+    """The ``study:`` kind of a run folder, from its ``study.yaml`` (no key: ``mossa``)."""
+    path = Path(run_dir) / "study.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a finished run folder: it has no study.yaml")
+    data = yaml.safe_load(path.read_text())
+    return data.get("study", "mossa") if isinstance(data, dict) else "mossa"
+
+
+def open_run(run_dir: str | Path) -> Run:
+    """The run view of any study's run folder (MOSSA: :class:`Run`; transfer: ``TransferRun``)."""
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"no run folder at {run_dir}")
+    kind = study_kind(run_dir)
+    if kind not in RUN_VIEWS:
+        raise ValueError(f"{run_dir}/study.yaml: unknown study kind {kind!r}; known: {sorted(RUN_VIEWS)}")
+    module, name = RUN_VIEWS[kind].split(":")
+    return getattr(importlib.import_module(module), name)(run_dir)
+
+
+def compare_run_folders(run_a: str | Path, run_b: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Compare two MOSSA run folders (``taskscope.report.compare``) into ``out_dir`` (default:
+    ``RUN_A/compare/<name of RUN_B>``); returns the path of ``compare.html``."""
+    from taskscope.report.compare import compare_runs
+
+    for folder in (run_a, run_b):
+        if study_kind(folder) != "mossa":
+            raise ValueError(f"{folder}: compare takes MOSSA runs; this is a {study_kind(folder)} study")
+    out = Path(out_dir) if out_dir is not None else Path(run_a) / "compare" / Path(run_b).resolve().name
+    return compare_runs(open_run(run_a), open_run(run_b), out)
+
+
+def report_stage(kind: str) -> Stage:
+    """The ``report`` stage of a study kind (what :func:`rebuild_report` runs again)."""
+    if kind == "transfer":
+        from taskscope.pipeline.transfer_study import run_report
+    else:
+        from taskscope.pipeline.study import run_report
+    return Stage("report", run_report, lambda c: {})
+
+
+def rebuild_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write ``report.html`` and ``figures/`` again from a finished run's stored tables; recomputes nothing.
+
+    Order: open the run (its ``study.yaml`` and ``stages.json``); hand the report stage of its kind the stage
+    folders the last successful run used as inputs; write into ``out_dir`` (default: the run folder, beside the
+    tables).  For a report after a taskscope update, or restyled figures; returns the report's path.
+    """
+    run = open_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run.run_dir
+    inputs = {name: run.run_dir / info["folder"] for name, info in run.stages.items()}
+    records = {name: StageRecord(name, info["key"], run.run_dir / info["folder"], True, info.get("seconds", 0.0))
+               for name, info in run.stages.items() if name != "report"}
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = StageContext(config=run.config, out_dir=out, inputs=inputs, executor=get_executor("local"),
+                       run_dir=run.run_dir, records=records)
+    report_stage(study_kind(run_dir)).run(ctx)
+    return out / "report.html"
+
+
+def resolve_config(config: StudyConfig | TransferStudyConfig | str | Path | None,
+                   overrides: Sequence[str] = ()) -> StudyConfig | TransferStudyConfig:
+    """``None`` -> the quickstart preset; a config object as it is; a path or preset name -> read and dispatched
+    on ``study:``.  ``overrides`` (``a.b=v``) apply to the file's mapping (or the object's fields) before validation."""
     if isinstance(config, (StudyConfig, TransferStudyConfig)):
-        return config
-    return load_study_config(config)
+        if not overrides:
+            return config
+        return study_config_from_dict(apply_overrides(config.model_dump(mode="json"), overrides), "<config object>")
+    return load_study_config(QUICKSTART if config is None else config, overrides)
 
 
 ATTEMPTS = "attempts"
@@ -129,7 +264,7 @@ ATTEMPTS = "attempts"
 
 def execute_stages(stages: Sequence[Stage], study: Any, study_yaml: str, folder: Path, *, executor: str,
                    force: bool | str | Sequence[str], executor_options: dict | None,
-                   lock_wait: float = 0.0) -> dict[str, StageRecord]:
+                   lock_wait: float = 0.0, overrides: Sequence[str] = ()) -> dict[str, StageRecord]:
     """Steps 2-4 shared by every study kind (see the module docstring); returns the stage records."""
     forced_stages(stages, force)  # an unknown stage name fails before anything is touched
     folder.mkdir(parents=True, exist_ok=True)
@@ -152,6 +287,7 @@ def execute_stages(stages: Sequence[Stage], study: Any, study_yaml: str, folder:
         finally:
             runner.close()
             manifest = build_manifest(study, records, status=status, started_at=started)
+            manifest["overrides"] = list(overrides)  # the --set items (study.yaml holds their result)
             write_manifest(attempt / MANIFEST_FILE, manifest)
             if status == "succeeded":
                 atomic_write_text(folder / "study.yaml", study_yaml)
@@ -169,14 +305,18 @@ def _count_attempts(folder: Path) -> int:
 
 
 def config_source(config: Any) -> str:
-    """How messages name a config: its path, the quickstart preset's, or ``<config object>``."""
-    return str(QUICKSTART if config is None else config if isinstance(config, (str, Path)) else "<config object>")
+    """How messages name a config: its path (a preset name: the preset's file), or ``<config object>``."""
+    return str(QUICKSTART if config is None else preset_path(config) if isinstance(config, (str, Path))
+               else "<config object>")
 
 
 def run_study(config: StudyConfig | str | Path | None = None, run_dir: str | Path | None = None, *,
               executor: str = "local", force: bool | str | Sequence[str] = False,
-              executor_options: dict | None = None, stages: Sequence[Stage] | None = None) -> Run:
-    """Run (or resume) a MOSSA study and return its :class:`Run`; ``None`` runs the quickstart preset.
+              executor_options: dict | None = None, stages: Sequence[Stage] | None = None,
+              overrides: Sequence[str] = ()) -> Run:
+    """Run (or resume) a study and return its run view (:func:`open_run`); ``None`` runs the quickstart preset.
+
+    ``overrides`` are ``a.b=v`` settings applied before validation (listed in the manifest).
 
     ``force=True`` (or ``"all"``) reruns every stage; a stage name or list of names reruns those and every
     stage downstream of them.  A run folder another run holds raises
@@ -185,20 +325,28 @@ def run_study(config: StudyConfig | str | Path | None = None, run_dir: str | Pat
     """
     from taskscope.pipeline.study import study_stages
 
-    study = resolve_config(config)
+    study = resolve_config(config, overrides)
     validate_study(study, source=config_source(config), executor=executor)  # plug-ins, paths, task names
     if isinstance(study, TransferStudyConfig):
         from taskscope.pipeline.transfer_study import run_transfer_study
 
-        return run_transfer_study(study, run_dir, executor=executor, force=force, executor_options=executor_options)
+        return run_transfer_study(study, run_dir, executor=executor, force=force, executor_options=executor_options,
+                                  overrides=overrides)
     folder = Path(run_dir) if run_dir is not None else study.output_dir / study.name
     execute_stages(stages if stages is not None else study_stages(), study, dump_config(study), folder,
-                   executor=executor, force=force, executor_options=executor_options)
+                   executor=executor, force=force, executor_options=executor_options, overrides=overrides)
     return Run(folder)
 
 
+Overrides = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", help="set one config field, e.g. --set tasks.n_inputs=32 (repeatable; the value "
+    "is YAML: 3, null, a flow list)")]
+
+
 def run_command(
-    config: Annotated[Path | None, typer.Argument(help="study YAML (default: the quickstart preset)")] = None,
+    config: Annotated[Path | None, typer.Argument(
+        help=f"study YAML or a bundled preset name ({', '.join(presets())}; see `taskscope configs list`); "
+        "default: quickstart", show_default=False)] = None,
     run_dir: Annotated[Path | None, typer.Option(help="run folder (default: OUTPUT_DIR/NAME)")] = None,
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
     force: Annotated[list[str] | None, typer.Option(
@@ -206,6 +354,7 @@ def run_command(
         "'all' reruns everything")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only check the config (see `taskscope config "
                                           "validate`) and exit")] = False,
+    overrides: Overrides = None,
 ) -> Run | None:
     """Body of ``taskscope run [CONFIG.yaml] [--run-dir DIR] [--executor local|ray] [--force STAGE|all ...]
     [--dry-run]``.
@@ -215,23 +364,24 @@ def run_command(
     """
     from rich import print as rich_print
 
+    overrides = overrides or []
     if dry_run:
-        study = resolve_config(config)
+        study = resolve_config(config, overrides)
         validate_study(study, source=config_source(config), executor=executor)
         rich_print(f"config {config_source(config)} is valid; nothing was run")
         return None
     if force:
-        _check_force_option(config, force)
-    run = run_study(config, run_dir, executor=executor, force=force or False)
+        _check_force_option(config, force, overrides)
+    run = run_study(config, run_dir, executor=executor, force=force or False, overrides=overrides)
     rich_print(f"report: {run.report_path}\ntables: {', '.join(sorted(run.tables))} in {run.run_dir}")
     return run
 
 
-def _check_force_option(config: Path | None, force: list[str]) -> None:
+def _check_force_option(config: Path | None, force: list[str], overrides: Sequence[str] = ()) -> None:
     """Reject unknown ``--force`` stage names before any work, listing the valid ones."""
     from taskscope.pipeline.study import study_stages
 
-    study = resolve_config(config)
+    study = resolve_config(config, overrides)
     if isinstance(study, TransferStudyConfig):
         from taskscope.pipeline.transfer_study import transfer_stages
 

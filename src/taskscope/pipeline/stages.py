@@ -35,6 +35,7 @@ from typing import Any
 from taskscope.common.fastpaths import FastPathRecord, collect_fast_paths, merge_fast_paths
 from taskscope.common.files import atomic_dir, atomic_path, atomic_write_json, is_temporary, remove_temporaries
 from taskscope.common.paths import inside
+from taskscope.common.progress import progress_label
 from taskscope.pipeline.cache import DONE_MARKER, ITEMS, is_done, mark_done, read_marker, stable_hash, verify_done
 from taskscope.pipeline.executors.base import Executor
 
@@ -80,7 +81,8 @@ class StageContext:
         if skipped:
             logger.info("%s: %d of %d items already done", description, skipped, len(items))
         if pending:
-            self.executor.map(_run_item, [(job, args, str(self.item_dir(name)), atomic) for name, args in pending], description)
+            self.executor.map(_run_item, [(job, args, str(self.item_dir(name)), atomic, f"{description}: {name}")
+                                          for name, args in pending], description)
         return {name: self.item_dir(name) for name in items}
 
 
@@ -99,10 +101,11 @@ def _item_intact(folder: Path, atomic: bool) -> bool:
     return not problems
 
 
-def _run_item(job: Callable[..., Any], args: tuple, item_dir: str, atomic: bool) -> str:
-    """One item job under its own fast-path collector; the record goes to ``_fast_paths.json``, then the marker."""
+def _run_item(job: Callable[..., Any], args: tuple, item_dir: str, atomic: bool, label: str = "") -> str:
+    """One item job under its own fast-path collector; the record goes to ``_fast_paths.json``, then the marker.
+    Its progress bars carry ``label`` (stage and item: ``extract hidden states: exp-pretrained``)."""
     def run_into(folder: Path) -> None:
-        with collect_fast_paths(isolated=True) as fast_paths:
+        with collect_fast_paths(isolated=True) as fast_paths, progress_label(label):
             job(*args, folder)
         atomic_write_json(folder / FAST_PATHS_FILE, fast_paths)
         mark_done(folder)

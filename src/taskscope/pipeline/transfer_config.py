@@ -12,6 +12,7 @@ with and without the task definition; in-context learning with k = 3 exemplars, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -342,21 +343,27 @@ def transfer_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> T
         raise ConfigError(format_errors(err, source, "transfer study config", TransferStudyConfig)) from None
 
 
-def load_transfer_config(path: str | Path) -> TransferStudyConfig:
+def load_transfer_config(path: str | Path, overrides: Sequence[str] = ()) -> TransferStudyConfig:
     """Read and validate a transfer study YAML; a bare name looks in ``configs/``."""
-    path, data = read_config_yaml(path)
+    path, data = read_config_yaml(path, overrides)
     return transfer_config_from_dict(data, str(path))
 
 
-def load_study_config(path: str | Path) -> StudyConfig | TransferStudyConfig:
-    """Read a study YAML and dispatch on its ``study:`` key: ``transfer``, or ``mossa`` / absent (MOSSA)."""
-    path, data = read_config_yaml(path)
+def load_study_config(path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig | TransferStudyConfig:
+    """Read a study YAML (with ``--set`` ``overrides``, see :func:`~taskscope.pipeline.config.read_config_yaml`)
+    and dispatch on its ``study:`` key: ``transfer``, or ``mossa`` / absent (MOSSA)."""
+    path, data = read_config_yaml(path, overrides)
+    return study_config_from_dict(data, str(path))
+
+
+def study_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> StudyConfig | TransferStudyConfig:
+    """Validate a study mapping as the kind its ``study:`` key names (absent: MOSSA)."""
     kind = data.get("study", "mossa")
     if kind == "transfer":
-        return transfer_config_from_dict(data, str(path))
+        return transfer_config_from_dict(data, source)
     if kind == "mossa":
-        return config_from_dict({k: v for k, v in data.items() if k != "study"}, str(path))
-    raise ConfigError(f"invalid study config {path}:\n  study: unknown study {kind!r}; expected 'mossa' or 'transfer'")
+        return config_from_dict({k: v for k, v in data.items() if k != "study"}, source)
+    raise ConfigError(f"invalid study config {source}:\n  study: unknown study {kind!r}; expected 'mossa' or 'transfer'")
 
 
 def dump_transfer_config(config: TransferStudyConfig) -> str:

@@ -38,7 +38,7 @@ import pandas as pd
 from taskscope.common.files import atomic_write_json, atomic_write_text
 from taskscope.pipeline.cache import data_fingerprint
 from taskscope.pipeline.config import load_kwargs, model_options_slice
-from taskscope.pipeline.run import Run, RunTables, execute_stages
+from taskscope.pipeline.run import Run, execute_stages
 from taskscope.pipeline.stages import Stage, StageContext
 from taskscope.pipeline.transfer_config import (
     TransferStudyConfig,
@@ -555,15 +555,10 @@ def dump_models(config: TransferStudyConfig) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- run
 class TransferRun(Run):
-    """A transfer-study run folder: ``tables`` (pandas, :data:`TRANSFER_TABLES`), ``report_path``, ``config``."""
+    """A transfer-study run folder: ``tables`` (pandas, :data:`TRANSFER_TABLES`), ``config``, ``manifest``,
+    ``models`` (the instruction-tuned models), ``figures``; see :class:`~taskscope.pipeline.run.Run`."""
 
-    def __init__(self, run_dir: str | Path):
-        super().__init__(run_dir)
-        self.tables = RunTables(self.run_dir, TRANSFER_TABLES)
-
-    @functools.cached_property
-    def config(self) -> TransferStudyConfig:  # type: ignore[override]
-        return load_transfer_config(self.run_dir / "study.yaml")
+    TABLE_NAMES = TRANSFER_TABLES
 
     @property
     def layer_map(self):  # type: ignore[override]
@@ -572,7 +567,7 @@ class TransferRun(Run):
 
 def run_transfer_study(config: TransferStudyConfig | str | Path, run_dir: str | Path | None = None, *,
                        executor: str = "local", force: bool | Sequence[str] = False,
-                       executor_options: dict | None = None) -> TransferRun:
+                       executor_options: dict | None = None, overrides: Sequence[str] = ()) -> TransferRun:
     """Run (or resume) a transfer study and return its :class:`TransferRun`.
 
     Order: resolve the config (a path is read with `load_transfer_config`); the run folder is ``run_dir`` or
@@ -582,5 +577,5 @@ def run_transfer_study(config: TransferStudyConfig | str | Path, run_dir: str | 
     study = config if isinstance(config, TransferStudyConfig) else load_transfer_config(config)
     folder = Path(run_dir) if run_dir is not None else study.output_dir / study.name
     execute_stages(transfer_stages(study), study, dump_transfer_config(study), folder,
-                   executor=executor, force=force, executor_options=executor_options)
+                   executor=executor, force=force, executor_options=executor_options, overrides=overrides)
     return TransferRun(folder)
