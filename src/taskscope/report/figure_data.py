@@ -141,11 +141,12 @@ def sensitivity(table: pd.DataFrame, kernel: str, baseline: str | None) -> pd.Da
     models = list(dict.fromkeys(rows["experimental_model"]))
     if baseline in models:
         keys = ["task", "layer"]
-        base = rows[rows["experimental_model"] == baseline].set_index(keys)[["cka", "cka_without_topk"]]
+        base = (rows[rows["experimental_model"] == baseline].set_index(keys)[["cka", "cka_without_topk"]]
+                .rename(columns=lambda c: f"{c}_base"))
         for model in models:
             if model == baseline:
                 continue
-            paired = rows[rows["experimental_model"] == model].join(base, on=keys, rsuffix="_base")
+            paired = rows[rows["experimental_model"] == model].join(base, on=keys)
             diff = (paired["cka"] - paired["cka_base"]).groupby(paired["layer"]).mean()
             diff_k = (paired["cka_without_topk"] - paired["cka_without_topk_base"]).groupby(paired["layer"]).mean()
             at = means["experimental_model"] == model

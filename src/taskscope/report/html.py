@@ -310,7 +310,7 @@ def training_plot(logs: pd.DataFrame | None) -> go.Figure | None:
                     continue
                 label = "training" if kind == "train" else "validation"
                 fig.add_trace(go.Scatter(x=sub["step"], y=sub["loss"], name=model, legendgroup=f"{role}/{model}",
-                                         showlegend=kind == "train" or rows["kind"].eq("train").sum() == 0,
+                                         showlegend=bool(kind == "train" or not rows["kind"].eq("train").any()),
                                          line={"color": colour}, **style,
                                          hovertemplate=f"{role} {model}<br>{label} loss %{{y:.4f}}<br>step %{{x}}"
                                                        "<extra></extra>"), row=1, col=col)
