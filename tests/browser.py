@@ -162,3 +162,21 @@ def screenshot(d: Driver, path: Path, png: Path, width: int = 1280, height: int 
     time.sleep(0.5)
     png.write_bytes(base64.b64decode(d.command("GET", "/screenshot")))
     return png
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python tests/browser.py REPORT.html OUT.png [WIDTH HEIGHT]``: a screenshot of the report's top part
+    (how docs/img/report_*.png are made; see the README)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    width, height = (int(args[2]), int(args[3])) if len(args) >= 4 else (1280, 1800)
+    with driver(width, 900) as d:
+        result = check_page(d, Path(args[0]))
+        if result.errors:
+            raise SystemExit(f"{args[0]}: " + "; ".join(result.errors))
+        screenshot(d, Path(args[0]), Path(args[1]), width=width, height=height)
+
+
+if __name__ == "__main__":
+    main()
