@@ -132,3 +132,19 @@ def test_build_report_rebuilds_a_finished_run(tmp_path):
     assert json.loads((run.run_dir / "manifest.json").read_text())["python"]["version"] in text
     with pytest.raises(FileNotFoundError, match="no study.yaml"):
         build_report(tmp_path)
+
+
+def test_heatmap_hover_names_cluster_and_interval_and_keeps_undefined_cells_blank():
+    from taskscope.report.html import heatmap_figure
+
+    table = mossa_rows({"pretrained": 0.9, "it": 0.95})
+    layer_map = find_layer_map(table, LayerMapParams(rule="threshold", reference_model="it"))
+    fig = heatmap_figure(table, layer_map, "linear")
+    trace = fig.data[0]
+    assert "interval [%{customdata[1]" in trace.hovertemplate and "%{customdata[0]}" in trace.hovertemplate
+    z = np.asarray(trace.z, dtype=np.float64)
+    assert np.isnan(z[:, 0]).all() and np.isfinite(z[:, 1:]).all()
+    row = list(trace.y).index("task3")
+    expected = table[(table["experimental_model"] == "pretrained") & (table["task"] == "task3") & (table["layer"] == 2)]
+    assert trace.customdata[row][2][0] == "c1"
+    assert float(trace.customdata[row][2][1]) == pytest.approx(float(expected["ci_low"].iloc[0]))

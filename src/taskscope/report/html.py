@@ -192,13 +192,19 @@ def heatmap_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str) -> go.
     rows, models, fig = _model_panels(table, kernel)
     low = float(np.floor(np.nanmin(rows["cka"].to_numpy(np.float64)) * 20) / 20) if rows["cka"].notna().any() else 0.0
     layers = np.arange(layer_map.num_layers)
+    tasks = sorted(rows["task"].unique())
+    cluster_of = rows.drop_duplicates("task").set_index("task")["cluster"]
     for col, model in enumerate(models, 1):
-        grid = rows[rows["experimental_model"] == model].pivot_table(index="task", columns="layer", values="cka",
-                                                                       dropna=False).reindex(columns=layers)
-        fig.add_trace(go.Heatmap(z=grid.to_numpy(), x=layers, y=list(grid.index), zmin=low, zmax=1,
+        sub = rows[rows["experimental_model"] == model]
+        grids = {value: sub.pivot_table(index="task", columns="layer", values=value, dropna=False)
+                 .reindex(index=tasks, columns=layers) for value in ("cka", "ci_low", "ci_high")}
+        clusters = np.repeat(cluster_of.reindex(tasks).to_numpy()[:, None], len(layers), axis=1)
+        custom = np.dstack([clusters, grids["ci_low"].to_numpy(), grids["ci_high"].to_numpy()])
+        fig.add_trace(go.Heatmap(z=grids["cka"].to_numpy(), x=layers, y=tasks, zmin=low, zmax=1, customdata=custom,
                                  colorscale="Viridis", showscale=col == len(models),
-                                 hovertemplate=f"model {model}<br>task %{{y}}<br>layer %{{x}}<br>CKA %{{z:.3f}}"
-                                               "<extra></extra>"), row=1, col=col)
+                                 hovertemplate=f"model {model}<br>task %{{y}} (%{{customdata[0]}})<br>layer %{{x}}<br>"
+                                               "CKA %{z:.3f}<br>interval [%{customdata[1]:.3f}, "
+                                               "%{customdata[2]:.3f}]<extra></extra>"), row=1, col=col)
         _layer_axes(fig, layer_map, row=1, col=col)
     fig.update_yaxes(type="category", dtick=1, automargin=True)
     fig.update_layout(title=f"CKA per task and layer; blank: undefined ({kernel} kernel)",
