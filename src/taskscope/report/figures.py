@@ -48,9 +48,12 @@ def shade_bands(ax, layer_map: LayerMap) -> None:
         labelled.add(name)
 
 
-def _layer_axis(ax) -> None:
+def _layer_axis(ax, num_layers: int | None = None) -> None:
+    """Integer layer ticks; with ``num_layers`` every layer is on the axis (undefined ones as gaps)."""
     ax.set_xlabel("layer")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if num_layers:
+        ax.set_xlim(-0.5, num_layers - 0.5)
 
 
 def save_figure(fig: Figure, path_stem: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
@@ -89,6 +92,7 @@ def cka_distribution(table: pd.DataFrame, layer_map: LayerMap, kernel: str, out_
         ticks = layers[:: max(1, len(layers) // 8)]
         # boxplot installs fixed labels 1..N; relabel with the layer numbers themselves
         ax.set_xticks(ticks, labels=[str(int(t)) for t in ticks])
+        ax.set_xlim(-0.5, layer_map.num_layers - 0.5)
     axes[0].set_ylabel("CKA")
     return save_figure(fig, out_dir / f"cka_distribution_{kernel}", formats)
 
@@ -103,7 +107,7 @@ def cluster_curves(table: pd.DataFrame, layer_map: LayerMap, kernel: str, out_di
         for cluster, part in sub.groupby("cluster"):
             _curve(ax, part, np.arange(layer_map.num_layers), label=cluster)
         ax.set_title(model)
-        _layer_axis(ax)
+        _layer_axis(ax, layer_map.num_layers)
     axes[0].set_ylabel("mean CKA")
     axes[-1].legend(fontsize=7, loc="best")
     return save_figure(fig, out_dir / f"cluster_curves_{kernel}", formats)
@@ -133,7 +137,7 @@ def heldout_comparison(table: pd.DataFrame, layer_map: LayerMap, kernel: str, ou
             _draw_curve(ax, layers, curve["mean"], curve["low"], curve["high"], ls="--" if model == holder else "-",
                         label=model)
         ax.set_title(f"tasks held out of {holder} (n={len(tasks)})", fontsize=9)
-        _layer_axis(ax)
+        _layer_axis(ax, layer_map.num_layers)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("mean CKA (95% interval over tasks)")
     return save_figure(fig, out_dir / f"heldout_comparison_{kernel}", formats)
@@ -155,7 +159,7 @@ def ceiling_comparison(table: pd.DataFrame, layer_map: LayerMap, kernel: str, co
     if ceiling is not None:
         ax.plot(layers, ceiling["ceiling_cka"], "k--", label="noise ceiling (seed-to-seed)")
         ax.fill_between(layers, ceiling["ceiling_ci_low"], ceiling["ceiling_ci_high"], color="grey", alpha=0.2, lw=0)
-    _layer_axis(ax)
+    _layer_axis(ax, layer_map.num_layers)
     ax.set_ylabel("mean CKA with the control")
     ax.set_title(f"Models against the noise ceiling; x = within seed noise ({kernel})", fontsize=9)
     ax.legend(fontsize=7)
@@ -184,7 +188,7 @@ def differences_figure(differences: pd.DataFrame, layer_map: LayerMap, kernel: s
                 ax.annotate(r["task"], (r["layer"], r["cka_diff"]), fontsize=6, xytext=(3, 3),
                             textcoords="offset points")
     ax.axhline(0, color="grey", lw=0.8)
-    _layer_axis(ax)
+    _layer_axis(ax, layer_map.num_layers)
     ax.set_ylabel("CKA difference (mean across tasks)")
     ax.set_title(f"Difference to the baseline; circled: tasks against the trend ({kernel})", fontsize=9)
     ax.legend(fontsize=7)
@@ -197,19 +201,20 @@ def heatmaps(table: pd.DataFrame, layer_map: LayerMap, kernel: str, out_dir: Pat
     models = list(dict.fromkeys(rows["experimental_model"]))
     tasks = sorted(rows["task"].unique())
     layers = np.arange(layer_map.num_layers)
+    low = float(np.floor(np.nanmin(rows["cka"].to_numpy(np.float64)) * 20) / 20) if rows["cka"].notna().any() else 0.0
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 1.2 + 0.22 * len(tasks)), sharey=True,
                              squeeze=False)
     image = None
     for ax, model in zip(axes[0], models):
         grid = rows[rows["experimental_model"] == model].pivot_table(index="task", columns="layer", values="cka",
                                                                        dropna=False).reindex(index=tasks, columns=layers)
-        image = ax.imshow(grid.to_numpy(np.float64), aspect="auto", vmin=0, vmax=1, cmap="viridis",
+        image = ax.imshow(grid.to_numpy(np.float64), aspect="auto", vmin=low, vmax=1, cmap="viridis",
                           extent=(-0.5, len(layers) - 0.5, len(tasks) - 0.5, -0.5))
         ax.set_yticks(range(len(tasks)), labels=tasks, fontsize=6)
         ax.set_title(model, fontsize=9)
         _layer_axis(ax)
     fig.colorbar(image, ax=list(axes[0]), label="CKA")
-    fig.suptitle(f"CKA per task and layer ({kernel} kernel)")
+    fig.suptitle(f"CKA per task and layer; blank: undefined ({kernel} kernel)", y=1.08)
     return save_figure(fig, out_dir / f"heatmap_{kernel}", formats)
 
 
@@ -227,7 +232,7 @@ def sensitivity_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str, ba
                 label=f"{model} without top-{int(part['top_k'].max())}")
         flips = part[part["flips"].astype(bool)]
         ax.plot(flips["layer"], flips["cka_without_topk"], "D", color=line.get_color(), ms=6, mfc="none")
-    _layer_axis(ax)
+    _layer_axis(ax, layer_map.num_layers)
     ax.set_ylabel("mean CKA")
     ax.set_title(f"Without the top-k directions; diamonds: conclusion flips ({kernel})", fontsize=9)
     ax.legend(fontsize=6)
@@ -239,15 +244,19 @@ def training_figure(logs: pd.DataFrame | None, out_dir: Path, formats: Sequence[
     curves = training_curves(logs)
     if not curves:
         return []
-    fig, axes = _panels(len(curves), "Training and validation loss")
+    fig, axes = _panels(len(curves), "Training loss (lines) and validation loss (diamonds)")
     for ax, (role, part) in zip(axes, curves.items()):
         for model, rows in part.groupby("model", sort=False):
             train, val = rows[rows["kind"] == "train"], rows[rows["kind"] == "eval"]
-            line = ax.plot(train["step"], train["loss"], lw=1, label=model)[0]
-            ax.plot(val["step"], val["loss"], "o", ms=3, color=line.get_color())
+            line = ax.plot(train["step"], train["loss"], lw=1, marker=".", ms=3, label=model)[0]
+            ax.plot(val["step"], val["loss"], "D", ms=4, color=line.get_color())
         ax.set_title(f"{role} models", fontsize=9)
         ax.set_xlabel("step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        steps = sorted(part["step"].unique())
+        if len(steps) <= 10:
+            ax.set_xticks(steps, labels=[str(int(x)) for x in steps])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if part["model"].nunique() <= 12:
             ax.legend(fontsize=6)
     axes[0].set_ylabel("loss (nats per target token)")
@@ -273,7 +282,7 @@ def layer_map_figure(layer_map: LayerMap, out_dir: Path, formats: Sequence[str])
         ax.axhline(params["shared_min_cka"], color=BAND_COLOURS["shared"], ls=":", label="shared_min_cka")
         ax.axhline(params["refinement_max_cka"], color=BAND_COLOURS["refinement"], ls=":", label="refinement_max_cka")
         ax.set_ylabel("CKA")
-    _layer_axis(ax)
+    _layer_axis(ax, layer_map.num_layers)
     ax.set_title("Layer map")
     ax.legend(fontsize=7)
     return save_figure(fig, out_dir / "layer_map", formats)
