@@ -70,6 +70,7 @@ def test_distribution_ticks_name_the_layers_they_stand_under(table, tmp_path, mo
 from taskscope.analysis.ceiling import compare_to_ceiling  # noqa: E402
 from taskscope.analysis.findings import Finding  # noqa: E402
 from taskscope.report import html as report_html  # noqa: E402
+from taskscope.report.figure_data import band_means  # noqa: E402
 
 
 def model_differences(table, baseline: str):
@@ -121,7 +122,7 @@ def test_mean_cka_per_band_columns_follow_band_order(study):
     table = study[0]
     layer_map = find_layer_map(table, LayerMapParams(rule="threshold", shared_min_cka=0.9, refinement_max_cka=0.85,
                                                      max_spread=0.1))
-    bands = report_html._band_table(table, layer_map)
+    bands = band_means(table, layer_map)
     order = [b for b in ("shared", "transition", "refinement") if b in bands.columns]
     assert list(bands.columns) == order and len(order) >= 2
 

@@ -21,8 +21,9 @@ ceiling         ``similarity``, ``control_seeds`` + tasks,   ``ceiling.csv``: se
 analysis        ``layer_map``, ``report.baseline_model``     ``layer_map.json``, ``layer_summary.csv``,
                 + similarity, ceiling, control_scores        ``cluster_summary.csv``,
                                                              ``ceiling_comparison.csv``, ``findings.json``
-report          the whole config + similarity, analysis,    ``figures/``, ``report.html``
-                control_scores
+report          the whole config + similarity, analysis,    ``figures/``, ``report.html`` (with the
+                control_scores, training logs of controls,   training curves and the manifest so far;
+                experimental                                 :mod:`taskscope.pipeline.rebuild`)
 ==============  ===========================================  =======================================
 
 Fan-out stages (controls, control_scores, experimental, extract) run one job per item through the executor; a job
@@ -428,20 +429,13 @@ def run_analysis(ctx: StageContext) -> None:
 
 
 def run_report(ctx: StageContext) -> None:
-    from taskscope.analysis.findings import read_findings
-    from taskscope.analysis.layer_map import LayerMap
-    from taskscope.report import write_report
+    """The report from the tables upstream, with the training logs and the manifest of the stages so far."""
+    from taskscope.pipeline.manifest import manifest_so_far
+    from taskscope.pipeline.rebuild import mossa_report
 
-    config: StudyConfig = ctx.config
-    analysis = ctx.inputs["analysis"]
-    table = pd.read_csv(ctx.inputs["similarity"] / "mossa.csv")
-    layer_map = LayerMap.from_dict(json.loads((analysis / "layer_map.json").read_text()))
-    write_report(table, layer_map, ctx.out_dir, title=config.report.title or f"taskscope MOSSA study: {config.name}",
-                 config_text=dump_config(config), figure_formats=config.report.figure_formats,
-                 findings=read_findings(analysis / "findings.json"),
-                 controls=pd.read_csv(ctx.inputs["control_scores"] / "controls.csv"),
-                 comparison=pd.read_csv(analysis / "ceiling_comparison.csv"),
-                 differences=pd.read_csv(ctx.inputs["similarity"] / "differences.csv"))
+    mossa_report(ctx.config, similarity=ctx.inputs["similarity"], analysis=ctx.inputs["analysis"],
+                 control_scores=ctx.inputs["control_scores"], out_dir=ctx.out_dir, stage_dirs=ctx.inputs,
+                 manifest=manifest_so_far(ctx))
 
 
 def study_stages() -> list[Stage]:
@@ -476,5 +470,6 @@ def study_stages() -> list[Stage]:
               publish=("layer_map.json", "layer_summary.csv", "cluster_summary.csv",
                        "ceiling_comparison.csv", "findings.json", "measure_agreement.csv"), version="4"),
         Stage("report", run_report, lambda c: c.model_dump(mode="json"),
-              needs=("similarity", "analysis", "control_scores"), publish=("report.html", "figures"), version="2"),
+              needs=("similarity", "analysis", "control_scores", "controls", "experimental"),
+              publish=("report.html", "figures"), version="3"),
     ]
