@@ -118,20 +118,19 @@ def figure_data_sections():
     return SECTIONS
 
 
-def test_build_report_rebuilds_a_finished_run(tmp_path):
-    """`build_report(run_dir)` reads only the run folder and writes its report there, with training curves."""
-    from taskscope.pipeline.rebuild import build_report
-    from taskscope.pipeline.run import CONFIG_DIR, run_study
+def test_rebuild_report_rebuilds_a_finished_run(tmp_path):
+    """`rebuild_report(run_dir)` reads only the run folder and writes its report there, with training curves."""
+    from taskscope.pipeline.run import CONFIG_DIR, rebuild_report, run_study
 
     run = run_study(CONFIG_DIR / "tiny.yaml", run_dir=tmp_path / "tiny")
     report = run.run_dir / "report.html"
     report.unlink()
-    assert build_report(run.run_dir) == report
+    assert rebuild_report(run.run_dir) == report
     text = report.read_text()
     assert "<section id='training'>" in text and "No training logs found" not in text
     assert json.loads((run.run_dir / "manifest.json").read_text())["python"]["version"] in text
-    with pytest.raises(FileNotFoundError, match="no study.yaml"):
-        build_report(tmp_path)
+    with pytest.raises(FileNotFoundError, match="study.yaml"):
+        rebuild_report(tmp_path)
 
 
 def test_heatmap_hover_names_cluster_and_interval_and_keeps_undefined_cells_blank():

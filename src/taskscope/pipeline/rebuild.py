@@ -1,7 +1,8 @@
-"""Reports from a study's tables: the MOSSA report stage and `build_report(run_dir)`, which rebuilds the report of
-a finished run folder (``taskscope report RUN``) from what the run wrote, without recomputing anything.
+"""The MOSSA report from a study's tables: what the report stage runs, and what
+:func:`taskscope.pipeline.run.rebuild_report` (``taskscope report RUN``) runs again on a finished run's stage
+folders, recomputing nothing.
 
-Order of operations in :func:`mossa_report` (shared by both):
+Order of operations in :func:`mossa_report`:
 
 1. read the tables (``mossa.csv``, ``differences.csv``; ``layer_map.json``, ``findings.json``,
    ``ceiling_comparison.csv``, ``cluster_summary.csv``; ``controls.csv``), each from the folder given for it;
@@ -19,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from taskscope.pipeline.manifest import MANIFEST_FILE, manifest_table
+from taskscope.pipeline.manifest import manifest_table
 from taskscope.train.logging import LOG_FILE, read_log
 
 ROLES = {"controls": "control", "experimental": "experimental"}
@@ -65,27 +66,3 @@ def mossa_report(config, *, similarity: Path, analysis: Path, control_scores: Pa
         differences=_csv(similarity / "differences.csv"), cluster_summary=_csv(analysis / "cluster_summary.csv"),
         training_logs=training_logs(stage_dirs), manifest=manifest_table(manifest) if manifest else None,
         baseline=config.report.baseline_model)
-
-
-def build_report(run_dir: str | Path) -> Path:
-    """Rebuild ``run_dir/report.html`` and ``run_dir/figures/`` of a finished MOSSA run; returns the report's path.
-
-    Reads only what the run wrote (its published tables, ``study.yaml``, ``manifest.json`` and the training
-    logs in the stage folders that ``stages.json`` names); a missing table is a one-line error.
-    """
-    from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "study.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a finished run folder (no study.yaml)")
-    config = load_study_config(run_dir / "study.yaml")
-    if isinstance(config, TransferStudyConfig):
-        raise NotImplementedError(f"{run_dir}: a transfer run; its report is rebuilt by the transfer study")
-    for name in ("mossa.csv", "layer_map.json"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir}: no {name}; run the study to the end first")
-    stages = json.loads((run_dir / "stages.json").read_text()) if (run_dir / "stages.json").is_file() else {}
-    stage_dirs = {name: run_dir / entry["folder"] for name, entry in stages.items() if name in ROLES}
-    manifest = json.loads((run_dir / MANIFEST_FILE).read_text()) if (run_dir / MANIFEST_FILE).is_file() else None
-    return mossa_report(config, similarity=run_dir, analysis=run_dir, control_scores=run_dir, out_dir=run_dir,
-                        stage_dirs=stage_dirs, manifest=manifest)

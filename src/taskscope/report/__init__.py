@@ -2,7 +2,7 @@
 
 The figure data is computed once (:mod:`taskscope.report.figure_data`) and drawn by both
 :mod:`taskscope.report.figures` (matplotlib) and :mod:`taskscope.report.html` (plotly, inlined, offline).
-A run folder's report is rebuilt with :func:`taskscope.pipeline.rebuild.build_report`.
+A run folder's report is rebuilt with :func:`taskscope.pipeline.run.rebuild_report` (``taskscope report RUN``).
 """
 
 from __future__ import annotations
