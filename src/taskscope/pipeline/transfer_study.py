@@ -92,20 +92,26 @@ def unseen_task(tasks: dict[str, Any], name: str):
 
 
 def run_tasks(ctx: StageContext) -> None:
-    """Split every seen task (train capped) and format it with ``context``; record every unseen task's split."""
+    """Split every seen task (train capped) and format it with ``context`` under `seen_prompt_budget` tokens of
+    the model's tokenizer (exemplars dropped first, a warning with counts when anything is cut - the same
+    `format_task` the evaluations use); record every unseen task's split."""
+    from taskscope.evaluate.examples import token_counter
+    from taskscope.models.loading import load_spec_tokenizer
     from taskscope.tasks.formats import format_task
     from taskscope.tasks.splits import split_task
 
     config: TransferStudyConfig = ctx.config
     tasks = config.tasks.model_dump(mode="json")
-    fmt = config.context_format()
+    fmt = config.context_format().model_copy(update={"max_prompt_tokens": config.seen_prompt_budget()})
+    count = token_counter(load_spec_tokenizer(config.model))
     seen_tasks, unseen_tasks = _split_suite(_tasks_key(tasks))
     seen = {}
     for task in seen_tasks:
         split = split_task(task, test=tasks["test"], validation=tasks["validation"], train=None,
                            cap=config.tasks.caps.get(task.name, config.tasks.cap), seed=tasks["seed"])
         seen[task.name] = {"cluster": task.cluster, "size": len(split.train), **{
-            part: [asdict(e) for e in format_task(task, getattr(split, part), fmt, seed=tasks["seed"])]
+            part: [asdict(e) for e in format_task(task, getattr(split, part), fmt, seed=tasks["seed"],
+                                                           count_tokens=count)]
             for part in ("train", "validation", "test")}}
     unseen = {}
     for task in unseen_tasks:
@@ -502,9 +508,10 @@ def transfer_stages(config: TransferStudyConfig) -> list[Stage]:
     dump = lambda model: model.model_dump(mode="json")
     evaluation = lambda c: {"model": c.model, "evaluation": dump(c.evaluation)}
     stages = [
-        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "context": c.context,
+        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "context": c.context, "model": c.model,
+                                             "prompt_budget": c.seen_prompt_budget(),
                                              "data": [data_fingerprint(c.tasks.source), data_fingerprint(c.tasks.split_dir)]},
-              version="1"),
+              version="2"),
         Stage("instruction_tune", run_instruction_tune,
               lambda c: {"model": c.model, "unsupervised_text": str(c.unsupervised_text),
                          "train": {m.name: c.train_config(m.name) for m in c.models if m.kind == "multitask"},
