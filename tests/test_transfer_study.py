@@ -63,7 +63,12 @@ def test_tiny_run_writes_every_table_figure_and_a_self_contained_report(tiny_run
             "trajectory_icl_loss.png", "trajectory_fewshot_loss.png"} <= figures
     html = tiny_run.report_path.read_text()
     assert not re.search(r"<(script|img|link)[^>]+(src|href)=[\"']?https?:", html)
-    assert "Few-shot transfer curves" in html and "Checkpoint trajectories" in html and "data:image/png;base64," in html
+    assert "Few-shot transfer curves" in html and "Checkpoint trajectories" in html
+    assert html.count("Plotly.newPlot") >= 6 and html.count("plotly.js v") == 1  # interactive, plotly.js inlined once
+    per_task_section = html.split("<h2>Per-task scores</h2>")[1].split("<h2>")[0]
+    samples = html.split("<h2>Sample predictions</h2>")[1].split("<h2>")[0]
+    for task in set(fewshot["task"]):
+        assert f"<td>{task}</td>" in per_task_section and f"<td>{task}</td>" in samples
 
 
 def test_transfer_curves_average_tasks_then_spread_over_seeds(tiny_run):
