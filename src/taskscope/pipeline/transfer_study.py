@@ -50,7 +50,7 @@ FINDINGS_FILE = "findings.json"
 EVAL_CACHE = "eval_cache"
 TRANSFER_TABLES = ("fewshot", "icl", "seen_loss", "per_task", "transfer_curves", "correlations",
                    "change_correlation", "model_summary", "loss_by_task_size", "sampling_unseen", "data_limit",
-                   "unsupervised", "trajectory", "trajectory_correlation")
+                   "unsupervised", "trajectory", "trajectory_correlation", "sanity")
 
 
 # ---------------------------------------------------------------- tasks
@@ -460,6 +460,9 @@ def run_analysis(ctx: StageContext) -> None:
         frames["trajectory"] = pd.read_csv(ctx.inputs["trajectory"] / "trajectory.csv")
     clusters = {t: info["cluster"] for t, info in read_tasks(ctx.inputs["tasks"])["unseen"].items()}
     tables = {**frames, **analyse(config, frames, clusters)}
+    from taskscope.analysis.transfer_findings import sanity_checks
+
+    tables["sanity"] = sanity_checks(frames["fewshot"])  # the rule of docs/transfer.md, per model and context
     for name, table in tables.items():
         atomic_write_text(ctx.out_dir / f"{name}.csv", table.to_csv(index=False))
     write_study_findings(config, tables, ctx.out_dir / FINDINGS_FILE)
@@ -535,7 +538,7 @@ def transfer_stages(config: TransferStudyConfig) -> list[Stage]:
     stages += [
         Stage("analysis", run_analysis, lambda c: {"analyses": dump(c.analyses), "models": dump_models(c)},
               needs=analysis_needs, publish=(*(f"{name}.csv" for name in expected_tables(config)), FINDINGS_FILE),
-              version="2"),
+              version="3"),
         Stage("report", run_report, lambda c: c.model_dump(mode="json"), needs=("analysis",),
               publish=("report.html", "figures"), version="1"),
     ]

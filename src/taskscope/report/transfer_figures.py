@@ -164,8 +164,9 @@ def transfer_curve_plot(curves: pd.DataFrame, metric: str = "rouge_l", model_col
 
 
 def correlation_scatter_plot(per_task: pd.DataFrame, x: str = "fewshot_loss", y: str = "icl_loss",
-                             by: str | None = "model") -> go.Figure:
-    """Interactive `correlation_scatter_figure`: a point per task, labelled by task, a panel per ``by``."""
+                             by: str | None = "model", prefix: str = "") -> go.Figure:
+    """Interactive `correlation_scatter_figure`: a point per task, labelled by task, a panel per ``by``;
+    ``prefix`` goes before both axis names (e.g. ``"change in "``)."""
     _require(per_task, ["task", x, y, *([by] if by else [])], "correlation_scatter_plot")
     groups = list(per_task.groupby(by, sort=True)) if by else [("all tasks", per_task)]
     titles = []
@@ -180,12 +181,12 @@ def correlation_scatter_plot(per_task: pd.DataFrame, x: str = "fewshot_loss", y:
             textfont={"size": 9}, cliponaxis=False, marker={"size": 8, "color": _palette(col - 1)}, name=str(name),
             showlegend=False,
             customdata=list(zip(part["task"], cluster)),
-            hovertemplate=(f"{by or ''} {name}<br>task %{{customdata[0]}} (%{{customdata[1]}})<br>{_label(x)} "
-                           f"%{{x:.4f}}<br>{_label(y)} %{{y:.4f}}<extra></extra>")), row=1, col=col)
-        fig.update_xaxes(title=_label(x), row=1, col=col)
-        fig.update_yaxes(title=_label(y) if col == 1 else None, row=1, col=col)
+            hovertemplate=(f"{by or ''} {name}<br>task %{{customdata[0]}} (%{{customdata[1]}})<br>{prefix}{_label(x)} "
+                           f"%{{x:.4f}}<br>{prefix}{_label(y)} %{{y:.4f}}<extra></extra>")), row=1, col=col)
+        fig.update_xaxes(title=prefix + _label(x), row=1, col=col)
+        fig.update_yaxes(title=prefix + _label(y) if col == 1 else None, row=1, col=col)
     fig.update_annotations(font_size=11)
-    return _layout(fig, f"{_label(x)} vs {_label(y)}, one point per unseen task")
+    return _layout(fig, f"{prefix}{_label(x)} vs {prefix}{_label(y)}, one point per unseen task")
 
 
 def trajectory_plot(frame: pd.DataFrame, metric: str = "icl_loss", step: int | None = None) -> go.Figure:

@@ -104,7 +104,8 @@ def _figures(tables: Mapping[str, pd.DataFrame], trajectory_step: int | None) ->
             if "cluster" not in changes and "cluster" in largest:
                 changes = changes.assign(cluster=changes["task"].map(largest.groupby("task")["cluster"].first()))
             figures["change_correlation"] = [("change_scatter", correlation_scatter_figure(changes, by=None),
-                                              correlation_scatter_plot(changes, by=None))]
+                                              correlation_scatter_plot(changes, by=None,
+                                                                       prefix=f"change {before} → {after} in "))]
     if "loss_by_task_size" in tables and not tables["loss_by_task_size"].empty:
         bins = tables["loss_by_task_size"]
         figures["loss_by_task_size"] = [("loss_by_task_size", task_size_figure(bins), task_size_plot(bins))]
