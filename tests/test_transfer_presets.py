@@ -37,7 +37,7 @@ def test_gpu_hour_preset_keeps_the_shape_at_a_smaller_size() -> None:
     assert gpu.tasks.max_unseen_tasks >= 8 and gpu.tasks.max_seen_tasks < 619
 
 
-def test_quickstart_has_at_least_8_unseen_tasks_x_20_test_instances_and_3_seeds() -> None:
+def test_quickstart_has_at_least_8_unseen_tasks_x_20_test_instances_and_2_seeds() -> None:
     from taskscope.pipeline.transfer_study import _split_suite, _tasks_key, unseen_task
 
     config = load_transfer_config(CONFIG_DIR / "transfer_quickstart.yaml")
@@ -47,4 +47,5 @@ def test_quickstart_has_at_least_8_unseen_tasks_x_20_test_instances_and_3_seeds(
     for task in unseen:
         _, test, pool = unseen_task(tasks, task.name)
         assert len(test) >= 20 and len(pool) >= max(config.fewshot.shots)
-    assert len(config.fewshot.seeds) >= 3
+    assert len(config.fewshot.seeds) >= 2  # a spread over seeds needs two; the findings' intervals are over tasks
+    assert config.fewshot.shots[0] == 0 and max(config.fewshot.shots) > 0  # the sanity rule is checkable

@@ -74,7 +74,19 @@ def test_tiny_run_writes_every_table_figure_and_a_self_contained_report(tiny_run
             "trajectory_icl_loss.png", "trajectory_fewshot_loss.png"} <= figures
     html = tiny_run.report_path.read_text()
     assert not re.search(r"<(script|img|link)[^>]+(src|href)=[\"']?https?:", html)
-    assert "Few-shot transfer curves" in html and "Checkpoint trajectories" in html and "data:image/png;base64," in html
+    assert "Few-shot transfer curves" in html and "Checkpoint trajectories" in html
+    sanity = tiny_run.tables["sanity"]  # the sanity rule is computed into the run, not only written down
+    assert sorted(sanity["model"]) == sorted(set(fewshot["model"]))
+    mean_loss = fewshot.groupby(["model", "shots", "seed", "task"])["loss"].mean().groupby(["model", "shots"]).mean()
+    for row in sanity.itertuples():
+        assert row.passes == (mean_loss[row.model, max(fewshot["shots"])] < mean_loss[row.model, 0])
+    assert "Sanity rule" in html and "Only 3 unseen tasks: no task-level claim can be decided" in html
+    assert html.index("<h2>Findings</h2>") < html.index("Few-shot transfer curves")  # opens with the verdicts
+    assert html.count("Plotly.newPlot") >= 6 and html.count("plotly.js v") == 1  # interactive, plotly.js inlined once
+    per_task_section = html.split("<h2>Per-task scores</h2>")[1].split("<h2>")[0]
+    samples = html.split("<h2>Sample predictions</h2>")[1].split("<h2>")[0]
+    for task in set(fewshot["task"]):
+        assert f"<td>{task}</td>" in per_task_section and f"<td>{task}</td>" in samples
 
 
 def test_transfer_curves_average_tasks_then_spread_over_seeds(tiny_run):

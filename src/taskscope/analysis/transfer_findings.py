@@ -222,7 +222,7 @@ def sanity_checks(fewshot: pd.DataFrame) -> pd.DataFrame:
     rows: list[dict] = []
     largest = int(fewshot["shots"].max())
     if largest == 0:
-        return pd.DataFrame(rows)  # one shot count: the rule cannot be checked
+        return pd.DataFrame(columns=["model", "context", "loss_at_0", "passes"])  # one shot count: not checkable
     for (model, context), part in fewshot.groupby(["model", "context"]):
         by_shots = part.groupby(["shots", "seed", "task"])["loss"].mean().groupby("shots").mean()
         zero = float(by_shots.get(0, math.nan))

@@ -45,18 +45,27 @@ class EvalSettings(BaseModel):
     share_prefix: bool = True  # the loss runs a prompt prefix shared by several examples once (same values)
 
 
+def eval_prompt_budget(settings: EvalSettings) -> int:
+    """Prompt tokens that leave room for the longer of the target and the generation in ``max_length``."""
+    return max(1, settings.max_length - max(settings.max_target_length, settings.max_new_tokens))
+
+
+def token_counter(tokenizer: Any):
+    """Counts a text's tokens as the model sees them (special tokens included)."""
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    return count
+
+
 def prompt_budget(loaded: Any, settings: EvalSettings) -> tuple[int, Any]:
     """``(max prompt tokens, token counter)`` under which no evaluation truncates a prompt: ``max_length``
     minus room for the longer of the target and the generation, counted with the model's tokenizer
     (special tokens included).  Formats built to this budget lose exemplars first, never silently the
     definition or the input (`taskscope.tasks.formats`)."""
-    budget = max(1, settings.max_length - max(settings.max_target_length, settings.max_new_tokens))
-    tokenizer = loaded.tokenizer
-
-    def count(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
-
-    return budget, count
+    budget = eval_prompt_budget(settings)
+    return budget, token_counter(loaded.tokenizer)
 
 
 def _compute(loaded: Any, examples: Sequence[ExampleLike], settings: EvalSettings) -> dict[str, list[Any]]:

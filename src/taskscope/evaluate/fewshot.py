@@ -37,6 +37,7 @@ from taskscope.tasks.core import Instance, Task
 from taskscope.tasks.formats import PromptFormat, format_task
 from taskscope.tasks.splits import stable_hash
 from taskscope.train import TrainConfig, train_fewshot
+from taskscope.train.data import prompt_token_budget
 
 from .cache import EvalCache, hash_examples
 from .examples import EvalSettings, evaluate_examples, prompt_budget
@@ -91,7 +92,8 @@ def evaluate_fewshot(
     eval_budget, count = prompt_budget(base, settings)
     test_examples = format_task(task, test_instances, fmt.model_copy(update={"max_prompt_tokens": eval_budget}),
                                 count_tokens=count)
-    train_fmt = fmt.model_copy(update={"max_prompt_tokens": config.max_length - config.max_target_length})
+    train_fmt = fmt.model_copy(update={"max_prompt_tokens": prompt_token_budget(config.max_length,
+                                                                                config.max_target_length)})
     parts = []
     for n in sorted(set(shots)):
         for seed in seeds if n else seeds[:1]:

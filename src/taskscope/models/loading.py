@@ -144,6 +144,26 @@ def _cached_tokenizer(path: str, stamp: tuple, trust_remote_code: bool) -> Any:
     return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
+def load_spec_tokenizer(spec: str | ModelSpec, *, trust_remote_code: bool = False) -> Any:
+    """The tokenizer ``load_model(spec)`` would give, without loading the weights where that is possible
+    (checkpoint folders, hub ids, ``embedded``); ``tiny:`` and ``gguf:`` build the model (cheap / unavoidable).
+    Used to count prompt tokens before any model is loaded (e.g. to budget training prompts)."""
+    parsed = parse_spec(spec)
+    spec_text = str(spec)
+    if parsed.kind in ("tiny", "gguf"):
+        model, tokenizer, _ = _load_base(parsed, spec_text, "float32", trust_remote_code)
+        ensure_pad_token(model, tokenizer, spec_text)
+        return tokenizer
+    if parsed.kind == "embedded":
+        path = embedded_checkpoint()
+    else:
+        path = Path(parsed.location).expanduser()
+        looks_local = path.exists() or parsed.location.startswith((".", "/", "~")) or parsed.location.count("/") > 1
+        if not looks_local:
+            path = _download_hub(parsed.location, spec_text)
+    return load_tokenizer(path, trust_remote_code=trust_remote_code)
+
+
 def ensure_pad_token(model: Any, tokenizer: Any, spec: str) -> None:
     """Set ``pad = eos`` on a tokenizer (and model config) that has no pad token; raise if there is no eos."""
     if tokenizer.pad_token_id is not None:

@@ -314,6 +314,21 @@ class TransferStudyConfig(_Strict):
 
         return resolve_format(self.context, n_exemplars=DEFAULT_K)
 
+    def seen_prompt_budget(self) -> int:
+        """Token budget of the seen tasks' prompts (instruction tuning and the seen-task loss): the smallest of
+        every multitask model's training room (`taskscope.train.data.prompt_token_budget`) and the
+        evaluation's (`taskscope.evaluate.examples.eval_prompt_budget`), so no later stage cuts a prompt."""
+        from taskscope.evaluate.examples import EvalSettings, eval_prompt_budget
+        from taskscope.train.config import TrainConfig
+        from taskscope.train.data import prompt_token_budget
+
+        budgets = [eval_prompt_budget(EvalSettings.model_validate(self.evaluation.settings))]
+        for model in self.models:
+            if model.kind == "multitask":
+                train = TrainConfig.model_validate(self.train_config(model.name))
+                budgets.append(prompt_token_budget(train.max_length, train.max_target_length))
+        return min(budgets)
+
     def model_names(self) -> list[str]:
         return [m.name for m in self.models]
 

@@ -51,7 +51,7 @@ FINDINGS_FILE = "findings.json"
 EVAL_CACHE = "eval_cache"
 TRANSFER_TABLES = ("fewshot", "icl", "seen_loss", "per_task", "transfer_curves", "correlations",
                    "change_correlation", "model_summary", "loss_by_task_size", "sampling_unseen", "data_limit",
-                   "unsupervised", "trajectory", "trajectory_correlation")
+                   "unsupervised", "trajectory", "trajectory_correlation", "sanity")
 
 
 # ---------------------------------------------------------------- tasks
@@ -93,20 +93,26 @@ def unseen_task(tasks: dict[str, Any], name: str):
 
 
 def run_tasks(ctx: StageContext) -> None:
-    """Split every seen task (train capped) and format it with ``context``; record every unseen task's split."""
+    """Split every seen task (train capped) and format it with ``context`` under `seen_prompt_budget` tokens of
+    the model's tokenizer (exemplars dropped first, a warning with counts when anything is cut - the same
+    `format_task` the evaluations use); record every unseen task's split."""
+    from taskscope.evaluate.examples import token_counter
+    from taskscope.models.loading import load_spec_tokenizer
     from taskscope.tasks.formats import format_task
     from taskscope.tasks.splits import split_task
 
     config: TransferStudyConfig = ctx.config
     tasks = config.tasks.model_dump(mode="json")
-    fmt = config.context_format()
+    fmt = config.context_format().model_copy(update={"max_prompt_tokens": config.seen_prompt_budget()})
+    count = token_counter(load_spec_tokenizer(config.model))
     seen_tasks, unseen_tasks = _split_suite(_tasks_key(tasks))
     seen = {}
     for task in seen_tasks:
         split = split_task(task, test=tasks["test"], validation=tasks["validation"], train=None,
                            cap=config.tasks.caps.get(task.name, config.tasks.cap), seed=tasks["seed"])
         seen[task.name] = {"cluster": task.cluster, "size": len(split.train), **{
-            part: [asdict(e) for e in format_task(task, getattr(split, part), fmt, seed=tasks["seed"])]
+            part: [asdict(e) for e in format_task(task, getattr(split, part), fmt, seed=tasks["seed"],
+                                                           count_tokens=count)]
             for part in ("train", "validation", "test")}}
     unseen = {}
     for task in unseen_tasks:
@@ -456,6 +462,9 @@ def run_analysis(ctx: StageContext) -> None:
         frames["trajectory"] = pd.read_csv(ctx.inputs["trajectory"] / "trajectory.csv")
     clusters = {t: info["cluster"] for t, info in read_tasks(ctx.inputs["tasks"])["unseen"].items()}
     tables = {**frames, **analyse(config, frames, clusters)}
+    from taskscope.analysis.transfer_findings import sanity_checks
+
+    tables["sanity"] = sanity_checks(frames["fewshot"])  # the rule of docs/transfer.md, per model and context
     for name, table in tables.items():
         atomic_write_text(ctx.out_dir / f"{name}.csv", table.to_csv(index=False))
     write_study_findings(config, tables, ctx.out_dir / FINDINGS_FILE)
@@ -504,9 +513,10 @@ def transfer_stages(config: TransferStudyConfig) -> list[Stage]:
     dump = lambda model: model.model_dump(mode="json")
     evaluation = lambda c: {"model": c.model, **model_options_slice(c), "evaluation": dump(c.evaluation)}
     stages = [
-        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "context": c.context,
+        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "context": c.context, "model": c.model,
+                                             "prompt_budget": c.seen_prompt_budget(),
                                              "data": [data_fingerprint(c.tasks.source), data_fingerprint(c.tasks.split_dir)]},
-              version="1"),
+              version="2"),
         Stage("instruction_tune", run_instruction_tune,
               lambda c: {"model": c.model, **model_options_slice(c), "unsupervised_text": str(c.unsupervised_text),
                          "train": {m.name: c.train_config(m.name) for m in c.models if m.kind == "multitask"},
@@ -530,7 +540,7 @@ def transfer_stages(config: TransferStudyConfig) -> list[Stage]:
     stages += [
         Stage("analysis", run_analysis, lambda c: {"analyses": dump(c.analyses), "models": dump_models(c)},
               needs=analysis_needs, publish=(*(f"{name}.csv" for name in expected_tables(config)), FINDINGS_FILE),
-              version="2"),
+              version="3"),
         Stage("report", run_report, lambda c: c.model_dump(mode="json"), needs=("analysis",),
               publish=("report.html", "figures"), version="1"),
     ]

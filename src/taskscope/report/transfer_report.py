@@ -1,28 +1,29 @@
-"""The transfer study's report: figures (PNG/PDF) and one self-contained ``report.html``.
+"""The transfer study's report: figures (PNG/PDF) and one self-contained, interactive ``report.html``.
 
 `write_transfer_report(tables, out_dir)`, in order:
 
-1. for every table present, its figures (`taskscope.report.transfer_figures`, Mueller et al. Figures 1-4):
-   ``transfer_curves_{rouge_l,loss}``, ``correlation_scatter`` (few-shot vs ICL loss at the largest shot count),
-   ``change_scatter`` (their per-task changes between the two compared models), ``loss_by_task_size``,
-   ``data_limit``, ``trajectory_{icl,fewshot}_loss``; each saved to ``out_dir/figures`` in every requested format;
+1. for every table present, its figures (`taskscope.report.transfer_figures`, Mueller et al. Figures 1-4), each
+   twice: matplotlib for papers (``transfer_curves_{rouge_l,loss}``, ``correlation_scatter`` (few-shot vs ICL
+   loss at the largest shot count), ``change_scatter`` (their per-task changes between the two compared models),
+   ``loss_by_task_size``, ``data_limit``, ``trajectory_{icl,fewshot}_loss``; saved to ``out_dir/figures`` in
+   every requested format) and plotly for the page (task-labelled points, integer shot / step ticks);
 2. the HTML: first the findings (T1-T6, `analysis.transfer_findings`: verdict, statistic, 95 % interval, p, n,
    reason), the warnings when the number of tasks or units cannot support a claim, and the sanity rule of
    docs/transfer.md (few-shot loss falls with shots, per model) with pass / FAIL; then one section per analysis
-   with its figure embedded as a base64 PNG and its table, then the config; the page loads nothing from the
-   network (same style sheet as the MOSSA report).
+   with its interactive figures and its table, the per-task table (every model's few-shot and ICL scores per
+   unseen task), a few sample predictions per task, then the config.  plotly.js is inlined once, so the page
+   loads nothing from the network (same style sheet as the MOSSA report).
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import plotly.graph_objects as go
 from matplotlib.figure import Figure
 
 from taskscope.analysis.correlation import task_changes
@@ -33,10 +34,17 @@ from taskscope.report.figures import save_figure
 from taskscope.report.html import STYLE
 from taskscope.report.transfer_figures import (
     correlation_scatter_figure,
+    correlation_scatter_plot,
+    data_limit_plot,
     task_size_figure,
+    task_size_plot,
     trajectory_figure,
+    trajectory_plot,
     transfer_curve_figure,
+    transfer_curve_plot,
 )
+
+SAMPLES_PER_TASK = 3  # sample predictions shown per unseen task
 
 SECTIONS = (
     ("transfer_curves", "Few-shot transfer curves (Figure 1)",
@@ -70,40 +78,87 @@ def data_limit_figure(table: pd.DataFrame, measures: Sequence[str]) -> Figure:
     return fig
 
 
-def _figures(tables: Mapping[str, pd.DataFrame], trajectory_step: int | None) -> dict[str, list[tuple[str, Figure]]]:
-    """Section -> [(file stem, figure)] for every table present (step 1)."""
-    figures: dict[str, list[tuple[str, Figure]]] = {}
+Figures = dict[str, list[tuple[str, Figure, go.Figure]]]
+
+
+def _figures(tables: Mapping[str, pd.DataFrame], trajectory_step: int | None) -> Figures:
+    """Section -> [(file stem, matplotlib figure, plotly figure)] for every table present (step 1)."""
+    figures: Figures = {}
     curves = tables.get("transfer_curves")
     if curves is not None and not curves.empty:
-        figures["transfer_curves"] = [(f"transfer_curves_{metric}", transfer_curve_figure(curves, metric, "series"))
-                                      for metric in ("rouge_l", "loss") if metric in set(curves["metric"])]
+        figures["transfer_curves"] = [
+            (f"transfer_curves_{metric}", transfer_curve_figure(curves, metric, "series"),
+             transfer_curve_plot(curves, metric, "series"))
+            for metric in ("rouge_l", "loss") if metric in set(curves["metric"])]
     per_task = tables.get("per_task")
     if "correlations" in tables and per_task is not None and not per_task.empty:
         largest = per_task[per_task["shots"] == per_task["shots"].max()]
-        figures["correlations"] = [("correlation_scatter", correlation_scatter_figure(largest, by="model"))]
+        figures["correlations"] = [("correlation_scatter", correlation_scatter_figure(largest, by="model"),
+                                    correlation_scatter_plot(largest, by="model"))]
     change = tables.get("change_correlation")
     if change is not None and not change.empty and per_task is not None:
         before, after = change["before"].iloc[0], change["after"].iloc[0]
         largest = per_task[per_task["shots"] == per_task["shots"].max()]
         changes = task_changes(largest, ["fewshot_loss", "icl_loss"], before=before, after=after)
         if not changes.empty:
-            figures["change_correlation"] = [("change_scatter", correlation_scatter_figure(changes, by=None))]
+            if "cluster" not in changes and "cluster" in largest:
+                changes = changes.assign(cluster=changes["task"].map(largest.groupby("task")["cluster"].first()))
+            figures["change_correlation"] = [("change_scatter", correlation_scatter_figure(changes, by=None),
+                                              correlation_scatter_plot(changes, by=None,
+                                                                       prefix=f"change {before} → {after} in "))]
     if "loss_by_task_size" in tables and not tables["loss_by_task_size"].empty:
-        figures["loss_by_task_size"] = [("loss_by_task_size", task_size_figure(tables["loss_by_task_size"]))]
+        bins = tables["loss_by_task_size"]
+        figures["loss_by_task_size"] = [("loss_by_task_size", task_size_figure(bins), task_size_plot(bins))]
     if "data_limit" in tables and not tables["data_limit"].empty:
-        measures = [m for m in dict.fromkeys(tables["data_limit"]["measure"]) if m.endswith("loss") or "loss@" in m]
-        figures["data_limit"] = [("data_limit", data_limit_figure(tables["data_limit"], measures[:4]))]
+        limit = tables["data_limit"]
+        measures = [m for m in dict.fromkeys(limit["measure"]) if m.endswith("loss") or "loss@" in m][:4]
+        figures["data_limit"] = [("data_limit", data_limit_figure(limit, measures), data_limit_plot(limit, measures))]
     trajectory = tables.get("trajectory")
     if trajectory is not None and not trajectory.empty:
-        figures["trajectory_correlation"] = [(f"trajectory_{metric}", trajectory_figure(trajectory, metric, trajectory_step))
-                                             for metric in ("icl_loss", "fewshot_loss")]
+        figures["trajectory_correlation"] = [
+            (f"trajectory_{metric}", trajectory_figure(trajectory, metric, trajectory_step),
+             trajectory_plot(trajectory, metric, trajectory_step)) for metric in ("icl_loss", "fewshot_loss")]
     return figures
 
 
-def _png_base64(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=110)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+def per_task_table(per_task: pd.DataFrame | None) -> pd.DataFrame | None:
+    """One row per unseen task at the largest shot count: cluster, then each model's few-shot / ICL scores."""
+    if per_task is None or per_task.empty:
+        return None
+    largest = per_task[per_task["shots"] == per_task["shots"].max()]
+    measures = [c for c in ("fewshot_loss", "icl_loss", "fewshot_rouge_l", "icl_rouge_l") if c in largest]
+    wide = largest.pivot_table(index="task", columns="model", values=measures, aggfunc="first")
+    wide.columns = [f"{model}: {measure} @{int(largest['shots'].iloc[0])}" if measure.startswith("fewshot")
+                    else f"{model}: {measure}" for measure, model in wide.columns]
+    wide = wide[sorted(wide.columns)]
+    if "cluster" in largest:
+        wide.insert(0, "cluster", largest.groupby("task")["cluster"].first())
+    return wide.reset_index()
+
+
+def sample_predictions(fewshot: pd.DataFrame | None, icl: pd.DataFrame | None,
+                       per_task: int = SAMPLES_PER_TASK) -> pd.DataFrame | None:
+    """The first ``per_task`` test instances of every unseen task: references, then every model's ICL
+    prediction (first ``with_definition`` setting, largest k) and few-shot prediction (largest shot count, first
+    seed and context), with ROUGE-L; an empty prediction shows as ``(empty)``."""
+    parts = []
+    if icl is not None and not icl.empty and "prediction" in icl:
+        chosen = icl[(icl["with_definition"] == icl["with_definition"].iloc[0]) & (icl["k"] == icl["k"].max())]
+        parts.append(chosen.assign(setting=f"ICL k={int(chosen['k'].iloc[0])}"))
+    if fewshot is not None and not fewshot.empty and "prediction" in fewshot:
+        most = int(fewshot["shots"].max())
+        chosen = fewshot[(fewshot["shots"] == most) & (fewshot["seed"] == fewshot["seed"].min())
+                         & (fewshot["context"] == fewshot["context"].iloc[0])]
+        parts.append(chosen.assign(setting=f"fine-tuned, {most} shots"))
+    if not parts:
+        return None
+    rows = pd.concat(parts, ignore_index=True)
+    keep = {task: list(dict.fromkeys(part["instance_id"]))[:per_task] for task, part in rows.groupby("task")}
+    rows = rows[[iid in keep[task] for task, iid in zip(rows["task"], rows["instance_id"])]]
+    prediction = rows["prediction"].fillna("").astype(str).str.strip()
+    rows = rows.assign(prediction=prediction.where(prediction != "", "(empty)"))
+    return (rows[["task", "instance_id", "references", "model", "setting", "prediction", "rouge_l"]]
+            .sort_values(["task", "instance_id", "model", "setting"], kind="stable").reset_index(drop=True))
 
 
 def _number(value: float | None) -> str:
@@ -137,19 +192,39 @@ def findings_html(findings: Sequence[Finding], tables: Mapping[str, pd.DataFrame
     return out
 
 
-def render_transfer_html(tables: Mapping[str, pd.DataFrame], images: Mapping[str, list[tuple[str, str]]], *,
+def _table_html(table: pd.DataFrame) -> str:
+    return table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–")
+
+
+def render_transfer_html(tables: Mapping[str, pd.DataFrame], plots: Mapping[str, Sequence[go.Figure]], *,
                          title: str, config_text: str, findings: Sequence[Finding] = ()) -> str:
-    """The report page: findings first, a section per analysis present (embedded PNGs + table), the config."""
-    blocks = []
+    """The report page: findings first, a section per analysis present (interactive figures + table), the
+    per-task table, sample predictions, the config; the first figure carries plotly.js inline."""
+    blocks, n_figures = [], 0
+
+    def figure_html(fig: go.Figure) -> str:
+        nonlocal n_figures
+        n_figures += 1
+        return fig.to_html(full_html=False, include_plotlyjs=(n_figures == 1), config={"displaylogo": False})
+
     for name, heading, text in SECTIONS:
         table = tables.get(name)
-        if table is None and name not in images:
+        if table is None and name not in plots:
             continue
-        body = "".join(f'<figure><img alt="{html.escape(stem)}" src="data:image/png;base64,{data}"></figure>'
-                       for stem, data in images.get(name, []))
+        body = "".join(f"<figure>{figure_html(fig)}</figure>" for fig in plots.get(name, []))
         if table is not None:
-            body += table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–")
+            body += _table_html(table)
         blocks.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>{body}")
+    wide = per_task_table(tables.get("per_task"))
+    if wide is not None:
+        blocks.append("<h2>Per-task scores</h2><p>Every unseen task at the largest shot count: few-shot fine-tuning "
+                      "(mean over seeds and test instances) and in-context scores of every model.</p>"
+                      + _table_html(wide))
+    samples = sample_predictions(tables.get("fewshot"), tables.get("icl"))
+    if samples is not None:
+        blocks.append(f"<h2>Sample predictions</h2><p>The first {SAMPLES_PER_TASK} test instances of every unseen "
+                      "task, with every model's in-context and fine-tuned prediction (all-zero ROUGE-L is visible "
+                      "here as what the model actually wrote).</p>" + _table_html(samples))
     fewshot, icl = tables.get("fewshot"), tables.get("icl")
     summary = ""
     if fewshot is not None and icl is not None:
@@ -158,7 +233,7 @@ def render_transfer_html(tables: Mapping[str, pd.DataFrame], images: Mapping[str
                    f"{sorted(set(icl['k']))}.</p>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}
-img{{max-width:100%}}</style></head>
+figure{{margin:0.5em 0}}</style></head>
 <body><h1>{html.escape(title)}</h1>{summary}
 {findings_html(findings, tables)}
 {''.join(blocks)}
@@ -172,12 +247,12 @@ def write_transfer_report(tables: Mapping[str, pd.DataFrame], out_dir: Path, *, 
                           findings: Sequence[Finding] = ()) -> Path:
     """Write ``out_dir/figures/*`` and ``out_dir/report.html`` (atomically); returns the report's path."""
     out_dir = Path(out_dir)
-    images: dict[str, list[tuple[str, str]]] = {}
+    plots: dict[str, list[go.Figure]] = {}
     for section, figures in _figures(tables, trajectory_step).items():
-        for stem, fig in figures:
-            images.setdefault(section, []).append((stem, _png_base64(fig)))
+        for stem, fig, plot in figures:
+            plots.setdefault(section, []).append(plot)
             save_figure(fig, out_dir / "figures" / stem, figure_formats)
     path = out_dir / "report.html"
-    atomic_write_text(path, render_transfer_html(tables, images, title=title, config_text=config_text,
+    atomic_write_text(path, render_transfer_html(tables, plots, title=title, config_text=config_text,
                                                  findings=findings))
     return path

@@ -11,7 +11,10 @@ Order of operations:
    fit are truncated (target from the right, prompt from the **left**, keeping its end - the query - and the
    whole target) or, with ``truncation="fail"``, raise `TrainDataError` naming task and instance.
    Causal LMs see ``prompt + target`` in ``max_length`` tokens; T5 sees the prompt (``max_length``) in the
-   encoder and the target (``max_target_length``) in the decoder.
+   encoder and the target (``max_target_length``) in the decoder.  Cutting a prompt's left end would drop its
+   definition first, so prompts should be built to `prompt_token_budget` by `taskscope.tasks.formats`
+   (which drops exemplars first and records what it cut); `warn_truncation` reports, with counts, any
+   prompt or target `fit_lengths` still has to cut, so nothing is cut silently.
 4. `epoch_batches` orders one epoch: a seeded permutation, cut into mega-batches of 50 micro-batches, each
    sorted by length and cut into micro-batches, then the micro-batches shuffled (so padding is small and the
    order still random); `group_by_length=False` keeps the permutation.  The items of one sampler step are
@@ -22,6 +25,7 @@ Order of operations:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -137,6 +141,50 @@ def fit_lengths(
             )
         prompt_ids = prompt_ids[len(prompt_ids) - prompt_budget:]
     return Item(task_index=task_index, prompt_ids=prompt_ids, target_ids=target_ids)
+
+
+def prompt_token_budget(max_length: int, max_target_length: int) -> int:
+    """Prompt tokens that `fit_lengths` never cuts, for any model kind: ``max_length - max_target_length``."""
+    return max(1, max_length - max_target_length)
+
+
+def truncation_counts(data: Mapping[str, Sequence[EncodedExample]], *, max_length: int, max_target_length: int,
+                      is_encoder_decoder: bool) -> dict[str, dict[str, int]]:
+    """Per task, how many prompts and reference targets `fit_lengths` would cut (tasks with none left out).
+    A prompt counts when it does not fit beside its longest (truncated) reference."""
+    counts: dict[str, dict[str, int]] = {}
+    for task, examples in data.items():
+        prompts = targets = 0
+        for example in examples:
+            longest = min(max(map(len, example.target_ids)), max_target_length)
+            budget = max_length if is_encoder_decoder else max_length - longest
+            prompts += len(example.prompt_ids) > budget
+            targets += sum(len(t) > max_target_length for t in example.target_ids)
+        if prompts or targets:
+            counts[task] = {"prompts": prompts, "targets": targets, "examples": len(examples)}
+    return counts
+
+
+def warn_truncation(data: Mapping[str, Sequence[EncodedExample]], *, max_length: int, max_target_length: int,
+                    is_encoder_decoder: bool, where: str = "training") -> dict[str, dict[str, int]]:
+    """One `PromptTruncationWarning` with the counts of `truncation_counts` when `fit_lengths` will cut
+    anything (prompts lose their left end: the definition first); returns the counts."""
+    from taskscope.tasks.formats import PromptTruncationWarning
+
+    counts = truncation_counts(data, max_length=max_length, max_target_length=max_target_length,
+                               is_encoder_decoder=is_encoder_decoder)
+    if counts:
+        n_prompts = sum(c["prompts"] for c in counts.values())
+        n_targets = sum(c["targets"] for c in counts.values())
+        total = sum(len(examples) for examples in data.values())
+        tasks = sorted(counts)
+        warnings.warn(
+            f"{where}: {n_prompts} of {total} prompts cut from the left (definition first) and {n_targets} "
+            f"reference targets cut from the right to max_length={max_length} / max_target_length="
+            f"{max_target_length} (tasks {tasks[:5]}{' ...' if len(tasks) > 5 else ''}); build prompts to "
+            f"prompt_token_budget={prompt_token_budget(max_length, max_target_length)} tokens so exemplars go first",
+            PromptTruncationWarning, stacklevel=3)
+    return counts
 
 
 def epoch_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator, group_by_length: bool) -> list[list[int]]:

@@ -8,7 +8,8 @@ Order of operations of ``train(loaded, data, config, out_dir)``:
    already has them, otherwise every weight trains.
 3. Validation data: ``validation`` as given, or ``config.validation_share`` of each task held out
    (`data.hold_out`).
-4. Tokenise every task (`data.encode_tasks`); with ``truncation="fail"`` check every reference fits.
+4. Tokenise every task (`data.encode_tasks`); with ``truncation="fail"`` check every reference fits, else
+   warn with counts (`data.warn_truncation`) when any prompt or target will be cut.
 5. Build the data plan (`plan.EpochPlan`, or `plan.SamplerPlan` around ``make_sampler(config.sampler)``), the
    total number of steps, AdamW (weight decay on matrices only) and the schedule (``get_scheduler``:
    linear warm-up then linear decay, or constant); `accelerate.Accelerator.prepare` wraps the loss module and
@@ -59,6 +60,7 @@ from .data import (
     group_by_length,
     hold_out,
     pad_token_id,
+    warn_truncation,
 )
 from .logging import LOG_FILE, TrainLogger, Tracking, resolve_trackers, truncate_log
 from .objective import TargetLoss, unwrap_peft
@@ -299,6 +301,9 @@ def train(
                           truncation=config.truncation, is_encoder_decoder=loaded.is_encoder_decoder)
     if config.truncation == "fail":
         make_item.check_all(encoded)
+    else:
+        warn_truncation(encoded, max_length=config.max_length, max_target_length=config.max_target_length,
+                        is_encoder_decoder=loaded.is_encoder_decoder, where=f"training {out_dir.name!r}")
     plan, sampler, total_steps = _build_plan(encoded, make_item, config, world)
     unsupervised = _unsupervised_source(loaded, model, config, text_source, len(tasks))
     validation_items = None
