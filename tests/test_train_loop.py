@@ -216,7 +216,7 @@ def test_bad_input_gives_clear_errors(tmp_path: Path) -> None:
         train_multitask(tiny_model("llama"), {"copy": data["copy"], "next": []}, config(), tmp_path / "a")
     with pytest.raises(TrainDataError, match="'next'"):
         train_control(lambda: tiny_model("llama"), {"copy": data["copy"], "next": []}, config(), tmp_path / "b")
-    with pytest.raises(ValueError, match="unknown task sampler 'nope'"):
+    with pytest.raises(ValueError, match="unknown sampler 'nope'"):
         train(tiny_model("llama"), data, config(sampler="nope"), tmp_path / "c", progress=False)
     with pytest.raises(TrainDataError, match="task 'copy', instance 'c0'.*max_length"):
         train(tiny_model("llama"), data, config(max_length=8, max_target_length=4, truncation="fail"),
