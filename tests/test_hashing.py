@@ -34,7 +34,8 @@ def test_every_cache_key_is_the_digest(tmp_path):
     activation_key = ActivationKey.for_prompts("f" * 64, "t", "fmt", prompts, layers=[0, 2])
     assert activation_key.prompts_sha256 == digest(prompts)
     assert activation_key.digest() == digest(activation_key.parts())
-    assert ActivationCache(tmp_path).paths(activation_key)[0].name == f"t-{digest(activation_key.parts())[:16]}.safetensors"
+    tensor_file, _ = ActivationCache(tmp_path).paths(activation_key)
+    assert tensor_file.name == f"t-{digest(activation_key.parts())[:16]}.safetensors"
 
     examples = [FormattedExample(task="t", instance_id="1", prompt="p", targets=("x", "y"), template_index=0)]
     assert hash_examples(examples) == digest([["t", "1", "p", ["x", "y"]]])
