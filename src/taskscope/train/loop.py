@@ -24,7 +24,7 @@
 9. `_Run` gathers what the steps read (batcher for `shared_prefix`, the autocast of ``config.autocast_dtype``,
    `precision`); the trackers start; `logging.TrainLogger` drops log records after the resumed step;
    `_Resume.restore_rng` restores every RNG state of this process.
-10. `_run_steps`, per optimizer step ``s``:
+10. `_run_steps`, per optimizer step (its state in `_LoopState`):
     a. `_train_step`: every ``unsupervised_every``-th step is unsupervised (`unsupervised`), the others take the
        next items of the plan; this process's micro-batches (`plan.rank_share`) are split into forward passes
        by shared prompt prefix (`shared_prefix`) that run forward and backward (gradients synchronised on the
@@ -32,9 +32,10 @@
        number of target tokens; clip, optimizer step, scheduler step; per-task token-loss sums are summed over
        processes;
     b. `_record_step`: the sums go into the log window and to ``sampler.observe``;
-    c. `_log_train` every ``log_every`` steps and after the last; `_validate` every ``eval_every`` steps and
-       after the last (fed to `stopping.EarlyStopping`, which may end the run); `_checkpoint` every
-       ``checkpoint_every`` steps (not after the last, nor when stopping); the progress bar and ``on_step``.
+    c. `_log_train` every ``log_every`` steps and after the last; `_validate` (with validation data) every
+       ``eval_every`` steps and after the last (fed to `stopping.EarlyStopping`, which may end the run);
+       `_checkpoint` every ``checkpoint_every`` steps (not after the last, nor when stopping); the progress bar
+       and ``on_step``.
 11. `_finish`: write ``out_dir/final`` (weights + ``result.json``: steps, stop reason, validation scores)
     atomically and return a `TrainResult`; ``loaded.model`` is the trained model (a PEFT model for LoRA runs).
 """
