@@ -48,7 +48,7 @@ from taskscope.models import add_lora, load_model
 from taskscope.models.loaded import LoadedModel
 from taskscope.tasks import format_task, load_suite
 from taskscope.tasks.formats import PromptFormat
-from taskscope.tasks.splits import stable_hash
+from taskscope.tasks.splits import seed_from
 from taskscope.train import TrainConfig, train
 from taskscope.train.logging import read_log
 
@@ -75,7 +75,7 @@ def task_examples(sni: Path, name: str) -> list:
 
 def our_order(n: int) -> list[int]:
     """The example order of taskscope's first epoch (`plan.EpochPlan`, ``group_by_length=False``)."""
-    return np.random.default_rng(stable_hash(SEED, "epoch", 0)).permutation(n).tolist()
+    return np.random.default_rng(seed_from(SEED, "epoch", 0)).permutation(n).tolist()
 
 
 def trainer_rows(tokenizer, data) -> list[dict]:

@@ -1,7 +1,7 @@
 """`EvalCache`: evaluation results as JSON files keyed by what determines them.
 
-The key is a JSON-ready dict (model fingerprint, task, the sha256 of the examples, the evaluation settings);
-its canonical JSON's sha256 names the file ``root/{digest[:2]}/{digest}.json``, which holds
+The key is a JSON-ready dict (model fingerprint, task, the digest of the examples, the evaluation settings);
+its `taskscope.common.hashing.digest` names the file ``root/{digest[:2]}/{digest}.json``, which holds
 ``{"key": ..., "value": ...}``.  `get_or_compute` returns the stored value when the file exists and its key
 equals the requested one; otherwise it computes the value, writes it to a temporary file in the same folder
 and moves it into place with ``os.replace`` (:mod:`taskscope.common.files`: a killed run never leaves a
@@ -11,24 +11,19 @@ An unreadable entry is recomputed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from taskscope.common.files import atomic_write_text
+from taskscope.common.hashing import digest
 from taskscope.train.data import ExampleLike
 
 
 def hash_examples(examples: Sequence[ExampleLike]) -> str:
-    """sha256 over every example's task, instance id, prompt and targets, in order."""
-    rows = [[ex.task, ex.instance_id, ex.prompt, list(ex.targets)] for ex in examples]
-    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
-
-
-def key_digest(key: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    """`digest` of every example's task, instance id, prompt and targets, in order."""
+    return digest([[ex.task, ex.instance_id, ex.prompt, list(ex.targets)] for ex in examples])
 
 
 class EvalCache:
@@ -38,8 +33,8 @@ class EvalCache:
         self.root = Path(root)
 
     def path(self, key: Mapping[str, Any]) -> Path:
-        digest = key_digest(key)
-        return self.root / digest[:2] / f"{digest}.json"
+        name = digest(key)
+        return self.root / name[:2] / f"{name}.json"
 
     def load(self, key: Mapping[str, Any]) -> Any | None:
         """The stored value for ``key``, or None when absent or unreadable."""

@@ -35,7 +35,7 @@ import pandas as pd
 
 from taskscope.tasks.core import Instance, Task
 from taskscope.tasks.formats import PromptFormat, format_task
-from taskscope.tasks.splits import stable_hash
+from taskscope.tasks.splits import seed_from
 from taskscope.train import TrainConfig, train_fewshot
 from taskscope.train.data import prompt_token_budget
 
@@ -51,7 +51,7 @@ def fewshot_instances(task: Task, pool: Sequence[Instance], n: int, seed: int) -
     """The first ``n`` instances of ``pool`` in the order seeded by ``hash(seed, task name)`` (step 1)."""
     if n > len(pool):
         raise ValueError(f"task {task.name!r}: {n} shots asked for, the training pool holds {len(pool)} instances")
-    order = np.random.default_rng(stable_hash(seed, task.name)).permutation(len(pool))
+    order = np.random.default_rng(seed_from(seed, task.name)).permutation(len(pool))
     return [pool[i] for i in order[:n]]
 
 

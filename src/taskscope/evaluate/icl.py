@@ -29,7 +29,7 @@ import pandas as pd
 
 from taskscope.tasks.core import Example, Instance, Task
 from taskscope.tasks.formats import PromptFormat, format_instance, warn_truncation
-from taskscope.tasks.splits import stable_hash
+from taskscope.tasks.splits import seed_from
 
 from .cache import EvalCache
 from .examples import EvalSettings, evaluate_examples, prompt_budget
@@ -53,7 +53,7 @@ def choose_exemplars(task: Task, k: int, *, pool: Sequence[Instance] | None = No
         chosen = list(available[:k])
     else:
         available, source = pool, "few-shot pool"
-        rng = np.random.default_rng(stable_hash(seed, task.name))
+        rng = np.random.default_rng(seed_from(seed, task.name))
         chosen = [pool[i] for i in rng.choice(len(pool), size=min(k, len(pool)), replace=False)]
     if len(chosen) < k:
         raise ValueError(f"task {task.name!r}: {k} exemplars asked for, its {source} hold only {len(available)}")

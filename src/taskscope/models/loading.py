@@ -17,9 +17,10 @@ Order of operations:
 5. if ``lora=`` settings are given: wrap the model in fresh trainable LoRA adapters (`add_lora`);
 6. move to the device and dtype.
 
-The fingerprint is the sha256 of, in order: the base fingerprint (`taskscope.models.loaded`: config plus
-safetensors file identities, or plus the weights for tiny and GGUF models), the LoRA adapter's config text and
-weight-file size/mtime (``+lora:``), the ``lora=`` settings, and the final dtype.
+The fingerprint is the `taskscope.common.hashing.digest` of a chain of lists, in order: the base fingerprint
+(`taskscope.models.loaded`: config plus safetensors file identities, or plus the weights for tiny and GGUF
+models), then the LoRA adapter's config text and weight-file size/mtime (``+lora:``), the ``lora=`` settings,
+and the final dtype - each step ``digest([fingerprint so far, what it adds])``.
 
 The tokenizer keeps its own ``padding_side``; code that needs left padding (hidden-state extraction,
 generation) sets it itself.
@@ -28,8 +29,6 @@ generation) sets it itself.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +37,8 @@ from typing import Any
 import huggingface_hub
 import torch
 from transformers import AutoConfig, AutoTokenizer
+
+from taskscope.common.hashing import digest
 
 from .embedded import embedded_checkpoint
 from .gguf import load_gguf, model_class
@@ -181,14 +182,6 @@ def _adapter_identity(adapter_dir: Path) -> str:
     return f"{config_text}:{weights.st_size}:{weights.st_mtime_ns}"
 
 
-def _combine(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
 def is_hub_id(parsed: ModelSpec) -> bool:
     """Whether a parsed spec's base is downloaded from the Hugging Face hub (not a local folder, tiny, GGUF, embedded)."""
     if parsed.kind != "pretrained":
@@ -210,7 +203,8 @@ def _load_base(parsed: ModelSpec, spec: str, dtype: str, trust_remote_code: bool
         path = Path(parsed.location).expanduser()
         model, tokenizer = load_gguf(path, spec)
         stat = path.stat()
-        return model, tokenizer, _combine(fingerprint_from_weights(model), f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+        return model, tokenizer, digest([fingerprint_from_weights(model),
+                                         f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"])
     if parsed.kind == "embedded":
         path = embedded_checkpoint()
     else:
@@ -250,16 +244,16 @@ def load_model(
     if parsed.lora_adapter is not None:
         adapter_dir = check_adapter_dir(parsed.lora_adapter, spec_text)
         model = merge(load_adapter(model, adapter_dir))
-        fingerprint = _combine(fingerprint, _adapter_identity(adapter_dir))
+        fingerprint = digest([fingerprint, _adapter_identity(adapter_dir)])
     ensure_pad_token(model, tokenizer, spec_text)
     num_layers, hidden_size = model_dimensions(model.config)
     is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     if lora is not None:
         model = add_lora(model, **lora)
-        fingerprint = _combine(fingerprint, "lora", json.dumps(dict(lora), sort_keys=True, default=str))
+        fingerprint = digest([fingerprint, "lora", dict(lora)])
     torch_dtype = resolve_dtype(dtype, model.config)
     model = model.to(device=target_device, dtype=torch_dtype).eval()
-    fingerprint = _combine(fingerprint, str(torch_dtype))
+    fingerprint = digest([fingerprint, str(torch_dtype)])
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,

@@ -1,6 +1,6 @@
 """Content-addressed stage folders, verified done-markers and data hashes.
 
-A stage's folder is ``run_dir/stages/{stage}-{key[:12]}`` where ``key`` is :func:`stable_hash` of
+A stage's folder is ``run_dir/stages/{stage}-{key[:12]}`` where ``key`` is :func:`taskscope.common.hashing.digest` of
 the stage's config slice (which includes :func:`data_fingerprint` of the files it reads), its code
 version and its upstream stages' keys.  Finished work is marked by a ``_done.json`` file written last
 (atomically), which lists the sha256 (:func:`taskscope.common.files.file_sha256`) of every file it
@@ -20,7 +20,6 @@ are never listed.  All writes are atomic (:mod:`taskscope.common.files`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -28,16 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from taskscope.common.files import atomic_write_json, file_sha256, is_temporary
+from taskscope.common.hashing import digest
 
 DONE_MARKER = "_done.json"
 ITEMS = "items"
 logger = logging.getLogger("taskscope.pipeline")
-
-
-def stable_hash(obj: Any) -> str:
-    """sha256 hex digest of ``obj`` as canonical JSON (keys sorted; paths and other objects via ``str``)."""
-    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- markers
@@ -144,7 +138,7 @@ def files_fingerprint(paths: list[Path], root: Path) -> dict[str, Any]:
     for path in sorted(p.resolve() for p in paths):
         name = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
         listing[name] = _cached_sha256(path)
-    return {"n_files": len(listing), "sha256": stable_hash(listing)}
+    return {"n_files": len(listing), "sha256": digest(listing)}
 
 
 def _files_under(location: Path) -> tuple[list[Path], Path]:

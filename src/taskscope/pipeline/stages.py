@@ -5,7 +5,7 @@ A :class:`Stage` names the stages it reads (``needs``), the slice of the config 
 (bumped when the stage's outputs change) and a ``run(ctx)`` function that writes its artifacts into
 ``ctx.out_dir``.  :func:`run_stages` executes a list of stages in order:
 
-1. key = :func:`~taskscope.pipeline.cache.stable_hash` of (stage name, version, config slice,
+1. key = :func:`~taskscope.common.hashing.digest` of (stage name, version, config slice,
    upstream keys) - so a changed slice or code version reruns the stage and, through the keys, its
    dependants;
 2. folder = ``run_dir/stages/{name}-{key[:12]}``; it is reused when it carries the done-marker and every
@@ -34,9 +34,10 @@ from typing import Any
 
 from taskscope.common.fastpaths import FastPathRecord, collect_fast_paths, merge_fast_paths
 from taskscope.common.files import atomic_dir, atomic_path, atomic_write_json, is_temporary, remove_temporaries
+from taskscope.common.hashing import digest
 from taskscope.common.paths import inside
 from taskscope.common.progress import progress_label
-from taskscope.pipeline.cache import DONE_MARKER, ITEMS, is_done, mark_done, read_marker, stable_hash, verify_done
+from taskscope.pipeline.cache import DONE_MARKER, ITEMS, is_done, mark_done, read_marker, verify_done
 from taskscope.pipeline.executors.base import Executor
 
 FAST_PATHS_FILE = "_fast_paths.json"
@@ -148,8 +149,8 @@ class StageRecord:
 
 
 def stage_key(stage: Stage, config: Any, upstream: dict[str, str]) -> str:
-    return stable_hash({"stage": stage.name, "version": stage.version, "config": stage.config_slice(config),
-                        "upstream": {name: upstream[name] for name in stage.needs}})
+    return digest({"stage": stage.name, "version": stage.version, "config": stage.config_slice(config),
+                   "upstream": {name: upstream[name] for name in stage.needs}})
 
 
 def forced_stages(stages: Sequence[Stage], force: bool | str | Sequence[str]) -> set[str]:

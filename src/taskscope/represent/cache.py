@@ -7,9 +7,9 @@ Layout under ``root``::
                                                             "sha256": <of the .safetensors bytes>,
                                                             "shape": [...], "dtype": "float32"}
 
-The key (`ActivationKey`) holds the model fingerprint, the task, the prompt format id, the sha256 of the
-exact prompt list (JSON-encoded, so order and boundaries count), the pooling, the layers, the compute dtype,
-``max_length`` and ``final_norm``; ``digest`` is the sha256 of its canonical JSON.
+The key (`ActivationKey`) holds the model fingerprint, the task, the prompt format id, the digest of the
+exact prompt list (order and boundaries count), the pooling, the layers, the compute dtype, ``max_length`` and
+``final_norm``; its ``digest`` is `taskscope.common.hashing.digest` of the key.
 
 `ActivationCache.store` writes the tensor file first and the sidecar last, each to a temporary file in the
 same folder followed by ``os.replace``; the sidecar therefore marks a complete entry.
@@ -34,6 +34,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from taskscope.common.files import atomic_write_bytes
+from taskscope.common.hashing import digest
 
 from .extract import extract_hidden_states, resolve_dtype
 
@@ -42,8 +43,8 @@ TENSOR_NAME = "states"
 
 
 def hash_prompts(prompts: Sequence[str]) -> str:
-    """sha256 of the JSON list of prompts: any change of text, order or count changes it."""
-    return hashlib.sha256(json.dumps(list(prompts), ensure_ascii=False).encode()).hexdigest()
+    """`digest` of the list of prompts: any change of text, order or count changes it."""
+    return digest(list(prompts))
 
 
 def dtype_name(dtype: str | torch.dtype | None) -> str | None:
@@ -91,7 +92,8 @@ class ActivationKey:
         return parts
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.parts(), sort_keys=True).encode()).hexdigest()
+        """`taskscope.common.hashing.digest` of `parts`."""
+        return digest(self.parts())
 
 
 def _slug(text: str) -> str:

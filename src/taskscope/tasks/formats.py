@@ -84,7 +84,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskscope.tasks.core import Example, Instance, Task
-from taskscope.tasks.splits import stable_hash
+from taskscope.tasks.splits import seed_from
 
 FormatKind = Literal["definition", "definition_exemplars", "exemplars", "task_id", "none", "prompt"]
 FORMAT_KINDS: tuple[str, ...] = ("definition", "definition_exemplars", "exemplars", "task_id", "none", "prompt")
@@ -200,7 +200,7 @@ def choose_template(task: Task, instance: Instance, fmt: PromptFormat, *, positi
         return fmt.template_index % n
     if fmt.template_policy == "cycle":
         return position % n
-    return stable_hash(seed, task.name, instance.id) % n
+    return seed_from(seed, task.name, instance.id) % n
 
 
 def _exemplar_text(fmt: PromptFormat, number: int, example: Example, template: str) -> str:

@@ -1,10 +1,10 @@
 """Splits: seen / unseen tasks of a suite, and per-task train / validation / test / few-shot pool.
 
-Every random choice is derived from a hash, never from a shared generator, so results are
-reproducible from ``seed`` and *stable when tasks are added to a suite*:
+Every random choice is derived from :func:`seed_from` (a 64-bit integer of its parts), never from a
+shared generator, so results are reproducible from ``seed`` and *stable when tasks are added to a suite*:
 
-* the order of a task's instances is the order of ``hash(seed, task name, instance id)``;
-* per-task randomness (:func:`task_rng`) is seeded by ``hash(seed, task name)``.
+* the order of a task's instances is the order of ``seed_from(seed, task name, instance id)``;
+* per-task randomness (:func:`task_rng`) is seeded by ``seed_from(seed, task name)``.
 
 Order of operations in :func:`split_task`:
 
@@ -35,20 +35,23 @@ from taskscope.tasks.core import Instance, Task, TaskError, TaskSuite
 Amount = int | float
 
 
-def stable_hash(*parts: object) -> int:
-    """A 64-bit integer hash of ``parts`` that is identical across processes and platforms."""
+def seed_from(*parts: object) -> int:
+    """A 64-bit integer seed (or sort key) derived from ``parts``, identical across processes and platforms.
+
+    For random generators and seeded orders only; cache keys use `taskscope.common.hashing.digest`.
+    """
     text = "\x1f".join(str(p) for p in parts)
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
 def task_rng(seed: int, task_name: str) -> np.random.Generator:
-    """A generator for per-task randomness, seeded by ``hash(seed, task name)``."""
-    return np.random.default_rng(stable_hash(seed, task_name))
+    """A generator for per-task randomness, seeded by ``seed_from(seed, task name)``."""
+    return np.random.default_rng(seed_from(seed, task_name))
 
 
 def seeded_order(task: Task, seed: int = 0) -> list[Instance]:
-    """The task's instances ordered by ``hash(seed, task name, instance id)``."""
-    return sorted(task.instances, key=lambda inst: stable_hash(seed, task.name, inst.id))
+    """The task's instances ordered by ``seed_from(seed, task name, instance id)``."""
+    return sorted(task.instances, key=lambda inst: seed_from(seed, task.name, inst.id))
 
 
 def _in_file_order(task: Task, chosen: Iterable[Instance]) -> tuple[Instance, ...]:

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from taskscope.tasks.splits import stable_hash
+from taskscope.tasks.splits import seed_from
 
 IGNORE_INDEX = -100
 MEGABATCH_FACTOR = 50
@@ -112,7 +112,7 @@ def choose_reference(seed: int, example: EncodedExample, epoch: int) -> tuple[in
     """The reference target trained on in ``epoch``: a draw seeded by (seed, task, instance id, epoch)."""
     if len(example.target_ids) == 1:
         return example.target_ids[0]
-    return example.target_ids[stable_hash(seed, example.task, example.instance_id, epoch) % len(example.target_ids)]
+    return example.target_ids[seed_from(seed, example.task, example.instance_id, epoch) % len(example.target_ids)]
 
 
 def fit_lengths(
@@ -228,7 +228,7 @@ def hold_out(data: Mapping[str, Sequence[ExampleLike]], share: float, seed: int
              ) -> tuple[dict[str, list[ExampleLike]], dict[str, list[ExampleLike]]]:
     """Split each task into (train, validation): ``ceil(share * n)`` examples held out per task.
 
-    The held-out examples are those with the smallest ``stable_hash(seed, "validation", task, instance id)``
+    The held-out examples are those with the smallest ``seed_from(seed, "validation", task, instance id)``
     (so the split does not depend on the order of the examples); the training examples keep their order.  A
     task left without a training example raises `TrainDataError` naming it.
     """
@@ -239,7 +239,7 @@ def hold_out(data: Mapping[str, Sequence[ExampleLike]], share: float, seed: int
         if len(examples) - n_held < 1:
             raise TrainDataError(f"task {task!r}: validation_share {share} of {len(examples)} example(s) leaves "
                                  "none to train on")
-        ranked = sorted(range(len(examples)), key=lambda i: stable_hash(seed, "validation", task, examples[i].instance_id))
+        ranked = sorted(range(len(examples)), key=lambda i: seed_from(seed, "validation", task, examples[i].instance_id))
         held = set(ranked[:n_held])
         train_part[task] = [ex for i, ex in enumerate(examples) if i not in held]
         validation[task] = [examples[i] for i in sorted(held)]

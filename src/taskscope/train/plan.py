@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from taskscope.tasks.splits import stable_hash
+from taskscope.tasks.splits import seed_from
 
 from .data import (
     EncodedExample,
@@ -68,7 +68,7 @@ def limit_data(data: dict[str, list[Any]], limit: int | None, seed: int) -> dict
         return data
     out = {}
     for task, examples in data.items():
-        ranked = sorted(range(len(examples)), key=lambda i: stable_hash(seed, "data_limit", task, examples[i].instance_id))
+        ranked = sorted(range(len(examples)), key=lambda i: seed_from(seed, "data_limit", task, examples[i].instance_id))
         keep = set(ranked[:limit])
         out[task] = [ex for i, ex in enumerate(examples) if i in keep]
     return out
@@ -116,7 +116,7 @@ class EpochPlan:
         self._batches = self._epoch(0)
 
     def _epoch(self, epoch: int) -> list[list[int]]:
-        rng = np.random.default_rng(stable_hash(self.seed, "epoch", epoch))
+        rng = np.random.default_rng(seed_from(self.seed, "epoch", epoch))
         return epoch_batches(self.lengths, self.batch_size, rng, self.group)
 
     @property
@@ -158,7 +158,7 @@ class SamplerPlan:
     def _order(self, task: str, epoch: int) -> np.ndarray:
         cached = self._orders.get(task)
         if cached is None or cached[0] != epoch:
-            cached = (epoch, np.random.default_rng(stable_hash(self.seed, task, epoch)).permutation(len(self.data[task])))
+            cached = (epoch, np.random.default_rng(seed_from(self.seed, task, epoch)).permutation(len(self.data[task])))
             self._orders[task] = cached
         return cached[1]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from taskscope.tasks.splits import stable_hash
+from taskscope.tasks.splits import seed_from
 
 from .data import Item, TrainDataError
 
@@ -96,7 +96,7 @@ class UnsupervisedSource:
         self._sentinels = lambda n: sentinel_ids(tokenizer, vocab_size, n)
 
     def _order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng(stable_hash(self.seed, "unsupervised", epoch)).permutation(len(self.ids))
+        return np.random.default_rng(seed_from(self.seed, "unsupervised", epoch)).permutation(len(self.ids))
 
     def items(self, u: int, count: int) -> list[Item]:
         """The ``count`` items of unsupervised step ``u``."""
@@ -108,7 +108,7 @@ class UnsupervisedSource:
                 ids = ids[:self.max_length]
                 items.append(Item(task_index=self.task_index, prompt_ids=ids[:1], target_ids=ids[1:]))
                 continue
-            rng = np.random.default_rng(stable_hash(self.seed, "span", j))
+            rng = np.random.default_rng(seed_from(self.seed, "span", j))
             inputs, targets = span_corrupt(ids[:self.max_length - 1], rng, sentinels_of=self._sentinels, eos=self.eos)
             items.append(Item(task_index=self.task_index, prompt_ids=inputs[:self.max_length],
                               target_ids=targets[:self.max_target_length]))
