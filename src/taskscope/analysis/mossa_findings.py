@@ -246,11 +246,12 @@ def robustness_finding(sensitivity: dict, params: LayerMapParams) -> Finding:
     if not flipped:
         return Finding("R1", claim, statistic, 0.0, None, None, len(rows), "supported",
                        f"no layer's conclusion changes without the top {k} directions")
-    details = "; ".join(f"layer {r['layer']}: {r['band'] or 'no band'} -> {r['band_without_topk'] or 'no band'}, "
-                        f"direction {r['direction']:+d} -> {r['direction_without_topk']:+d}"
-                        for r in rows if r["flipped"])
+    bands = [r["layer"] for r in rows if r["flipped"] and r["band"] != r["band_without_topk"]]
+    directions = [r["layer"] for r in rows if r["flipped"] and r["direction"] != r["direction_without_topk"]]
     return Finding("R1", claim, statistic, float(len(flipped)), None, None, len(rows), "contradicted",
-                   f"{len(flipped)} layers flip without the top {k} directions: {flipped} ({details})")
+                   f"{len(flipped)} of {len(rows)} layers flip without the top {k} directions: {flipped}; the band "
+                   f"changes at {bands or 'none'}, the difference's direction at {directions or 'none'} "
+                   "(per layer: findings.json 'sensitivity', the report's robustness section)")
 
 
 def mossa_findings(table: pd.DataFrame, layer_map: LayerMap, params: LayerMapParams, *,

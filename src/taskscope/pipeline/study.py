@@ -468,7 +468,7 @@ def study_stages() -> list[Stage]:
                          "heldout": [m.name for m in c.experimental_models if m.heldout_tasks or m.heldout_clusters]},
               needs=("similarity", "ceiling", "control_scores"),
               publish=("layer_map.json", "layer_summary.csv", "cluster_summary.csv",
-                       "ceiling_comparison.csv", "findings.json", "measure_agreement.csv"), version="4"),
+                       "ceiling_comparison.csv", "findings.json", "measure_agreement.csv"), version="5"),
         Stage("report", run_report, lambda c: c.model_dump(mode="json"),
               needs=("similarity", "analysis", "control_scores", "controls", "experimental"),
               publish=("report.html", "figures"), version="3"),
