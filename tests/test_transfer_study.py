@@ -272,3 +272,10 @@ def test_schemes_run_has_findings_for_sampling_limits_and_mixing(schemes_run):
     by_id = {f.id: f for f in read_findings(schemes_run.run_dir / "findings.json")}
     assert not by_id["T3"].reason.startswith("not run") and not by_id["T6"].reason.startswith("not run")
     assert by_id["T4"].n == 2 and by_id["T4"].verdict == "inconclusive"
+
+
+def test_the_tasks_stage_records_what_the_loader_dropped_in_the_manifest(tiny_run):
+    folder = tiny_run.run_dir / tiny_run.stages["tasks"]["folder"]
+    recorded = json.loads((folder / "dropped.json").read_text())
+    assert (recorded["n_tasks"], recorded["n_records"]) == (0, 0)  # the builtin source drops nothing
+    assert tiny_run.manifest["dropped"]["files"] == [f"{tiny_run.stages['tasks']['folder']}/dropped.json"]

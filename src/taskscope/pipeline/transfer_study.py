@@ -40,6 +40,7 @@ from taskscope.pipeline.cache import data_fingerprint
 from taskscope.pipeline.config import load_kwargs, model_options_slice
 from taskscope.pipeline.run import Run, execute_stages
 from taskscope.pipeline.stages import Stage, StageContext
+from taskscope.pipeline.study import write_dropped
 from taskscope.pipeline.transfer_config import (
     TransferStudyConfig,
     dump_transfer_config,
@@ -56,13 +57,21 @@ TRANSFER_TABLES = ("fewshot", "icl", "seen_loss", "per_task", "transfer_curves",
 
 # ---------------------------------------------------------------- tasks
 @functools.lru_cache(maxsize=4)
+def _loaded_suite(tasks_json: str):
+    """The task source of ``tasks_json`` as loaded (with what its loader dropped; cached per process)."""
+    from taskscope.tasks import load_suite
+
+    sel = json.loads(tasks_json)
+    return load_suite(sel["source"], **sel["options"])
+
+
+@functools.lru_cache(maxsize=4)
 def _split_suite(tasks_json: str):
     """Load the source, keep ``tasks`` / ``clusters``, split seen / unseen, cap the counts (cached per process)."""
-    from taskscope.tasks import load_suite
     from taskscope.tasks.splits import split_suite
 
     sel = json.loads(tasks_json)
-    suite = load_suite(sel["source"], **sel["options"])
+    suite = _loaded_suite(tasks_json)
     if sel["tasks"] is not None:
         suite = suite.select(sel["tasks"])
     if sel["clusters"] is not None:
@@ -106,6 +115,7 @@ def run_tasks(ctx: StageContext) -> None:
     fmt = config.context_format().model_copy(update={"max_prompt_tokens": config.seen_prompt_budget()})
     count = token_counter(load_spec_tokenizer(config.model))
     seen_tasks, unseen_tasks = _split_suite(_tasks_key(tasks))
+    write_dropped(_loaded_suite(_tasks_key(tasks)), ctx.out_dir)
     seen = {}
     for task in seen_tasks:
         split = split_task(task, test=tasks["test"], validation=tasks["validation"], train=None,
@@ -516,7 +526,7 @@ def transfer_stages(config: TransferStudyConfig) -> list[Stage]:
         Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "context": c.context, "model": c.model,
                                              "prompt_budget": c.seen_prompt_budget(),
                                              "data": [data_fingerprint(c.tasks.source), data_fingerprint(c.tasks.split_dir)]},
-              version="2"),
+              version="3"),
         Stage("instruction_tune", run_instruction_tune,
               lambda c: {"model": c.model, **model_options_slice(c), "unsupervised_text": str(c.unsupervised_text),
                          "train": {m.name: c.train_config(m.name) for m in c.models if m.kind == "multitask"},
