@@ -225,3 +225,20 @@ def test_a_study_uses_a_plugin_measure_sampler_and_source(plugin_package, tmp_pa
     draws = [rec["p"] for rec in log_lines if "p" in rec]
     assert draws and all(max(p.values()) == 1.0 and len({k for k, v in p.items() if v == 1.0}) == 1 for p in draws)
     assert len({next(k for k, v in p.items() if v == 1.0) for p in draws}) == 1
+
+
+def test_a_plugin_cannot_take_a_builtin_name(tmp_path, monkeypatch):
+    root = tmp_path / "site"
+    (root / "clash").mkdir(parents=True)
+    (root / "clash" / "__init__.py").write_text("class Impostor:\n    pass\n")
+    (root / "clash-0.1.dist-info").mkdir()
+    (root / "clash-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: clash\nVersion: 0.1\n")
+    (root / "clash-0.1.dist-info" / "entry_points.txt").write_text("[taskscope.kernels]\nlinear = clash:Impostor\n")
+    monkeypatch.syspath_prepend(str(root))
+    importlib.invalidate_caches()
+    try:
+        with pytest.raises(RegistryError, match="kernel 'linear' is already registered"):
+            KERNELS.reload_plugins()
+    finally:
+        sys.modules.pop("clash", None)
+    assert KERNELS.lookup("linear").__name__ != "Impostor"

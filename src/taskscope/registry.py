@@ -10,8 +10,9 @@ A family (task sources, samplers, measures, kernels, executors, ...) owns one :c
 Lookup order for a name: members registered so far; then the family's built-in modules (imported on
 first use, so start-up stays cheap); then installed third-party plug-ins, found through the
 ``importlib.metadata`` entry points of the family's group (``name = "package.module:Object"``: loading
-it registers ``Object`` under ``name`` unless its module already did).  Registering a name twice with
-different objects raises :class:`RegistryError`; an unknown name raises one with a "did you mean".
+it registers ``Object`` under ``name``).  Registering a name twice with different objects raises
+:class:`RegistryError` (a plug-in cannot take a built-in's name); an unknown name raises one with a "did you
+mean".
 
 Each member has a pydantic parameter model (:meth:`Registry.params_model`): the member's own
 ``Params`` model when it declares one, else one built from the keyword parameters of its constructor
@@ -172,8 +173,7 @@ class Registry(Mapping[str, T], Generic[T]):
                 obj = point.load()
             except Exception as err:  # a broken third-party plug-in names itself, never hides
                 raise RegistryError(f"{self.kind} plug-in {point.name!r} ({point.value}) failed to load: {err}") from err
-            if point.name not in self._members:
-                self.add(point.name, obj)
+            self.add(point.name, obj)  # the same object its module registered is fine; a clash raises
 
     def reload_plugins(self) -> None:
         """Look for installed plug-ins again (after installing one into a running session)."""
