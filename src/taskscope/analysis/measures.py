@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from taskscope.analysis.findings import Finding
-from taskscope.similarity import MEASURES, SimilarityWarning, get_measure
+from taskscope.similarity import SimilarityWarning, get_measure
 
 MEASURE_COLUMNS = ["experimental_model", "task", "cluster", "heldout", "layer", "measure", "value",
                    "higher_is_similar"]
@@ -51,6 +51,7 @@ def measure_table(experimental: Mapping[str, Mapping[str, torch.Tensor]], contro
     rows = []
     for name, params in measures:
         measure, label = get_measure(name, **params), measure_label(name, params)
+        higher = bool(measure.higher_is_similar)
         for model, by_task in experimental.items():
             for task, states in by_task.items():
                 if task not in controls:
@@ -60,7 +61,7 @@ def measure_table(experimental: Mapping[str, Mapping[str, torch.Tensor]], contro
                     curve = np.atleast_1d(np.asarray(measure(states, controls[task]), dtype=np.float64))
                 for layer, value in enumerate(curve):
                     rows.append((model, task, clusters.get(task, "uncategorised"), task in heldout.get(model, ()),
-                                 layer, label, float(value), bool(MEASURES.lookup(name).higher_is_similar)))
+                                 layer, label, float(value), higher))
     return pd.DataFrame(rows, columns=MEASURE_COLUMNS)
 
 

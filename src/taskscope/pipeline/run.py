@@ -244,7 +244,7 @@ def rebuild_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     out.mkdir(parents=True, exist_ok=True)
     ctx = StageContext(config=run.config, out_dir=out, inputs=inputs, executor=get_executor("local"),
                        run_dir=run.run_dir, records=records)
-    report_stage(study_kind(run_dir)).run(ctx)
+    report_stage("transfer" if isinstance(run.config, TransferStudyConfig) else "mossa").run(ctx)
     return out / "report.html"
 
 
