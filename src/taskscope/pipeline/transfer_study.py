@@ -552,7 +552,7 @@ def transfer_stages(config: TransferStudyConfig) -> list[Stage]:
               needs=analysis_needs, publish=(*(f"{name}.csv" for name in expected_tables(config)), FINDINGS_FILE),
               version="3"),
         Stage("report", run_report, lambda c: c.model_dump(mode="json"), needs=("analysis",),
-              publish=("report.html", "figures"), version="1"),
+              publish=("report.html", "figures"), version="2"),
     ]
     return stages
 

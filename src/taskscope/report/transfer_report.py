@@ -31,7 +31,7 @@ from taskscope.analysis.findings import Finding
 from taskscope.analysis.transfer_findings import sanity_checks, support_warnings
 from taskscope.common.files import atomic_write_text
 from taskscope.report.figures import save_figure
-from taskscope.report.html import STYLE
+from taskscope.report.html import STYLE, findings_table
 from taskscope.report.transfer_figures import (
     correlation_scatter_figure,
     correlation_scatter_plot,
@@ -161,23 +161,12 @@ def sample_predictions(fewshot: pd.DataFrame | None, icl: pd.DataFrame | None,
             .sort_values(["task", "instance_id", "model", "setting"], kind="stable").reset_index(drop=True))
 
 
-def _number(value: float | None) -> str:
-    return "–" if value is None or value != value else f"{value:.3g}"
-
-
 def findings_html(findings: Sequence[Finding], tables: Mapping[str, pd.DataFrame]) -> str:
-    """The report's opening: verdicts, support warnings and the sanity rule (step 2)."""
+    """The report's opening: verdicts (the MOSSA report's findings table), support warnings and the sanity rule
+    (step 2)."""
     fewshot = tables.get("fewshot")
     n_tasks = 0 if fewshot is None else int(fewshot["task"].nunique())
-    rows = "".join(
-        f"<tr><td>{html.escape(f.id)}</td><td><b>{html.escape(f.verdict)}</b></td><td>{html.escape(f.claim)}</td>"
-        f"<td>{html.escape(f.statistic)}</td><td>{_number(f.value)}</td>"
-        f"<td>{'–' if f.interval is None else '[' + _number(f.interval[0]) + ', ' + _number(f.interval[1]) + ']'}</td>"
-        f"<td>{_number(f.p_value)}</td><td>{f.n}</td><td>{html.escape(f.reason)}</td></tr>" for f in findings)
-    out = ""
-    if findings:
-        out += ("<h2>Findings</h2><table><tr><th>id</th><th>verdict</th><th>claim</th><th>statistic</th><th>value</th>"
-                f"<th>95 % interval</th><th>p</th><th>n</th><th>reason</th></tr>{rows}</table>")
+    out = f"<h2>Findings</h2>{findings_table(findings)}" if findings else ""
     warnings = support_warnings(findings, n_tasks) if findings else []
     if warnings:
         out += "<div class='warning'><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>"
