@@ -182,3 +182,16 @@ def test_the_page_escapes_every_value_and_inlines_plotly_js_once(study):
     # ceiling, layer map, task curves, heatmap, distribution, clusters, held-out: each drawn, plotly.js once
     assert text.count("class=\"plotly-graph-div\"") == text.count("Plotly.newPlot(") == 7
     assert text.count("plotly.js v") == 1
+
+
+def test_the_comparison_page_escapes_run_names_in_the_page_and_in_plotly_text(table):
+    from taskscope.report.compare import compare_table, compare_tasks, comparison_figure, render_compare_html
+
+    per_task = compare_tasks(table, table.assign(cka=table["cka"] - 0.05))
+    layer_map = find_layer_map(table)
+    names = ("runs/<a>", "runs/b")
+    fig = comparison_figure(per_task, "pretrained", "linear", (layer_map, layer_map), names)
+    assert fig.layout.annotations[0].text == "A: runs/&lt;a&gt;" and fig.data[1].name == "runs/&lt;a&gt;"
+    page = render_compare_html(per_task, compare_table(per_task), (layer_map, layer_map), names, ["only <here>"])
+    assert "Run A: <code>runs/&lt;a&gt;</code>" in page and "<li>only &lt;here&gt;</li>" in page
+    assert page.count("plotly.js v") == 1 and page.count("Plotly.newPlot(") == table["experimental_model"].nunique()

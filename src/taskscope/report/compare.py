@@ -71,14 +71,15 @@ def compare_table(per_task: pd.DataFrame, confidence: float = 0.95) -> pd.DataFr
 def comparison_figure(per_task: pd.DataFrame, model: str, kernel: str, maps: tuple[LayerMap, LayerMap],
                       names: tuple[str, str]) -> go.Figure:
     """One model and kernel: run A's and run B's mean curves (task intervals), then B - A with its interval and
-    each task's difference thin."""
+    each task's difference thin.  Run names are escaped: plotly reads its text as HTML."""
     rows = per_task[(per_task["experimental_model"] == model) & (per_task["kernel"] == kernel)]
     layers = np.sort(rows["layer"].unique())
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[f"A: {names[0]}", f"B: {names[1]}", "B - A"])
+    shown = [html.escape(name) for name in names]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[f"A: {shown[0]}", f"B: {shown[1]}", "B - A"])
     for col, (column, layer_map) in enumerate((("cka_a", maps[0]), ("cka_b", maps[1])), start=1):
         mean, low, high = task_mean_interval(rows.rename(columns={column: "cka"}), layers)
-        for trace in curve_with_band(layers, mean, low, high, palette(col - 1), names[col - 1],
-                                     hovertemplate=f"{html.escape(names[col - 1])}<br>model {model}<br>layer "
+        for trace in curve_with_band(layers, mean, low, high, palette(col - 1), shown[col - 1],
+                                     hovertemplate=f"{shown[col - 1]}<br>model {model}<br>layer "
                                                    "%{x}<br>mean CKA %{y:.3f}<extra></extra>"):
             fig.add_trace(trace, row=1, col=col)
         layer_axes(fig, layer_map, row=1, col=col)

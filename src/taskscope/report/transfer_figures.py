@@ -158,7 +158,7 @@ class CorrelationScatter:
     @classmethod
     def of(cls, per_task: pd.DataFrame, x: str = "fewshot_loss", y: str = "icl_loss",
            by: str | None = "model") -> CorrelationScatter:
-        _require(per_task, [x, y, *([by] if by else [])], "correlation scatter")
+        _require(per_task, ["task", x, y, *([by] if by else [])], "correlation scatter")
         groups = list(per_task.groupby(by, sort=True)) if by else [("all tasks", per_task)]
         return cls(x, y, by, [ScatterPanel(str(name), part, spearman(part[x], part[y])) for name, part in groups])
 
@@ -182,8 +182,6 @@ class CorrelationScatter:
         fig = make_subplots(rows=1, cols=len(self.panels), subplot_titles=titles, horizontal_spacing=0.08)
         for col, panel in enumerate(self.panels, start=1):
             part = panel.rows
-            if "task" not in part:
-                raise ValueError(f"correlation scatter: missing column(s) ['task']; have {list(part.columns)}")
             cluster = part["cluster"].fillna("").astype(str) if "cluster" in part else pd.Series([""] * len(part))
             fig.add_trace(go.Scatter(
                 x=part[x], y=part[y], mode="markers+text", text=part["task"], textposition="top center",
