@@ -44,3 +44,32 @@ def test_make_test_installs_every_extra_the_suite_needs() -> None:
 def test_license_is_an_spdx_string_with_its_file() -> None:
     project = PYPROJECT["project"]
     assert project["license"] == "Apache-2.0" and (ROOT / project["license-files"][0]).is_file()
+
+
+def test_the_wheel_ships_every_report_template_and_they_load(tmp_path: Path) -> None:
+    """A wheel built from a copy of the project holds every file of report/templates; Jinja loads them all."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, project / name)
+    subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                    "build_meta.build_wheel(sys.argv[1])", str(tmp_path / "dist")],
+                   cwd=project, check=True, capture_output=True)
+    wheel, = (tmp_path / "dist").glob("*.whl")
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if "/report/templates/" in n}
+    folder = ROOT / "src" / "taskscope" / "report" / "templates"
+    expected = {f"taskscope/report/templates/{p.relative_to(folder).as_posix()}" for p in folder.rglob("*")
+                if p.is_file()}
+    assert expected and shipped == expected
+
+    from taskscope.report.templating import ENVIRONMENT
+
+    listed = ENVIRONMENT.list_templates()
+    assert sorted(listed) == sorted(n.removeprefix("taskscope/report/templates/") for n in expected)
+    for name in listed:
+        ENVIRONMENT.get_template(name)  # parses: a syntax error raises

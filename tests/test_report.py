@@ -166,3 +166,32 @@ def test_difference_figure_uses_paired_intervals_when_the_table_has_them(study):
     row = per_task[0].customdata[2]
     assert float(row[4]) - float(row[3]) == pytest.approx(0.02) and "p %{customdata[5]" in per_task[0].hovertemplate
     assert report_html.difference_figure(differences.iloc[0:0], layer_map, "linear") is None
+
+
+def test_the_page_escapes_every_value_and_inlines_plotly_js_once(study):
+    """Autoescape is on in the templates: table cells, findings and the config are text, never markup."""
+    table, comparison, controls, findings = study
+    layer_map = find_layer_map(table, LayerMapParams(n_bootstrap=20, n_permutations=64))
+    manifest = pd.DataFrame([("code", "<b>taskscope</b>", "x & y")], columns=["section", "name", "value"])
+    text = report_html.render_html(table, layer_map, title="t", config_text="a: </pre><script>alert(1)</script>",
+                                   findings=findings, controls=controls.assign(item="<i>task1</i>"),
+                                   comparison=comparison, manifest=manifest)
+    assert "&lt;b&gt;taskscope&lt;/b&gt;" in text and "x &amp; y" in text and "<b>taskscope" not in text
+    assert "&lt;/pre&gt;&lt;script&gt;alert(1)" in text and "<script>alert(1)" not in text
+    assert "Not learned (loss gain at most the margin): &lt;i&gt;task1&lt;/i&gt;" in text
+    # ceiling, layer map, task curves, heatmap, distribution, clusters, held-out: each drawn, plotly.js once
+    assert text.count("class=\"plotly-graph-div\"") == text.count("Plotly.newPlot(") == 7
+    assert text.count("plotly.js v") == 1
+
+
+def test_the_comparison_page_escapes_run_names_in_the_page_and_in_plotly_text(table):
+    from taskscope.report.compare import compare_table, compare_tasks, comparison_figure, render_compare_html
+
+    per_task = compare_tasks(table, table.assign(cka=table["cka"] - 0.05))
+    layer_map = find_layer_map(table)
+    names = ("runs/<a>", "runs/b")
+    fig = comparison_figure(per_task, "pretrained", "linear", (layer_map, layer_map), names)
+    assert fig.layout.annotations[0].text == "A: runs/&lt;a&gt;" and fig.data[1].name == "runs/&lt;a&gt;"
+    page = render_compare_html(per_task, compare_table(per_task), (layer_map, layer_map), names, ["only <here>"])
+    assert "Run A: <code>runs/&lt;a&gt;</code>" in page and "<li>only &lt;here&gt;</li>" in page
+    assert page.count("plotly.js v") == 1 and page.count("Plotly.newPlot(") == table["experimental_model"].nunique()

@@ -6,7 +6,8 @@ give it the permissions the user's umask gives a new file (``0o666 & ~umask``; f
 any error the temporary is removed.  Temporaries are named ``.{name}.*.tmp`` (`is_temporary` knows them), so
 a run killed mid-write leaves only names that `remove_temporaries` clears and publishing skips.
 
-`file_sha256` is the one file digest of the project (done-markers, checkpoint lists, data hashes).
+`file_sha256` is the one file digest of the project (done-markers, cache entries of `common.store`, checkpoint
+lists, data hashes).
 """
 
 from __future__ import annotations

@@ -1,23 +1,21 @@
-"""`EvalCache`: evaluation results as JSON files keyed by what determines them.
+"""`EvalCache`: evaluation results as JSON, keyed by what determines them (a `common.store.KeyedStore`).
 
 The key is a JSON-ready dict (model fingerprint, task, the digest of the examples, the evaluation settings);
-its `taskscope.common.hashing.digest` names the file ``root/{digest[:2]}/{digest}.json``, which holds
-``{"key": ..., "value": ...}``.  `get_or_compute` returns the stored value when the file exists and its key
-equals the requested one; otherwise it computes the value, writes it to a temporary file in the same folder
-and moves it into place with ``os.replace`` (:mod:`taskscope.common.files`: a killed run never leaves a
-half-written entry).
-An unreadable entry is recomputed.
+its `taskscope.common.hashing.digest` names the entry ``root/{digest[:2]}/{digest}.json`` (the value) and
+``.meta.json`` beside it (the key and the value file's sha256).  `get_or_compute` returns the stored value
+when its key matches and the file verifies; otherwise it computes the value and writes it atomically (value
+first, sidecar last: a killed run never leaves a half-written entry).  A damaged entry is recomputed with a
+warning; an entry written before the store (format 1, no sidecar) is a miss.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from taskscope.common.files import atomic_write_text
 from taskscope.common.hashing import digest
+from taskscope.common.store import JsonCodec, KeyedStore
 from taskscope.train.data import ExampleLike
 
 
@@ -26,35 +24,12 @@ def hash_examples(examples: Sequence[ExampleLike]) -> str:
     return digest([[ex.task, ex.instance_id, ex.prompt, list(ex.targets)] for ex in examples])
 
 
-class EvalCache:
-    """JSON results under ``root`` (see the module docstring)."""
+class EvalCache(KeyedStore):
+    """JSON results under ``root`` keyed by a JSON-ready dict (see the module docstring)."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        super().__init__(root, JsonCodec())
 
     def path(self, key: Mapping[str, Any]) -> Path:
-        name = digest(key)
-        return self.root / name[:2] / f"{name}.json"
-
-    def load(self, key: Mapping[str, Any]) -> Any | None:
-        """The stored value for ``key``, or None when absent or unreadable."""
-        path = self.path(key)
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        canonical = json.loads(json.dumps(key, sort_keys=True))
-        return record["value"] if record.get("key") == canonical else None
-
-    def store(self, key: Mapping[str, Any], value: Any) -> None:
-        path = self.path(key)
-        atomic_write_text(path, json.dumps({"key": key, "value": value}, sort_keys=True, ensure_ascii=False))
-
-    def get_or_compute(self, key: Mapping[str, Any], compute: Callable[[], Any]) -> Any:
-        """The cached value of ``key``, computing and storing it (JSON-ready) on a miss."""
-        value = self.load(key)
-        if value is None:
-            value = compute()
-            self.store(key, value)
-            value = json.loads(json.dumps(value))
-        return value
+        """The value file of ``key``."""
+        return self.paths(key)[0]

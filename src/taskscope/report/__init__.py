@@ -2,6 +2,9 @@
 
 The figure data is computed once (:mod:`taskscope.report.figure_data`) and drawn by both
 :mod:`taskscope.report.figures` (matplotlib) and :mod:`taskscope.report.html` (plotly, inlined, offline).
+The pages are Jinja2 templates shipped in the package (``report/templates``: ``base.html`` layout and style
+sheet, ``macros.html`` for the findings table, a figure and a data table, one template per report), rendered
+with autoescape on by :mod:`taskscope.report.templating`.
 A run folder's report is rebuilt with :func:`taskscope.pipeline.run.rebuild_report` (``taskscope report RUN``).
 """
 

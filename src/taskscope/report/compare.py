@@ -8,8 +8,8 @@ Order of operations in :func:`compare_runs`:
    task); per model, kernel and layer, the mean across tasks of each with the task interval of the difference
    (``report.figures.task_mean_interval``, the report's own);
 3. write ``compare.csv`` (per layer), ``compare_tasks.csv`` (per task and layer) and ``compare.html`` (one
-   plotly figure per model and kernel: A, B, B - A side by side, the report's axes and interval bands) into
-   the output folder.
+   plotly figure per model and kernel: A, B, B - A side by side, the report's axes and interval bands;
+   ``templates/compare.html`` on the report's layout) into the output folder.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from plotly.subplots import make_subplots
 from taskscope.analysis.layer_map import LayerMap
 from taskscope.common.files import atomic_write_text
 from taskscope.report.figures import task_mean_interval
-from taskscope.report.html import STYLE, _band_trace, _layer_axes, _palette
+from taskscope.report.plotly_parts import curve_with_band, layer_axes, palette
+from taskscope.report.templating import Table, render
 
 KEYS = ["experimental_model", "kernel", "task", "layer"]
 
@@ -70,20 +71,18 @@ def compare_table(per_task: pd.DataFrame, confidence: float = 0.95) -> pd.DataFr
 def comparison_figure(per_task: pd.DataFrame, model: str, kernel: str, maps: tuple[LayerMap, LayerMap],
                       names: tuple[str, str]) -> go.Figure:
     """One model and kernel: run A's and run B's mean curves (task intervals), then B - A with its interval and
-    each task's difference thin."""
+    each task's difference thin.  Run names are escaped: plotly reads its text as HTML."""
     rows = per_task[(per_task["experimental_model"] == model) & (per_task["kernel"] == kernel)]
     layers = np.sort(rows["layer"].unique())
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[f"A: {names[0]}", f"B: {names[1]}", "B - A"])
+    shown = [html.escape(name) for name in names]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[f"A: {shown[0]}", f"B: {shown[1]}", "B - A"])
     for col, (column, layer_map) in enumerate((("cka_a", maps[0]), ("cka_b", maps[1])), start=1):
         mean, low, high = task_mean_interval(rows.rename(columns={column: "cka"}), layers)
-        colour = _palette(col - 1)
-        fig.add_trace(_band_trace(layers, low, high, colour, f"{names[col - 1]} interval", names[col - 1]),
-                      row=1, col=col)
-        fig.add_trace(go.Scatter(x=layers, y=mean, mode="lines+markers", name=names[col - 1],
-                                 legendgroup=names[col - 1], line={"color": colour},
-                                 hovertemplate=f"{html.escape(names[col - 1])}<br>model {model}<br>layer %{{x}}<br>"
-                                               "mean CKA %{y:.3f}<extra></extra>"), row=1, col=col)
-        _layer_axes(fig, layer_map, row=1, col=col)
+        for trace in curve_with_band(layers, mean, low, high, palette(col - 1), shown[col - 1],
+                                     hovertemplate=f"{shown[col - 1]}<br>model {model}<br>layer "
+                                                   "%{x}<br>mean CKA %{y:.3f}<extra></extra>"):
+            fig.add_trace(trace, row=1, col=col)
+        layer_axes(fig, layer_map, row=1, col=col)
     for task, part in rows.groupby("task"):
         part = part.set_index("layer").reindex(layers)
         fig.add_trace(go.Scatter(x=layers, y=part["cka_diff"], mode="lines", line={"color": "#555", "width": 0.7},
@@ -91,13 +90,12 @@ def comparison_figure(per_task: pd.DataFrame, model: str, kernel: str, maps: tup
                                  hovertemplate=f"task {task}<br>layer %{{x}}<br>B - A %{{y:.3f}}<extra></extra>"),
                       row=1, col=3)
     mean, low, high = task_mean_interval(rows.rename(columns={"cka_diff": "cka"}), layers)
-    fig.add_trace(_band_trace(layers, low, high, _palette(2), "B - A interval", "diff"), row=1, col=3)
-    fig.add_trace(go.Scatter(x=layers, y=mean, mode="lines+markers", name="B - A (mean across tasks)",
-                             legendgroup="diff", line={"color": _palette(2), "width": 2.5},
-                             hovertemplate="B - A<br>layer %{x}<br>mean difference %{y:.3f}<extra></extra>"),
-                  row=1, col=3)
+    for trace in curve_with_band(layers, mean, low, high, palette(2), "B - A (mean across tasks)", group="diff",
+                                 line={"width": 2.5},
+                                 hovertemplate="B - A<br>layer %{x}<br>mean difference %{y:.3f}<extra></extra>"):
+        fig.add_trace(trace, row=1, col=3)
     fig.add_hline(y=0, line_color="#888", line_width=1, row=1, col=3)
-    _layer_axes(fig, maps[0] if maps[0].num_layers == maps[1].num_layers else maps[1], row=1, col=3)
+    layer_axes(fig, maps[0] if maps[0].num_layers == maps[1].num_layers else maps[1], row=1, col=3)
     fig.update_yaxes(title_text="CKA", row=1, col=1)
     fig.update_yaxes(title_text="CKA difference", row=1, col=3)
     fig.update_layout(title=f"{model}: CKA with the task's control ({kernel} kernel), run A vs run B", height=430)
@@ -106,22 +104,13 @@ def comparison_figure(per_task: pd.DataFrame, model: str, kernel: str, maps: tup
 
 def render_compare_html(per_task: pd.DataFrame, summary: pd.DataFrame, maps: tuple[LayerMap, LayerMap],
                         names: tuple[str, str], notes: list[str]) -> str:
-    """The comparison page: what was compared, one figure per model and kernel, the per-layer table."""
+    """The comparison page (``templates/compare.html``): what was compared, one figure per model and kernel,
+    the per-layer table."""
     figures = [comparison_figure(per_task, model, kernel, maps, names)
                for (model, kernel), _ in per_task.groupby(["experimental_model", "kernel"], sort=False)]
-    blocks = "".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures))
-    note_html = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
-    title = f"taskscope: {names[0]} vs {names[1]}"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
-<body><h1>{html.escape(title)}</h1>
-<p>Run A: <code>{html.escape(names[0])}</code>, run B: <code>{html.escape(names[1])}</code>;
-{per_task['task'].nunique()} tasks in both. Differences are B - A, paired by task; intervals are across tasks.</p>
-<ul>{note_html}</ul>
-{blocks}
-<h2>Per layer (compare.csv)</h2>{summary.to_html(index=False, float_format=lambda v: f"{v:.4f}")}
-</body></html>
-"""
+    return render("compare.html", title=f"taskscope: {names[0]} vs {names[1]}", names=names,
+                  n_tasks=per_task["task"].nunique(), notes=notes, figures=figures,
+                  summary=Table.of(summary, text=("experimental_model", "kernel"), digits=4))
 
 
 def compare_runs(run_a, run_b, out_dir: str | Path) -> Path:

@@ -11,17 +11,18 @@
    reason), the warnings when the number of tasks or units cannot support a claim, and the sanity rule of
    docs/transfer.md (few-shot loss falls with shots, per model) with pass / FAIL; then one section per analysis
    with its interactive figures and its table, the per-task table (every model's few-shot and ICL scores per
-   unseen task), a few sample predictions per task, then the config.  plotly.js is inlined once, so the page
-   loads nothing from the network (same style sheet as the MOSSA report).
+   unseen task), a few sample predictions per task, then the config (``templates/transfer.html``, on the MOSSA
+   report's layout and macros).  plotly.js is inlined once, so the page loads nothing from the network.
+
+Each figure's data is prepared once (``TransferCurves.of(...)`` etc. in `transfer_figures`) and drawn by both
+libraries.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import plotly.graph_objects as go
 from matplotlib.figure import Figure
@@ -31,20 +32,11 @@ from taskscope.analysis.findings import Finding
 from taskscope.analysis.transfer_findings import sanity_checks, support_warnings
 from taskscope.common.files import atomic_write_text
 from taskscope.report.figures import save_figure
-from taskscope.report.html import STYLE, findings_table
-from taskscope.report.transfer_figures import (
-    correlation_scatter_figure,
-    correlation_scatter_plot,
-    data_limit_plot,
-    task_size_figure,
-    task_size_plot,
-    trajectory_figure,
-    trajectory_plot,
-    transfer_curve_figure,
-    transfer_curve_plot,
-)
+from taskscope.report.templating import Table, render
+from taskscope.report.transfer_figures import CorrelationScatter, DataLimit, TaskSizeLoss, Trajectory, TransferCurves
 
 SAMPLES_PER_TASK = 3  # sample predictions shown per unseen task
+TABLE_DIGITS = 4  # significant digits of the tables' numbers
 
 SECTIONS = (
     ("transfer_curves", "Few-shot transfer curves (Figure 1)",
@@ -65,59 +57,46 @@ SECTIONS = (
 )
 
 
-def data_limit_figure(table: pd.DataFrame, measures: Sequence[str]) -> Figure:
-    """One panel per measure: its value against the per-task data limit (log x axis)."""
-    fig, axes = plt.subplots(1, len(measures), figsize=(4.0 * len(measures), 3.4), squeeze=False)
-    for ax, measure in zip(axes[0], measures):
-        part = table[table["measure"] == measure].sort_values("cap")
-        ax.plot(part["cap"], part["value"], marker="o")
-        ax.set_xscale("log")
-        ax.set_xlabel("per-task data limit")
-        ax.set_title(measure, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 Figures = dict[str, list[tuple[str, Figure, go.Figure]]]
 
 
+def _pair(data) -> tuple[Figure, go.Figure]:
+    return data.figure(), data.plot()
+
+
 def _figures(tables: Mapping[str, pd.DataFrame], trajectory_step: int | None) -> Figures:
-    """Section -> [(file stem, matplotlib figure, plotly figure)] for every table present (step 1)."""
+    """Section -> [(file stem, matplotlib figure, plotly figure)] for every table present (step 1); each
+    figure's data is prepared once (`transfer_figures`) and drawn by both libraries."""
     figures: Figures = {}
     curves = tables.get("transfer_curves")
     if curves is not None and not curves.empty:
-        figures["transfer_curves"] = [
-            (f"transfer_curves_{metric}", transfer_curve_figure(curves, metric, "series"),
-             transfer_curve_plot(curves, metric, "series"))
-            for metric in ("rouge_l", "loss") if metric in set(curves["metric"])]
+        figures["transfer_curves"] = [(f"transfer_curves_{metric}", *_pair(TransferCurves.of(curves, metric, "series")))
+                                      for metric in ("rouge_l", "loss") if metric in set(curves["metric"])]
     per_task = tables.get("per_task")
-    if "correlations" in tables and per_task is not None and not per_task.empty:
-        largest = per_task[per_task["shots"] == per_task["shots"].max()]
-        figures["correlations"] = [("correlation_scatter", correlation_scatter_figure(largest, by="model"),
-                                    correlation_scatter_plot(largest, by="model"))]
+    largest = None if per_task is None or per_task.empty else per_task[per_task["shots"] == per_task["shots"].max()]
+    if "correlations" in tables and largest is not None:
+        figures["correlations"] = [("correlation_scatter", *_pair(CorrelationScatter.of(largest, by="model")))]
     change = tables.get("change_correlation")
-    if change is not None and not change.empty and per_task is not None:
+    if change is not None and not change.empty and largest is not None:
         before, after = change["before"].iloc[0], change["after"].iloc[0]
-        largest = per_task[per_task["shots"] == per_task["shots"].max()]
         changes = task_changes(largest, ["fewshot_loss", "icl_loss"], before=before, after=after)
         if not changes.empty:
             if "cluster" not in changes and "cluster" in largest:
                 changes = changes.assign(cluster=changes["task"].map(largest.groupby("task")["cluster"].first()))
-            figures["change_correlation"] = [("change_scatter", correlation_scatter_figure(changes, by=None),
-                                              correlation_scatter_plot(changes, by=None,
-                                                                       prefix=f"change {before} → {after} in "))]
+            data = CorrelationScatter.of(changes, by=None)
+            figures["change_correlation"] = [("change_scatter", data.figure(),
+                                              data.plot(prefix=f"change {before} → {after} in "))]
     if "loss_by_task_size" in tables and not tables["loss_by_task_size"].empty:
-        bins = tables["loss_by_task_size"]
-        figures["loss_by_task_size"] = [("loss_by_task_size", task_size_figure(bins), task_size_plot(bins))]
+        figures["loss_by_task_size"] = [("loss_by_task_size", *_pair(TaskSizeLoss.of(tables["loss_by_task_size"])))]
     if "data_limit" in tables and not tables["data_limit"].empty:
         limit = tables["data_limit"]
         measures = [m for m in dict.fromkeys(limit["measure"]) if m.endswith("loss") or "loss@" in m][:4]
-        figures["data_limit"] = [("data_limit", data_limit_figure(limit, measures), data_limit_plot(limit, measures))]
+        figures["data_limit"] = [("data_limit", *_pair(DataLimit.of(limit, measures)))]
     trajectory = tables.get("trajectory")
     if trajectory is not None and not trajectory.empty:
-        figures["trajectory_correlation"] = [
-            (f"trajectory_{metric}", trajectory_figure(trajectory, metric, trajectory_step),
-             trajectory_plot(trajectory, metric, trajectory_step)) for metric in ("icl_loss", "fewshot_loss")]
+        figures["trajectory_correlation"] = [(f"trajectory_{metric}", *_pair(Trajectory.of(trajectory, metric,
+                                                                                         trajectory_step)))
+                                             for metric in ("icl_loss", "fewshot_loss")]
     return figures
 
 
@@ -161,74 +140,42 @@ def sample_predictions(fewshot: pd.DataFrame | None, icl: pd.DataFrame | None,
             .sort_values(["task", "instance_id", "model", "setting"], kind="stable").reset_index(drop=True))
 
 
-def findings_html(findings: Sequence[Finding], tables: Mapping[str, pd.DataFrame]) -> str:
-    """The report's opening: verdicts (the MOSSA report's findings table), support warnings and the sanity rule
-    (step 2)."""
+def opening_view(findings: Sequence[Finding], tables: Mapping[str, pd.DataFrame]) -> dict:
+    """The report's opening (step 2): the support warnings and the sanity rule's verdict and table."""
     fewshot = tables.get("fewshot")
     n_tasks = 0 if fewshot is None else int(fewshot["task"].nunique())
-    out = f"<h2>Findings</h2>{findings_table(findings)}" if findings else ""
-    warnings = support_warnings(findings, n_tasks) if findings else []
-    if warnings:
-        out += "<div class='warning'><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>"
+    view = {"warnings": support_warnings(findings, n_tasks) if findings else [], "sanity": None}
     if fewshot is not None and not fewshot.empty:
         sanity = sanity_checks(fewshot)
         if sanity.empty:
             verdict = "not checkable (0 is the only shot count)"
         else:
             verdict = "passes" if sanity["passes"].all() else "FAILS - read no finding of this run"
-        out += (f"<h3>Sanity rule: the few-shot loss of every model falls with shots on average — {verdict}</h3>"
-                + sanity.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
-    return out
+        view["sanity"] = {"verdict": verdict, "table": Table.of(sanity, digits=TABLE_DIGITS)}
+    return view
 
 
-def _table_html(table: pd.DataFrame) -> str:
-    return table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–")
+def _table(frame: pd.DataFrame | None) -> Table | None:
+    return None if frame is None else Table.of(frame, digits=TABLE_DIGITS)
 
 
 def render_transfer_html(tables: Mapping[str, pd.DataFrame], plots: Mapping[str, Sequence[go.Figure]], *,
                          title: str, config_text: str, findings: Sequence[Finding] = ()) -> str:
-    """The report page: findings first, a section per analysis present (interactive figures + table), the
-    per-task table, sample predictions, the config; the first figure carries plotly.js inline."""
-    blocks, n_figures = [], 0
-
-    def figure_html(fig: go.Figure) -> str:
-        nonlocal n_figures
-        n_figures += 1
-        return fig.to_html(full_html=False, include_plotlyjs=(n_figures == 1), config={"displaylogo": False})
-
-    for name, heading, text in SECTIONS:
-        table = tables.get(name)
-        if table is None and name not in plots:
-            continue
-        body = "".join(f"<figure>{figure_html(fig)}</figure>" for fig in plots.get(name, []))
-        if table is not None:
-            body += _table_html(table)
-        blocks.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>{body}")
-    wide = per_task_table(tables.get("per_task"))
-    if wide is not None:
-        blocks.append("<h2>Per-task scores</h2><p>Every unseen task at the largest shot count: few-shot fine-tuning "
-                      "(mean over seeds and test instances) and in-context scores of every model.</p>"
-                      + _table_html(wide))
-    samples = sample_predictions(tables.get("fewshot"), tables.get("icl"))
-    if samples is not None:
-        blocks.append(f"<h2>Sample predictions</h2><p>The first {SAMPLES_PER_TASK} test instances of every unseen "
-                      "task, with every model's in-context and fine-tuned prediction (all-zero ROUGE-L is visible "
-                      "here as what the model actually wrote).</p>" + _table_html(samples))
+    """The report page (``templates/transfer.html``): findings first, a section per analysis present
+    (interactive figures + table), the per-task table, sample predictions, the config."""
+    sections = [{"heading": heading, "text": text, "figures": list(plots.get(name, [])),
+                 "table": _table(tables.get(name))}
+                for name, heading, text in SECTIONS if name in tables or name in plots]
     fewshot, icl = tables.get("fewshot"), tables.get("icl")
-    summary = ""
+    counts = None
     if fewshot is not None and icl is not None:
-        summary = (f"<p>{fewshot['model'].nunique()} models, {fewshot['task'].nunique()} unseen tasks, shots "
-                   f"{sorted(set(fewshot['shots']))}, seeds {sorted(set(fewshot['seed']))}, ICL k = "
-                   f"{sorted(set(icl['k']))}.</p>")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}
-figure{{margin:0.5em 0}}</style></head>
-<body><h1>{html.escape(title)}</h1>{summary}
-{findings_html(findings, tables)}
-{''.join(blocks)}
-<h2>Study config</h2><pre>{html.escape(config_text)}</pre>
-</body></html>
-"""
+        counts = {"models": fewshot["model"].nunique(), "tasks": fewshot["task"].nunique(),
+                  "shots": sorted(set(fewshot["shots"])), "seeds": sorted(set(fewshot["seed"])),
+                  "k": sorted(set(icl["k"]))}
+    return render("transfer.html", title=title, config_text=config_text, counts=counts, findings=findings,
+                  opening=opening_view(findings, tables), analyses=sections,
+                  per_task=_table(per_task_table(tables.get("per_task"))),
+                  samples=_table(sample_predictions(fewshot, icl)), samples_per_task=SAMPLES_PER_TASK)
 
 
 def write_transfer_report(tables: Mapping[str, pd.DataFrame], out_dir: Path, *, title: str, config_text: str = "",

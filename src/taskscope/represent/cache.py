@@ -1,44 +1,39 @@
 """On-disk cache of extracted hidden states: one safetensors file per key plus a JSON sidecar.
 
-Layout under ``root``::
+A `taskscope.common.store.KeyedStore` with the `TensorCodec`; layout under ``root``::
 
     {fingerprint[:16]}/{task}-{digest[:16]}.safetensors   tensor "states", float32, (layers, n, d)
-    {fingerprint[:16]}/{task}-{digest[:16]}.json          {"format": 1, "key": {...}, "digest": ...,
-                                                            "sha256": <of the .safetensors bytes>,
+    {fingerprint[:16]}/{task}-{digest[:16]}.meta.json     {"format": 2, "codec": "safetensors", "key": {...},
+                                                            "digest": ..., "sha256": <of the .safetensors file>,
                                                             "shape": [...], "dtype": "float32"}
 
 The key (`ActivationKey`) holds the model fingerprint, the task, the prompt format id, the digest of the
 exact prompt list (order and boundaries count), the pooling, the layers, the compute dtype, ``max_length`` and
 ``final_norm``; its ``digest`` is `taskscope.common.hashing.digest` of the key.
 
-`ActivationCache.store` writes the tensor file first and the sidecar last, each to a temporary file in the
-same folder followed by ``os.replace``; the sidecar therefore marks a complete entry.
-`ActivationCache.load` reads the sidecar, checks that its key equals the requested one, reads the tensor
-file, checks its sha256 and shape, and only then returns it; a missing, truncated or altered entry is a miss
-(with a warning when it was corrupt), so `get_or_compute` recomputes and rewrites it instead of using it.
+`ActivationCache.store` writes the tensor file first and the sidecar last, each atomically; the sidecar
+therefore marks a complete entry.  `ActivationCache.load` reads the sidecar, checks that its format and key
+equal the requested ones (two keys sharing a 16-character digest prefix share a file name, so the key decides),
+checks the tensor file's sha256, shape and dtype, and only then returns it; a missing, truncated or altered
+entry is a miss (with a warning when it was corrupt), so `get_or_compute` recomputes and rewrites it instead
+of using it.  Entries of format 1 (sidecar ``{stem}.json``) are misses.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 
-from taskscope.common.files import atomic_write_bytes
 from taskscope.common.hashing import digest
+from taskscope.common.store import KeyedStore, TensorCodec
 
 from .extract import extract_hidden_states, resolve_dtype
 
-FORMAT_VERSION = 1
 TENSOR_NAME = "states"
 
 
@@ -100,62 +95,38 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80] or "_"
 
 
+def _entry_name(parts: dict[str, Any], key_digest: str) -> str:
+    return f"{_slug(parts['fingerprint'][:16])}/{_slug(parts['task'])}-{key_digest[:16]}"
+
+
 class ActivationCache:
     """Hidden-state tensors on disk under ``root``, keyed by `ActivationKey` (see the module docstring)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._store = KeyedStore(self.root, TensorCodec(TENSOR_NAME), name=_entry_name)
 
     def paths(self, key: ActivationKey) -> tuple[Path, Path]:
         """``(tensor_file, sidecar_file)`` of ``key``."""
-        stem = f"{_slug(key.task)}-{key.digest()[:16]}"
-        folder = self.root / _slug(key.fingerprint[:16])
-        return folder / f"{stem}.safetensors", folder / f"{stem}.json"
+        return self._store.paths(key.parts())
 
     def load(self, key: ActivationKey) -> torch.Tensor | None:
         """The cached tensor of ``key``, or ``None`` when absent, of another key, or corrupt (warns)."""
-        tensor_path, sidecar_path = self.paths(key)
-        if not sidecar_path.is_file():
-            return None
-        try:
-            sidecar = json.loads(sidecar_path.read_text())
-            if sidecar.get("key") != key.parts():
-                return None
-            data = tensor_path.read_bytes()
-            if hashlib.sha256(data).hexdigest() != sidecar["sha256"]:
-                raise ValueError("checksum mismatch (truncated or altered file)")
-            tensor = load_safetensors(data)[TENSOR_NAME]
-            if list(tensor.shape) != sidecar["shape"]:
-                raise ValueError(f"shape {list(tensor.shape)} differs from the sidecar's {sidecar['shape']}")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            warnings.warn(f"activation cache entry {tensor_path} for task {key.task!r} is unusable ({error}); "
-                          "recomputing it", stacklevel=2)
-            return None
-        return tensor
+        return self._store.load(key.parts())
 
     def store(self, key: ActivationKey, tensor: torch.Tensor) -> Path:
         """Write ``tensor`` (as float32) for ``key`` atomically: tensor file first, sidecar last."""
-        tensor_path, sidecar_path = self.paths(key)
-        tensor_path.parent.mkdir(parents=True, exist_ok=True)
-        data = save_safetensors({TENSOR_NAME: tensor.detach().to("cpu", torch.float32).contiguous()},
-                                metadata={"task": key.task, "digest": key.digest()})
-        atomic_write_bytes(tensor_path, data)
-        sidecar = {"format": FORMAT_VERSION, "key": key.parts(), "digest": key.digest(),
-                   "sha256": hashlib.sha256(data).hexdigest(), "shape": list(tensor.shape), "dtype": "float32"}
-        atomic_write_bytes(sidecar_path, json.dumps(sidecar, indent=1).encode())
-        return tensor_path
+        return self._store.store(key.parts(), tensor)
 
     def get_or_compute(self, key: ActivationKey, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         """The cached tensor of ``key``; on a miss, ``compute()`` it, store it, and return it as float32."""
-        cached = self.load(key)
-        if cached is not None:
-            return cached
-        tensor = compute()
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"compute for task {key.task!r} returned {type(tensor).__name__}, not a tensor")
-        tensor = tensor.detach().to("cpu", torch.float32)
-        self.store(key, tensor)
-        return tensor
+        def checked() -> torch.Tensor:
+            tensor = compute()
+            if not isinstance(tensor, torch.Tensor):
+                raise TypeError(f"compute for task {key.task!r} returned {type(tensor).__name__}, not a tensor")
+            return tensor
+
+        return self._store.get_or_compute(key.parts(), checked)
 
 
 def extract_to_cache(
