@@ -166,7 +166,7 @@ def test_study_defaults_exemplars_from_positive_examples_and_k_3_everywhere() ->
     config = TransferConfig(fewshot={"contexts": ["mueller_context"]}, prompt_format={"format": "mueller_context"},
                             icl={"format": "mueller_context"})
     assert config.icl.exemplars == "positive_examples" and config.icl.k == 3
-    assert config.fewshot.k == 3 and config.seen_format().n_exemplars == 3
-    assert TransferConfig(prompt_format={"kind": "exemplars"}).seen_format().n_exemplars == 3
+    assert config.fewshot.k == 3 and config.prompt_format.n_exemplars == 3
+    assert TransferConfig(prompt_format={"kind": "exemplars"}).prompt_format.n_exemplars == 3
     with pytest.raises(ValueError, match="unknown context / prompt format 'fig5'"):
         TransferConfig(fewshot={"contexts": ["fig5"]})

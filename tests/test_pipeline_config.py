@@ -143,3 +143,42 @@ def test_every_split_share_of_a_mossa_task_is_a_config_field():
     assert split["test"] == default["test"]  # the inputs do not move with the validation share
     with pytest.raises(ConfigError, match="tasks.validation"):
         config_from_dict({"tasks": {"validation": 1.5}})
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    ({"control_training": {"lr": -1}}, "control_training.lr"),
+    ({"instruction_tuning": {"lora": {"r": 0}}}, "instruction_tuning.lora.r"),
+    ({"prompt_format": {"kind": "nope"}}, "prompt_format.kind"),
+    ({"study": "transfer", "prompt_format": {"n_exemplars": -1}}, "prompt_format.n_exemplars"),
+    ({"study": "transfer", "evaluation": {"settings": {"max_new_tokens": 0}}}, "evaluation.settings.max_new_tokens"),
+    ({"study": "transfer", "fewshot": {"train": {"epochs": 0}}}, "fewshot.train.epochs"),
+    ({"study": "transfer", "instruction_tuning": {"batch_size": "many"}}, "instruction_tuning.batch_size"),
+])
+def test_a_bad_field_of_a_typed_section_fails_at_load_time_naming_it(data, field):
+    """Training, prompt-format and evaluation sections are typed models of the config, not dicts checked later."""
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data, "bad.yaml")
+    assert any(line.strip().startswith(f"{field}:") for line in str(info.value).splitlines()), str(info.value)
+
+
+def test_typed_sections_keep_their_stage_keys_through_a_dump_and_reload():
+    """A stage key reads a typed section's non-default fields, so ``study.yaml`` read back gives the same keys."""
+    import yaml
+
+    from taskscope.pipeline.kinds import STUDIES
+    from taskscope.pipeline.stages import stage_key
+
+    for name in ("tiny", "transfer_tiny"):
+        config = load_config(name)
+        again = config_from_dict(yaml.safe_load(dump_config(config)))
+        keys: dict[str, dict[str, str]] = {"first": {}, "again": {}}
+        for stage in STUDIES[config.study].stages(config):
+            keys["first"][stage.name] = stage_key(stage, config, keys["first"])
+            keys["again"][stage.name] = stage_key(stage, again, keys["again"])
+        assert again == config and keys["again"] == keys["first"]
+        changed = config_from_dict({**yaml.safe_load(dump_config(config)),
+                                    "instruction_tuning": {**config.instruction_tuning.model_dump(mode="json"),
+                                                           "lr": 0.5}})
+        stages = {s.name: s for s in STUDIES[config.study].stages(config)}
+        training = "experimental" if name == "tiny" else "instruction_tune"
+        assert stages[training].config_slice(changed) != stages[training].config_slice(config)

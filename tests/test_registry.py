@@ -255,6 +255,7 @@ TOY_FILES = {
     "toyplug/__init__.py": "",
     # one file: a one-stage study kind whose stage writes a table of squares
     "toyplug/toy.py": '''
+        from pathlib import Path
         from typing import Literal
 
         import pandas as pd
@@ -292,8 +293,10 @@ TOY_FILES = {
 
 
         TOY = StudyKind(id="toy", config_model=ToyConfig, stages=stages, view=ToyRun,
-                        expected_tables=lambda config: ["squares"], report=run_report)
+                        expected_tables=lambda config: ["squares"], report=run_report,
+                        presets_dir=Path(__file__).parent / "presets")
     ''',
+    "toyplug/presets/toy_small.yaml": "# A toy preset: two squares.\nstudy: toy\nname: small\nmodel: tiny:llama\nn_rows: 2\n",
     # the registration line: one entry point
     "toyplug-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: toyplug\nVersion: 0.1\n",
     "toyplug-0.1.dist-info/entry_points.txt": "[taskscope.studies]\ntoy = toyplug.toy:TOY\n",
@@ -332,3 +335,16 @@ def test_a_plugin_study_kind_runs_from_yaml_and_opens_with_its_own_view(toy_kind
     path.write_text(yaml.safe_dump({"study": "toy", "n_rows": 0}))
     with pytest.raises(ConfigError, match=r"n_rows: Input should be greater than or equal to 1"):
         load_config(path)
+
+
+def test_a_plugin_study_kinds_presets_are_listed_and_found_by_name(toy_kind):
+    from typer.testing import CliRunner
+
+    from taskscope.cli import app
+    from taskscope.pipeline.config import load_config, presets
+
+    assert presets()["toy_small"] == "A toy preset" and "tiny" in presets()
+    config = load_config("toy_small")
+    assert isinstance(config, toy_kind.config_model) and config.n_rows == 2
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["configs", "list"])
+    assert result.exit_code == 0 and "toy_small" in result.output and "quickstart" in result.output

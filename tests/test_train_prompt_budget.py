@@ -13,7 +13,7 @@ from taskscope.pipeline.stages import StageContext
 from taskscope.studies.common.tasks import examples, read_tasks
 from taskscope.studies.transfer.tasks import run_tasks
 from taskscope.tasks.builtin import load_builtin
-from taskscope.tasks.formats import FormattedExample, PromptTruncationWarning, tk_punctuate
+from taskscope.tasks.formats import FormattedExample, PromptFormat, PromptTruncationWarning, tk_punctuate
 from taskscope.train.data import encode_tasks, fit_lengths, prompt_token_budget, truncation_counts, warn_truncation
 
 
@@ -50,8 +50,8 @@ def test_seen_task_prompts_drop_exemplars_first_and_keep_definition_and_query(tm
     """Fails on the old code: seen prompts were formatted without a budget and cut from the left in training."""
     base = load_config("transfer_tiny")
     config = base.model_copy(update={
-        "prompt_format": {"kind": "definition_exemplars"},
-        "instruction_tuning": {**base.instruction_tuning, "max_length": 420, "max_target_length": 16},
+        "prompt_format": PromptFormat(kind="definition_exemplars", n_exemplars=3),
+        "instruction_tuning": base.instruction_tuning.model_copy(update={"max_length": 420, "max_target_length": 16}),
     })
     budget = config.seen_prompt_budget()
     assert budget == prompt_token_budget(420, 16)  # tighter than the evaluation's

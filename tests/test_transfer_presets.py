@@ -15,7 +15,7 @@ def test_paper_preset_has_the_papers_hyper_parameters() -> None:
     it = TrainConfig.model_validate(config.train_config("proportional"))
     assert (it.lr, it.batch_size * it.grad_accum, it.epochs, it.warmup_steps, it.checkpoint_every, it.lora) == (
         5e-4, 16, 3.0, 500, 50_000, None)
-    limits = sorted(config.train_config(n)["data_limit"] for n in config.analyses.data_limit)
+    limits = sorted(config.train_config(n).data_limit for n in config.analyses.data_limit)
     assert limits[0] == 10 and limits[-1] == 5000
     assert config.tasks.options == {"preset": "mueller"} and (config.tasks.validation, config.tasks.test) == (0.1, 0.1)
     assert (config.tasks.unseen_test, config.tasks.fewshot_pool) == (100, 40)

@@ -41,7 +41,8 @@ tasks_app = typer.Typer(help="Inspect task suites: sni:PATH, templated:PATH, bui
 app.add_typer(tasks_app, name="tasks")
 config_app = typer.Typer(help="Show or check a study config before running it.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-configs_app = typer.Typer(help="The study presets bundled with taskscope.", no_args_is_help=True)
+configs_app = typer.Typer(help="The study presets: bundled, and those of installed study-kind plug-ins.",
+                          no_args_is_help=True)
 app.add_typer(configs_app, name="configs")
 
 console = Console()
@@ -283,10 +284,11 @@ ConfigArg = Annotated[Path, typer.Argument(help="Study YAML (MOSSA or transfer),
 @configs_app.command("list")
 @user_errors
 def configs_list() -> None:
-    """The bundled presets: use a name wherever a config path goes (`taskscope run tiny`)."""
+    """The presets (bundled, and those of installed plug-in study kinds): use a name wherever a config path goes
+    (`taskscope run tiny`)."""
     from taskscope.pipeline.config import presets
 
-    table = Table("preset", "description", title="bundled presets (taskscope config show NAME prints one)")
+    table = Table("preset", "description", title="presets (taskscope config show NAME prints one)")
     table.columns[0].no_wrap = True
     for name, description in presets().items():
         table.add_row(name, description)

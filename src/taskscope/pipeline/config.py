@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import copy
 import difflib
-import importlib
 import typing
 import warnings
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -97,18 +97,11 @@ def model_options_slice(config: StudyConfigBase) -> dict[str, Any]:
     return {} if options == ModelOptions() else {"model_options": options.model_dump(mode="json")}
 
 
-def validate_with(module: str, cls_name: str, value: dict[str, Any]) -> BaseModel:
-    """``module.cls_name.model_validate(value)`` (errors keep their field names), the model imported on first use.
-
-    ``taskscope.train`` pulls in torch, transformers and PEFT (~4 s), which commands that never validate a
-    study config (``taskscope --help``, ``taskscope tasks list``) should not pay.
-    """
-    return getattr(importlib.import_module(module), cls_name).model_validate(value)
-
-
-# the models whose fields a study config's free-form sections hold (for "did you mean" on a misspelt key)
-_SECTION_MODELS = (("taskscope.train.config", "TrainConfig"), ("taskscope.tasks.formats", "PromptFormat"),
-                   ("taskscope.evaluate", "EvalSettings"))
+def section_slice(section: BaseModel) -> dict[str, Any]:
+    """A typed plug-in section (a ``TrainConfig``, ``PromptFormat``, ``EvalSettings``) as a stage's config slice or a
+    job's argument: the fields that differ from the section model's defaults, as JSON.  The same after a config is
+    dumped and read back, and unchanged when the section model gains a field."""
+    return section.model_dump(mode="json", exclude_defaults=True)
 
 
 def _field_names(model: type[BaseModel], seen: set[type] | None = None) -> set[str]:
@@ -127,13 +120,6 @@ def _field_names(model: type[BaseModel], seen: set[type] | None = None) -> set[s
     return names
 
 
-def _known_keys(model: type[BaseModel]) -> set[str]:
-    names = _field_names(model)
-    for module, cls_name in _SECTION_MODELS:
-        names |= _field_names(getattr(importlib.import_module(module), cls_name))
-    return names
-
-
 def format_errors(err: ValidationError, source: str, model: type[BaseModel], label: str = "study config") -> str:
     """One line per invalid field, named by its dotted path: ``  tasks.n_inputs: Input should be ...``; a key
     no model takes gets ``did you mean ...?`` when it is close to one (``samplr`` -> ``sampler``)."""
@@ -143,7 +129,7 @@ def format_errors(err: ValidationError, source: str, model: type[BaseModel], lab
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden" and item["loc"]:
-            known = known if known is not None else _known_keys(model)
+            known = known if known is not None else _field_names(model)
             close = difflib.get_close_matches(str(item["loc"][-1]), sorted(known), n=1)
             message += f"; did you mean {close[0]!r}?" if close else ""
         lines.append(f"  {where}: {message}")
@@ -187,11 +173,12 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> StudyConfi
 
 
 def preset_files(kinds: bool = True) -> dict[str, Path]:
-    """Preset name -> file: the bundled ``configs/*.yaml``, then (with ``kinds``) the presets every registered study
-    kind ships (which imports the kinds)."""
+    """Preset name -> file: the bundled ``configs/*.yaml`` (the built-in kinds' presets), then (with ``kinds``) the
+    ``presets_dir`` of every installed plug-in study kind (its entry point is loaded; the built-in kinds are not
+    imported)."""
     found = {path.stem: path for path in sorted(CONFIG_DIR.glob("*.yaml"))}
-    for name in STUDIES.names() if kinds else ():
-        folder = STUDIES.lookup(name).presets_dir
+    for point in entry_points(group=STUDIES.entry_point_group) if kinds else ():
+        folder = getattr(point.load(), "presets_dir", None)
         for path in sorted(Path(folder).glob("*.yaml")) if folder is not None else ():
             found.setdefault(path.stem, path)
     return found

@@ -12,8 +12,8 @@ A :class:`StudyKind` declares what the engine needs to run, validate, open and r
   (plug-in names against their registries; task names against the loaded task source), see
   :mod:`taskscope.pipeline.validate`;
 * ``renamed``: old dotted keys and their new names, so an old config fails with one line naming the new key;
-* ``presets_dir``: a folder of preset YAML files the kind ships (``taskscope configs list`` lists them, and a bare
-  preset name finds them, beside the bundled ``configs/``).
+* ``presets_dir``: a folder of preset YAML files a plug-in kind ships (``taskscope configs list`` lists them, and a
+  bare preset name finds them, after the bundled ``configs/`` that hold the built-in kinds' presets).
 
 The engine never imports a study package: :data:`STUDIES` names the built-in kinds by module path
 (``taskscope.studies.mossa``, ``taskscope.studies.transfer``), imported on first lookup, and third-party kinds

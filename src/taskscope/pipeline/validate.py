@@ -132,18 +132,19 @@ def model_option_problems(spec: str, options: Any) -> list[Problem]:
     return []
 
 
-def sampler_problems(where: str, train: dict[str, Any]) -> list[Problem]:
-    """An unknown ``sampler``, or ``sampler_kwargs`` its class does not take (tried on two toy tasks)."""
-    name = train.get("sampler")
+def sampler_problems(where: str, train: Any) -> list[Problem]:
+    """An unknown ``sampler`` of a ``TrainConfig``, or ``sampler_kwargs`` its class does not take (tried on two toy
+    tasks)."""
+    name, kwargs = train.sampler, train.sampler_kwargs
     if name is None:
-        return [Problem(f"{where}.sampler_kwargs", "set without a sampler")] if train.get("sampler_kwargs") else []
+        return [Problem(f"{where}.sampler_kwargs", "set without a sampler")] if kwargs else []
     from taskscope.train.samplers import SAMPLERS, make_sampler
 
-    problems = plugin_problems(SAMPLERS, name, train.get("sampler_kwargs"), f"{where}.sampler", f"{where}.sampler_kwargs")
+    problems = plugin_problems(SAMPLERS, name, kwargs, f"{where}.sampler", f"{where}.sampler_kwargs")
     if problems:
         return problems
     try:  # values the parameter model cannot judge alone (e.g. a window < 1): build it on two toy tasks
-        make_sampler(name, [8, 16], seed=0, total_steps=10, **train.get("sampler_kwargs", {}))
+        make_sampler(name, [8, 16], seed=0, total_steps=10, **kwargs)
     except (TypeError, ValueError) as err:
         return [Problem(f"{where}.sampler_kwargs", f"sampler {name!r}: {err}")]
     return []

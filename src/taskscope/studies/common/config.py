@@ -1,18 +1,20 @@
-"""Config sections every study kind shares: the compared models, the task source, split shares, the report.
+"""Config sections every study kind shares: the compared models, the task source, split shares, prompt formats, the
+report.
 
 :class:`ModelStudyConfig` is the base of a study that compares a base model (``kind: pretrained``) with models
 instruction-tuned from it (``kind: multitask``): its ``models`` (names unique; by default ``pretrained`` and
-``instruction_tuned``), ``instruction_tuning`` (the `TrainConfig` every multitask model trains with),
-``prompt_format`` and ``report``.
+``instruction_tuned``) and ``report``; each kind adds its typed ``instruction_tuning`` (a
+`taskscope.train.config.TrainConfig`) and ``prompt_format`` (:data:`PromptFormatField`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from taskscope.pipeline.config import FolderName, Strict, StudyConfigBase
+from taskscope.tasks.formats import PromptFormat, resolve_format
 
 ModelKind = Literal["pretrained", "multitask"]
 
@@ -46,6 +48,16 @@ def count_or_fraction(value: int | float, where: str) -> int | float:
     if isinstance(value, int) and value < 0:
         raise ValueError(f"{where}: a count must be >= 0, got {value}")
     return value
+
+
+def prompt_format_field(**defaults: Any) -> Any:
+    """A ``PromptFormat`` config field read as ``resolve_format`` reads it: `PromptFormat` fields, optionally
+    ``format: <named format>`` to start from; ``defaults`` (e.g. ``n_exemplars=3``) fill what the config leaves
+    unset."""
+    return Annotated[PromptFormat, BeforeValidator(lambda value: resolve_format(value, **defaults))]
+
+
+PromptFormatField = prompt_format_field()
 
 
 class ReportConfig(Strict):

@@ -1,8 +1,8 @@
 """`MossaConfig`: everything a MOSSA study needs, validated (pydantic, ``extra="forbid"``), read from YAML.
 
 Read and validated through the engine (:func:`taskscope.pipeline.config.load_config`, ``study: mossa`` or no
-``study:`` key).  Training and prompt-format sections are handed to ``taskscope.train.config.TrainConfig`` and
-``taskscope.tasks.formats.PromptFormat``; they are validated here too, so a typo fails before any work starts.
+``study:`` key).  The training sections are typed ``taskscope.train.config.TrainConfig`` models and the prompt
+format a ``taskscope.tasks.formats.PromptFormat``, so a typo fails at load time naming the field.
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from taskscope.analysis.layer_map import LayerMapParams
-from taskscope.pipeline.config import FolderName, Strict, validate_with
+from taskscope.pipeline.config import FolderName, Strict
 from taskscope.studies.common.config import (
     ModelEntry,
     ModelStudyConfig,
+    PromptFormatField,
     TaskSource,
     count_or_fraction,
     default_models,
 )
+from taskscope.tasks.formats import PromptFormat
+from taskscope.train.config import TrainConfig
 
 # old keys of a MOSSA config and their new names (an old key is a one-line error naming the new one)
 RENAMED = {"experimental_models": "models", "multitask_training": "instruction_tuning",
@@ -129,28 +132,16 @@ class MossaConfig(ModelStudyConfig):
     study: Literal["mossa"] = "mossa"
     name: FolderName = "quickstart"
     tasks: TaskSelection = Field(default_factory=TaskSelection)
-    prompt_format: dict[str, Any] = Field(default_factory=lambda: {"kind": "definition"})
+    prompt_format: PromptFormatField = Field(default_factory=lambda: PromptFormat(kind="definition"))
     models: list[MossaModel] = Field(default_factory=lambda: default_models(MossaModel), min_length=1)
     baseline_model: str = "pretrained"  # differences.csv and the findings compare every model with this one
-    control_training: dict[str, Any] = Field(default_factory=dict)
+    control_training: TrainConfig = Field(default_factory=TrainConfig)
     control_seeds: int = Field(1, ge=1)  # replicate controls per task (training seed + s): the noise ceiling
     control_evaluation: ControlEvaluationConfig = Field(default_factory=ControlEvaluationConfig)
-    instruction_tuning: dict[str, Any] = Field(default_factory=dict)
+    instruction_tuning: TrainConfig = Field(default_factory=TrainConfig)
     extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)
     similarity: SimilarityConfig = Field(default_factory=SimilarityConfig)
     layer_map: LayerMapParams = Field(default_factory=LayerMapParams)
-
-    @field_validator("prompt_format")
-    @classmethod
-    def _prompt_format_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        validate_with("taskscope.tasks.formats", "PromptFormat", value)
-        return value
-
-    @field_validator("control_training", "instruction_tuning")
-    @classmethod
-    def _training_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        validate_with("taskscope.train.config", "TrainConfig", value)
-        return value
 
     def named_models(self) -> dict[str, str | None]:
         changepoint = self.layer_map.rule == "changepoint"

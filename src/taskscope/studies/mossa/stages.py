@@ -37,7 +37,7 @@ represent) are imported inside the jobs, so this module imports cheaply.
 from __future__ import annotations
 
 from taskscope.pipeline.cache import data_fingerprint
-from taskscope.pipeline.config import model_options_slice
+from taskscope.pipeline.config import model_options_slice, section_slice
 from taskscope.pipeline.stages import Stage
 from taskscope.studies.mossa.analysis import run_analysis, run_ceiling, run_similarity
 from taskscope.studies.mossa.config import MossaConfig
@@ -59,19 +59,19 @@ def mossa_stages(config: MossaConfig | None = None) -> list[Stage]:
     """The stages of a MOSSA study, in run order, with the config slice each one reads (the same for every config)."""
     dump = lambda model: model.model_dump(mode="json")
     return [
-        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "prompt_format": c.prompt_format,
+        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "prompt_format": section_slice(c.prompt_format),
                                              "data": data_fingerprint(c.tasks.source)}, version="3"),  # 3: tasks.validation
         Stage("controls", run_controls,
-              lambda c: {"model": c.model, **model_options_slice(c), "train": c.control_training,
-                         "seeds": c.control_seeds}, needs=("tasks",), version="3"),
+              lambda c: {"model": c.model, **model_options_slice(c), "train": section_slice(c.control_training),
+                         "seeds": c.control_seeds}, needs=("tasks",), version="4"),  # 4: typed TrainConfig
         Stage("control_scores", run_control_scores,
               lambda c: {"evaluation": dump(c.control_evaluation), "seeds": c.control_seeds,
                          **model_options_slice(c)},
               needs=("tasks", "controls"), publish=("controls.csv",), version="1"),
         Stage("experimental", run_experimental,
-              lambda c: {"model": c.model, **model_options_slice(c), "train": c.instruction_tuning,
+              lambda c: {"model": c.model, **model_options_slice(c), "train": section_slice(c.instruction_tuning),
                          "models": [dump(m) for m in c.models if m.kind == "multitask"]},
-              needs=("tasks",), version="1"),
+              needs=("tasks",), version="2"),  # 2: typed TrainConfig
         Stage("extract", run_extract,
               lambda c: {"extraction": dump(c.extraction), "models": [dump(m) for m in c.models],
                          "seeds": c.control_seeds, **model_options_slice(c)},

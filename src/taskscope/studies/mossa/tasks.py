@@ -40,10 +40,10 @@ def formatted_splits(config: MossaConfig, parts: tuple[str, ...], suite=None) ->
     One split per task (``n_inputs`` MOSSA inputs as the test split, the ``validation`` share, ``n_train`` for
     training), so every stage that asks sees the same, disjoint examples.
     """
-    from taskscope.tasks.formats import PromptFormat, format_task
+    from taskscope.tasks.formats import format_task
     from taskscope.tasks.splits import split_task
 
-    fmt = PromptFormat.model_validate(config.prompt_format)
+    fmt = config.prompt_format
     sel = config.tasks
     out = {}
     for task in suite if suite is not None else select_suite(config):

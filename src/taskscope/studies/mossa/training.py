@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from taskscope.common.files import atomic_write_json, atomic_write_text
-from taskscope.pipeline.config import load_kwargs
+from taskscope.pipeline.config import load_kwargs, section_slice
 from taskscope.pipeline.stages import StageContext
 from taskscope.studies.common.tasks import examples, read_tasks
 from taskscope.studies.common.training import (
@@ -56,7 +56,7 @@ def run_controls(ctx: StageContext) -> None:
     config: MossaConfig = ctx.config
     tasks = read_tasks(ctx.inputs["tasks"])
     validation = validation_records(config)
-    jobs = {control_item(name, seed): (config.model, load_kwargs(config), seeded_training(config.control_training, seed),
+    jobs = {control_item(name, seed): (config.model, load_kwargs(config), seeded_training(section_slice(config.control_training), seed),
                                        name, info["train"], validation.get(name, []),
                                        ctx.tracking(f"controls/{control_item(name, seed)}"))
             for seed in range(config.control_seeds) for name, info in tasks.items()}
@@ -80,13 +80,10 @@ SCORE_COLUMNS = ("loss", "rouge_l", "exact_match")
 
 
 def _eval_settings(config: MossaConfig) -> dict:
+    """The evaluation settings of ``control_scores``: ``control_evaluation``, with the controls' training lengths."""
     ev, train = config.control_evaluation, config.control_training
-    settings = {"generate": ev.generate, "loss": True, "max_new_tokens": ev.max_new_tokens,
-                "batch_size": ev.batch_size}
-    for key in ("max_length", "max_target_length"):
-        if key in train:
-            settings[key] = train[key]
-    return settings
+    return {"generate": ev.generate, "loss": True, "max_new_tokens": ev.max_new_tokens, "batch_size": ev.batch_size,
+            "max_length": train.max_length, "max_target_length": train.max_target_length}
 
 
 def run_control_scores(ctx: StageContext) -> None:
@@ -139,7 +136,7 @@ def run_experimental(ctx: StageContext) -> None:
         seen = seen_tasks(config, tasks, model.name)
         if not seen:
             raise ValueError(f"experimental model {model.name!r} holds out every task")
-        jobs[model.name] = (config.model, load_kwargs(config), config.instruction_tuning,
+        jobs[model.name] = (config.model, load_kwargs(config), section_slice(config.instruction_tuning),
                             {t: tasks[t]["train"] for t in seen}, None, ctx.tracking(f"experimental/{model.name}"))
     ctx.map_items(instruction_tune_job, jobs, "instruction-tune experimental models", atomic=False)
 

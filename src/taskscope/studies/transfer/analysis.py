@@ -98,7 +98,7 @@ def analyse(config: TransferConfig, frames: dict[str, pd.DataFrame], clusters: d
                                   .groupby(["model", "with_definition"]).mean().reset_index()
                                   .rename(columns={"loss": "icl_loss", "rouge_l": "icl_rouge_l"}))
     if analyses.data_limit is not None:
-        caps = {name: config.train_config(name)["data_limit"] for name in analyses.data_limit}
+        caps = {name: config.train_config(name).data_limit for name in analyses.data_limit}
         part = summary[summary["model"].isin(caps)]
         out["data_limit"] = part.assign(cap=part["model"].map(caps)).sort_values(["measure", "cap"])
     if analyses.unsupervised is not None:
@@ -142,7 +142,7 @@ def findings_design(config: TransferConfig):
     kinds = {m.name: m.kind for m in config.models}
     return FindingsDesign(
         pair=pair if pair and kinds[pair[0]] == "pretrained" and kinds[pair[1]] == "multitask" else None,
-        data_limits={n: config.train_config(n)["data_limit"] for n in analyses.data_limit or ()},
+        data_limits={n: config.train_config(n).data_limit for n in analyses.data_limit or ()},
         sampling=tuple(analyses.sampling or ()), unsupervised=analyses.unsupervised,
         trajectory_step=analyses.trajectory.step if analyses.trajectory else None)
 

@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from taskscope.pipeline.config import FolderName, Strict, validate_with
+from taskscope.evaluate.examples import EvalSettings, eval_prompt_budget
+from taskscope.pipeline.config import FolderName, Strict, section_slice
 from taskscope.studies.common.config import (
     ModelEntry,
     ModelStudyConfig,
@@ -25,7 +26,11 @@ from taskscope.studies.common.config import (
     TaskSource,
     count_or_fraction,
     default_models,
+    prompt_format_field,
 )
+from taskscope.tasks.formats import NAMED_FORMATS, PromptFormat
+from taskscope.train.config import TrainConfig
+from taskscope.train.data import prompt_token_budget
 
 RENAMED = {"context": "prompt_format"}  # old keys of a transfer config and their new names
 
@@ -34,8 +39,6 @@ DEFAULT_K = 3  # exemplars wherever a context holds exemplars (the paper's 3)
 
 
 def _check_format_name(name: str) -> str:
-    from taskscope.tasks.formats import NAMED_FORMATS
-
     if name not in NAMED_FORMATS:
         raise ValueError(f"unknown context / prompt format {name!r}; known: {sorted(NAMED_FORMATS)}")
     return name
@@ -98,16 +101,11 @@ class TransferModel(ModelEntry):
         return self
 
 
-def _default_instruction_tuning() -> dict[str, Any]:
-    return {"sampler": "proportional", "lora": None, "lr": 1e-4, "epochs": 2.0, "batch_size": 32,
-            "checkpoint_every": 0}
+def _default_instruction_tuning() -> TrainConfig:
+    return TrainConfig(sampler="proportional", lora=None, lr=1e-4, epochs=2.0, batch_size=32, checkpoint_every=0)
 
 
 FEWSHOT_SCHEDULE = "constant"  # the paper's constant 1e-3; TrainConfig's own default decays linearly
-
-
-def _default_fewshot_train() -> dict[str, Any]:
-    return {"schedule": FEWSHOT_SCHEDULE}  # the rest of TrainConfig's defaults are the paper's few-shot LoRA
 
 
 class FewshotGrid(Strict):
@@ -117,12 +115,21 @@ class FewshotGrid(Strict):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     contexts: list[ContextKind] = Field(default_factory=lambda: ["definition", "none"], min_length=1)
     k: int = Field(DEFAULT_K, ge=0)  # exemplars in a context that holds them
-    train: dict[str, Any] = Field(default_factory=_default_fewshot_train)
+    # the rest of TrainConfig's defaults are the paper's few-shot LoRA
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(schedule=FEWSHOT_SCHEDULE))
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _paper_schedule(cls, value: Any) -> Any:
+        """The schedule is constant unless the config names one."""
+        return {"schedule": FEWSHOT_SCHEDULE, **value} if isinstance(value, dict) else value
 
     @field_validator("train")
     @classmethod
-    def _paper_schedule(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return {"schedule": FEWSHOT_SCHEDULE, **value}  # constant unless the config names a schedule
+    def _lora(cls, value: TrainConfig) -> TrainConfig:
+        if value.lora is None:
+            raise ValueError("few-shot fine-tuning uses LoRA, train.lora cannot be null")
+        return value
 
     @field_validator("contexts")
     @classmethod
@@ -179,14 +186,8 @@ class AnalysesConfig(Strict):
 class TransferEvaluation(Strict):
     """Settings of every evaluation (`taskscope.evaluate.EvalSettings`) and of the seen-task loss."""
 
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: EvalSettings = Field(default_factory=EvalSettings)
     seen_train_instances: int = Field(20, ge=1)  # per seen task, for the train-loss side of the sampling study
-
-    @field_validator("settings")
-    @classmethod
-    def _settings_validate(cls, value: dict[str, Any]) -> dict[str, Any]:
-        validate_with("taskscope.evaluate", "EvalSettings", value)
-        return value
 
 
 class TransferConfig(ModelStudyConfig):
@@ -195,8 +196,10 @@ class TransferConfig(ModelStudyConfig):
     study: Literal["transfer"] = "transfer"
     name: FolderName = "transfer"  # the run folder is output_dir / name
     tasks: TransferTasks = Field(default_factory=TransferTasks)
-    prompt_format: dict[str, Any] = Field(default_factory=lambda: {"kind": "definition"})  # the seen tasks'
-    instruction_tuning: dict[str, Any] = Field(default_factory=_default_instruction_tuning)
+    # the seen tasks' prompts: exemplars (where the kind has them) k = 3 unless the config says
+    prompt_format: prompt_format_field(n_exemplars=DEFAULT_K) = Field(
+        default_factory=lambda: PromptFormat(kind="definition", n_exemplars=DEFAULT_K))
+    instruction_tuning: TrainConfig = Field(default_factory=_default_instruction_tuning)
     unsupervised_text: Path | None = None  # default: the inputs of the seen training instances
     models: list[TransferModel] = Field(default_factory=lambda: default_models(TransferModel), min_length=1)
     fewshot: FewshotGrid = Field(default_factory=FewshotGrid)
@@ -205,40 +208,19 @@ class TransferConfig(ModelStudyConfig):
     analyses: AnalysesConfig = Field(default_factory=AnalysesConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
-    @field_validator("prompt_format")
-    @classmethod
-    def _prompt_format_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from taskscope.tasks.formats import resolve_format
-
-        resolve_format(value, n_exemplars=DEFAULT_K)
-        return value
-
-    @field_validator("instruction_tuning")
-    @classmethod
-    def _instruction_tuning_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        validate_with("taskscope.train.config", "TrainConfig", value)
-        return value
-
-    @field_validator("fewshot")
-    @classmethod
-    def _fewshot_train_validates(cls, value: FewshotGrid) -> FewshotGrid:
-        if validate_with("taskscope.train.config", "TrainConfig", value.train).lora is None:
-            raise ValueError("train.lora: few-shot fine-tuning uses LoRA, it cannot be null")
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> TransferConfig:
         names = self.model_names()
         for i, model in enumerate(self.models):
             try:
-                validate_with("taskscope.train.config", "TrainConfig", self.train_config(model.name))
+                train = self.train_config(model.name)
             except ValidationError as err:
                 raise ValueError(f"models.{i}.train ({model.name}): {err.errors()[0]['loc']}: "
                                  f"{err.errors()[0]['msg']}") from None
-            if self.train_config(model.name).get("unsupervised_every") and self.unsupervised_text is not None \
+            if train.unsupervised_every and self.unsupervised_text is not None \
                     and not Path(self.unsupervised_text).is_file():
                 raise ValueError(f"unsupervised_text {str(self.unsupervised_text)!r} does not exist")
-        multitask = [m.name for m in self.models if m.kind == "multitask"]
+        multitask = self.multitask_models()
         analyses = self.analyses
         named = {"analyses.change": analyses.change, "analyses.sampling": analyses.sampling,
                  "analyses.data_limit": analyses.data_limit, "analyses.unsupervised": analyses.unsupervised}
@@ -252,11 +234,11 @@ class TransferConfig(ModelStudyConfig):
                 raise ValueError(f"{where}: compares instruction-tuned models; {list(listed)} includes a "
                                  f"'pretrained' one")
         if analyses.data_limit is not None:
-            limits = [self.train_config(n).get("data_limit") for n in analyses.data_limit]
+            limits = [self.train_config(n).data_limit for n in analyses.data_limit]
             if None in limits or len(set(limits)) != len(limits):
                 raise ValueError(f"analyses.data_limit: every model needs its own train.data_limit, got {limits}")
         if analyses.unsupervised is not None:
-            mixing = [bool(self.train_config(n).get("unsupervised_every")) for n in analyses.unsupervised]
+            mixing = [bool(self.train_config(n).unsupervised_every) for n in analyses.unsupervised]
             if mixing != [False, True]:
                 raise ValueError("analyses.unsupervised: give (model without, model with) unsupervised_every")
         trajectory = analyses.trajectory
@@ -264,36 +246,26 @@ class TransferConfig(ModelStudyConfig):
             if trajectory.model not in multitask:
                 raise ValueError(f"analyses.trajectory.model {trajectory.model!r} is not a multitask model "
                                  f"{multitask}")
-            every = self.train_config(trajectory.model).get("checkpoint_every", 0)
+            every = self.train_config(trajectory.model).checkpoint_every
             if not every or trajectory.step % every:
                 raise ValueError(f"analyses.trajectory.step {trajectory.step} must be a multiple of the model's "
                                  f"checkpoint_every ({every})")
         return self
 
-    def seen_format(self):
-        """The seen tasks' prompt format: ``prompt_format`` (``format: <name>`` + fields), k = 3 unless it says."""
-        from taskscope.tasks.formats import resolve_format
-
-        return resolve_format(self.prompt_format, n_exemplars=DEFAULT_K)
-
     def seen_prompt_budget(self) -> int:
         """Token budget of the seen tasks' prompts (instruction tuning and the seen-task loss): the smallest of
         every multitask model's training room (`taskscope.train.data.prompt_token_budget`) and the
         evaluation's (`taskscope.evaluate.examples.eval_prompt_budget`), so no later stage cuts a prompt."""
-        from taskscope.evaluate.examples import EvalSettings, eval_prompt_budget
-        from taskscope.train.config import TrainConfig
-        from taskscope.train.data import prompt_token_budget
-
-        budgets = [eval_prompt_budget(EvalSettings.model_validate(self.evaluation.settings))]
-        for model in self.models:
-            if model.kind == "multitask":
-                train = TrainConfig.model_validate(self.train_config(model.name))
-                budgets.append(prompt_token_budget(train.max_length, train.max_target_length))
+        budgets = [eval_prompt_budget(self.evaluation.settings)]
+        for name in self.multitask_models():
+            train = self.train_config(name)
+            budgets.append(prompt_token_budget(train.max_length, train.max_target_length))
         return min(budgets)
 
-    def train_config(self, name: str) -> dict[str, Any]:
-        """The instruction-tuning config of model ``name``: the study's, updated by the model's ``train``."""
-        return {**self.instruction_tuning, **self.model_named(name).train}
+    def train_config(self, name: str) -> TrainConfig:
+        """The instruction-tuning config of model ``name``: the study's, updated by the model's ``train`` (a partial
+        ``TrainConfig``: only the fields it overrides)."""
+        return TrainConfig.model_validate({**section_slice(self.instruction_tuning), **self.model_named(name).train})
 
     def change_pair(self) -> tuple[str, str] | None:
         """(before, after) of the change correlation: ``analyses.change``, else (first pretrained, first

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskscope.pipeline.cache import data_fingerprint
-from taskscope.pipeline.config import load_kwargs, model_options_slice
+from taskscope.pipeline.config import load_kwargs, model_options_slice, section_slice
 from taskscope.pipeline.stages import Stage, StageContext
 from taskscope.studies.common.tasks import read_tasks
 from taskscope.studies.common.training import instruction_tune_job
@@ -47,7 +47,7 @@ def run_instruction_tune(ctx: StageContext) -> None:
     data = {task: info["train"] for task, info in seen.items()}
     text_source = (str(config.unsupervised_text) if config.unsupervised_text is not None
                    else [r["prompt"] for records in data.values() for r in records])
-    jobs = {m.name: (config.model, load_kwargs(config), config.train_config(m.name), data, text_source,
+    jobs = {m.name: (config.model, load_kwargs(config), section_slice(config.train_config(m.name)), data, text_source,
                      ctx.tracking(f"instruction_tune/{m.name}")) for m in config.models if m.kind == "multitask"}
     ctx.map_items(instruction_tune_job, jobs, "instruction-tune models", atomic=False)
 
@@ -55,37 +55,38 @@ def run_instruction_tune(ctx: StageContext) -> None:
 def transfer_stages(config: TransferConfig) -> list[Stage]:
     """The stages of ``config``'s transfer study in run order (``trajectory`` only when configured)."""
     dump = lambda model: model.model_dump(mode="json")
-    evaluation = lambda c: {"model": c.model, **model_options_slice(c), "evaluation": dump(c.evaluation)}
+    evaluation = lambda c: {"model": c.model, **model_options_slice(c),
+                            "evaluation": {**dump(c.evaluation), "settings": section_slice(c.evaluation.settings)}}
+    fewshot = lambda c: {**dump(c.fewshot), "train": section_slice(c.fewshot.train)}
     stages = [
-        # "context": prompt_format's slice key from before the rename, so the stage keys stay as they were
-        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "context": c.prompt_format, "model": c.model,
-                                             "prompt_budget": c.seen_prompt_budget(),
+        Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "prompt_format": section_slice(c.prompt_format),
+                                             "model": c.model, "prompt_budget": c.seen_prompt_budget(),
                                              "data": [data_fingerprint(c.tasks.source), data_fingerprint(c.tasks.split_dir)]},
-              version="3"),
+              version="4"),  # 4: the typed prompt format (n_exemplars explicit)
         Stage("instruction_tune", run_instruction_tune,
               lambda c: {"model": c.model, **model_options_slice(c), "unsupervised_text": str(c.unsupervised_text),
-                         "train": {m.name: c.train_config(m.name) for m in c.models if m.kind == "multitask"},
+                         "train": {name: section_slice(c.train_config(name)) for name in c.multitask_models()},
                          "data": data_fingerprint(c.unsupervised_text)},
-              needs=("tasks",), version="1"),
+              needs=("tasks",), version="2"),  # 2: typed sections
         Stage("seen_eval", run_seen_eval, lambda c: {**evaluation(c), "models": c.model_names()},
-              needs=("tasks", "instruction_tune"), version="1"),
+              needs=("tasks", "instruction_tune"), version="2"),  # 2: typed sections
         Stage("icl", run_icl, lambda c: {**evaluation(c), "icl": dump(c.icl), "models": c.model_names()},
-              needs=("tasks", "instruction_tune"), version="1"),
-        Stage("fewshot", run_fewshot, lambda c: {**evaluation(c), "fewshot": dump(c.fewshot), "models": c.model_names()},
-              needs=("tasks", "instruction_tune"), version="1"),
+              needs=("tasks", "instruction_tune"), version="2"),  # 2: typed sections
+        Stage("fewshot", run_fewshot, lambda c: {**evaluation(c), "fewshot": fewshot(c), "models": c.model_names()},
+              needs=("tasks", "instruction_tune"), version="2"),  # 2: typed sections
     ]
     analysis_needs = ("tasks", "seen_eval", "icl", "fewshot")
     if config.analyses.trajectory is not None:
         stages.append(Stage("trajectory", run_trajectory,
                             lambda c: {**evaluation(c), "trajectory": dump(c.analyses.trajectory), "icl": dump(c.icl),
                                        "contexts": c.fewshot.contexts[:1], "seeds": c.fewshot.seeds[:1],
-                                       "train": c.fewshot.train},
-                            needs=("tasks", "instruction_tune"), version="1"))
+                                       "train": section_slice(c.fewshot.train)},
+                            needs=("tasks", "instruction_tune"), version="2"))  # 2: typed sections
         analysis_needs += ("trajectory",)
     stages += [
         Stage("analysis", run_analysis, lambda c: {"analyses": dump(c.analyses), "models": dump_models(c)},
               needs=analysis_needs, publish=(*(f"{name}.csv" for name in expected_tables(config)), FINDINGS_FILE),
-              version="3"),
+              version="4"),  # 4: typed instruction tuning
         Stage("report", run_report, lambda c: c.model_dump(mode="json"), needs=("analysis",),
               publish=("report.html", "figures"), version="3"),  # 3: the config's new vocabulary
     ]
@@ -93,5 +94,5 @@ def transfer_stages(config: TransferConfig) -> list[Stage]:
 
 
 def dump_models(config: TransferConfig) -> list[dict[str, Any]]:
-    return [{**m.model_dump(mode="json"), "train": config.train_config(m.name) if m.kind == "multitask" else {}}
+    return [{**m.model_dump(mode="json"), "train": section_slice(config.train_config(m.name)) if m.kind == "multitask" else {}}
             for m in config.models]

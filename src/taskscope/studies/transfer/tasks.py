@@ -62,7 +62,7 @@ def run_tasks(ctx: StageContext) -> None:
 
     config: TransferConfig = ctx.config
     tasks = config.tasks.model_dump(mode="json")
-    fmt = config.seen_format().model_copy(update={"max_prompt_tokens": config.seen_prompt_budget()})
+    fmt = config.prompt_format.model_copy(update={"max_prompt_tokens": config.seen_prompt_budget()})
     count = token_counter(load_spec_tokenizer(config.model))
     loaded, seen_tasks, unseen_tasks = split_seen_unseen(config.tasks)
     write_dropped(loaded, ctx.out_dir)
