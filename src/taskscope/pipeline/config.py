@@ -18,7 +18,7 @@ import copy
 import difflib
 import typing
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -145,7 +145,10 @@ def study_kind_of(data: dict[str, Any], source: str = "<dict>") -> StudyKind:
         raise ConfigError(f"invalid study config {source}:\n  study: {err}") from None
 
 
-def renamed_keys(data: dict[str, Any], renamed: dict[str, str] | Any) -> list[tuple[str, str]]:
+_ABSENT = object()
+
+
+def renamed_keys(data: dict[str, Any], renamed: Mapping[str, str]) -> list[tuple[str, str]]:
     """``(old, new)`` for every dotted key of ``renamed`` that ``data`` still sets."""
     found = []
     for old, new in renamed.items():
@@ -155,9 +158,6 @@ def renamed_keys(data: dict[str, Any], renamed: dict[str, str] | Any) -> list[tu
         if node is not _ABSENT:
             found.append((old, new))
     return found
-
-
-_ABSENT = object()
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> StudyConfigBase:
@@ -224,7 +224,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """A copy of ``data`` with every ``a.b=v`` of ``overrides`` set (missing mappings are created; a list
-    item is addressed by its index, ``experimental_models.1.name=x``).  Validation comes after, as for the file."""
+    item is addressed by its index, ``models.1.name=x``).  Validation comes after, as for the file."""
     data = copy.deepcopy(data)
     for item in overrides:
         keys, value = parse_override(item)

@@ -111,10 +111,10 @@ class ControlEvaluationConfig(Strict):
     """How every control is scored against the base model on its task's validation split (``controls.csv``).
 
     The validation split is the task's validation share (``tasks.validation``, default 10 %) of
-    ``taskscope.tasks.splits.split_task``, disjoint from the training examples and the MOSSA inputs.  The target loss is always computed;
-    ``generate`` adds greedy completions scored by ROUGE-L and exact match.  A control has ``learned`` its
-    task when its mean validation loss is more than ``learned_margin`` (nats per target token) below the
-    base model's.
+    ``taskscope.tasks.splits.split_task``, disjoint from the training examples and the MOSSA inputs.  The target
+    loss is always computed; ``generate`` adds greedy completions scored by ROUGE-L and exact match.  A control has
+    ``learned`` its task when its mean validation loss is more than ``learned_margin`` (nats per target token)
+    below the base model's.
     """
 
     max_examples: int | None = Field(None, ge=1)  # cap on validation examples per task
