@@ -132,8 +132,9 @@ def test_every_split_share_of_a_mossa_task_is_a_config_field():
     """The validation share the controls are scored on is `tasks.validation` (default 10 %), not a hidden default."""
     from taskscope.studies.mossa.tasks import formatted_splits
 
-    config = config_from_dict({"model": "tiny:llama", "tasks": {"options": {"n_instances": 40}, "tasks": ["nli_hypernym"],
-                                                               "n_inputs": 8, "n_train": None}})
+    config = config_from_dict({"model": "tiny:llama", "tasks": {"options": {"n_instances": 40},
+                                                               "tasks": ["nli_hypernym"], "n_inputs": 8,
+                                                               "n_train": None}})
     assert config.tasks.validation == 0.1
     default = formatted_splits(config, ("train", "validation", "test"))["nli_hypernym"]
     assert [len(default[p]) for p in ("test", "validation", "train")] == [8, 4, 28]

@@ -296,7 +296,8 @@ TOY_FILES = {
                         expected_tables=lambda config: ["squares"], report=run_report,
                         presets_dir=Path(__file__).parent / "presets")
     ''',
-    "toyplug/presets/toy_small.yaml": "# A toy preset: two squares.\nstudy: toy\nname: small\nmodel: tiny:llama\nn_rows: 2\n",
+    "toyplug/presets/toy_small.yaml": "# A toy preset: two squares.\nstudy: toy\nname: small\nmodel: tiny:llama\n"
+                                      "n_rows: 2\n",
     # the registration line: one entry point
     "toyplug-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: toyplug\nVersion: 0.1\n",
     "toyplug-0.1.dist-info/entry_points.txt": "[taskscope.studies]\ntoy = toyplug.toy:TOY\n",

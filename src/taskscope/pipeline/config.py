@@ -68,9 +68,9 @@ class ModelOptions(Strict):
                           "with the checkpoint; enable it only for checkpoints you trust", UserWarning, stacklevel=2)
         return self
 
-    def load_kwargs(self, device: str, *, dtype: str | None = None) -> dict[str, Any]:
-        """The keyword arguments of ``load_model``: these options, ``device`` and (for extraction) ``dtype``."""
-        return {"device": device, "dtype": dtype or self.dtype, "revision": self.revision,
+    def load_kwargs(self, device: str) -> dict[str, Any]:
+        """The keyword arguments of ``load_model``: these options and ``device``."""
+        return {"device": device, "dtype": self.dtype, "revision": self.revision,
                 "trust_remote_code": self.trust_remote_code}
 
 

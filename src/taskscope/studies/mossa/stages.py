@@ -60,7 +60,8 @@ def mossa_stages(config: MossaConfig | None = None) -> list[Stage]:
     dump = lambda model: model.model_dump(mode="json")
     return [
         Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "prompt_format": section_slice(c.prompt_format),
-                                             "data": data_fingerprint(c.tasks.source)}, version="3"),  # 3: tasks.validation
+                                             "data": data_fingerprint(c.tasks.source)},
+              version="3"),  # 3: tasks.validation
         Stage("controls", run_controls,
               lambda c: {"model": c.model, **model_options_slice(c), "train": section_slice(c.control_training),
                          "seeds": c.control_seeds}, needs=("tasks",), version="4"),  # 4: typed TrainConfig

@@ -56,7 +56,8 @@ def run_controls(ctx: StageContext) -> None:
     config: MossaConfig = ctx.config
     tasks = read_tasks(ctx.inputs["tasks"])
     validation = validation_records(config)
-    jobs = {control_item(name, seed): (config.model, load_kwargs(config), seeded_training(section_slice(config.control_training), seed),
+    train = section_slice(config.control_training)
+    jobs = {control_item(name, seed): (config.model, load_kwargs(config), seeded_training(train, seed),
                                        name, info["train"], validation.get(name, []),
                                        ctx.tracking(f"controls/{control_item(name, seed)}"))
             for seed in range(config.control_seeds) for name, info in tasks.items()}

@@ -19,8 +19,8 @@ report            the whole config + analysis                 ``figures/``, ``re
 ================  ==========================================  ============================================
 
 The stage functions live in :mod:`.tasks`, :mod:`.evaluation`, :mod:`.analysis` and :mod:`.report`; this module
-lists them in run order with the config slice each one reads.  Fan-out stages run one job per item (model, model x context, checkpoint) through the executor; a job is
-a top-level function of plain arguments.  Every evaluation goes through one `taskscope.evaluate.EvalCache`
+lists them in run order with the config slice each one reads.  Fan-out stages run one job per item (model,
+model x context, checkpoint) through the executor; a job is a top-level function of plain arguments.  Every evaluation goes through one `taskscope.evaluate.EvalCache`
 under ``run_dir/eval_cache``, so a changed few-shot grid reruns the ``fewshot`` stage but retrains and
 re-evaluates only the (task, shots, seed) runs it has not seen before.
 """
@@ -61,7 +61,8 @@ def transfer_stages(config: TransferConfig) -> list[Stage]:
     stages = [
         Stage("tasks", run_tasks, lambda c: {"tasks": dump(c.tasks), "prompt_format": section_slice(c.prompt_format),
                                              "model": c.model, "prompt_budget": c.seen_prompt_budget(),
-                                             "data": [data_fingerprint(c.tasks.source), data_fingerprint(c.tasks.split_dir)]},
+                                             "data": [data_fingerprint(c.tasks.source),
+                                                      data_fingerprint(c.tasks.split_dir)]},
               version="4"),  # 4: the typed prompt format (n_exemplars explicit)
         Stage("instruction_tune", run_instruction_tune,
               lambda c: {"model": c.model, **model_options_slice(c), "unsupervised_text": str(c.unsupervised_text),
@@ -94,5 +95,7 @@ def transfer_stages(config: TransferConfig) -> list[Stage]:
 
 
 def dump_models(config: TransferConfig) -> list[dict[str, Any]]:
-    return [{**m.model_dump(mode="json"), "train": section_slice(config.train_config(m.name)) if m.kind == "multitask" else {}}
+    """The models as the analysis stage's slice reads them: each with its merged instruction-tuning config."""
+    return [{**m.model_dump(mode="json"),
+             "train": section_slice(config.train_config(m.name)) if m.kind == "multitask" else {}}
             for m in config.models]
