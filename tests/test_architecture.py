@@ -18,6 +18,11 @@ ALLOWED = {
     "evaluate": {"common", "tasks", "models", "train", "represent"},
     "analysis": {"common", "tasks", "models", "train", "represent", "similarity", "evaluate"},
     "report": {"common", "analysis", "tasks"},
+    # the engine: everything above, but never a study kind (it reaches them through the study registry only)
+    "pipeline": {"common", "tasks", "models", "train", "represent", "similarity", "analysis", "evaluate", "report"},
+    # the study kinds: what the engine may import, and the engine
+    "studies": {"common", "tasks", "models", "train", "represent", "similarity", "analysis", "evaluate", "report",
+                "pipeline"},
 }
 
 
@@ -84,3 +89,20 @@ def test_package_imports_follow_the_data_flow(package: str) -> None:
         if extra:
             bad.append(f"{path.relative_to(SRC)} imports {sorted(extra)}")
     assert not bad, "\n".join(bad)
+
+
+def test_the_engine_reaches_the_study_kinds_only_through_the_registry() -> None:
+    """``pipeline`` imports no study package; the registry names the built-in kinds by module path, each a
+    package of ``taskscope.studies`` that registers the kind of the same id when imported."""
+    import subprocess
+    import sys
+
+    from taskscope.pipeline.kinds import STUDIES
+
+    assert all(module.startswith("taskscope.studies.") for module in STUDIES.builtin_modules)
+    assert [module.rsplit(".", 1)[1] for module in STUDIES.builtin_modules] == ["mossa", "transfer"]
+    assert set(STUDIES.names()) >= {"mossa", "transfer"}
+    code = ("import sys, taskscope.pipeline, taskscope.pipeline.run; "
+            "print(sorted(m for m in sys.modules if m.startswith('taskscope.studies')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

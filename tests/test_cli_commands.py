@@ -55,10 +55,10 @@ def test_config_show_is_resolved_with_defaults_and_typed_overrides() -> None:
     shown = yaml.safe_load(result.stdout)
     assert shown["study"] == "mossa" and shown["tasks"]["n_inputs"] == 20
     assert shown["similarity"]["kernels"] == ["linear", "rbf"] and shown["report"]["title"] is None
-    from taskscope.pipeline.config import StudyConfig
+    from taskscope.studies.mossa.config import MossaConfig
 
     stated = yaml.safe_load((CONFIG_DIR / "tiny.yaml").read_text())
-    defaults = StudyConfig().model_dump(mode="json")
+    defaults = MossaConfig().model_dump(mode="json")
     unstated = [key for key in defaults if key not in stated]
     assert unstated and all(shown[key] == defaults[key] for key in unstated)  # defaults the preset does not state
     assert load_config("tiny", ["tasks.n_inputs=20"]).tasks.n_inputs == 20
@@ -66,7 +66,7 @@ def test_config_show_is_resolved_with_defaults_and_typed_overrides() -> None:
 
 @pytest.mark.parametrize(("item", "expected"), [
     ("tasks.n_inputs=2", "tasks.n_inputs"), ("tasks.n_inputz=8", "did you mean 'n_inputs'"),
-    ("noequals", "KEY=VALUE"), ("experimental_models.9.name=x", "no item 9"),
+    ("noequals", "KEY=VALUE"), ("models.9.name=x", "no item 9"),
 ])
 def test_bad_overrides_are_one_line_naming_the_field(item: str, expected: str) -> None:
     result, out = invoke("config", "validate", "tiny", "--no-tasks", "--set", item)
@@ -138,7 +138,7 @@ def test_tasks_list_never_cuts_a_task_name(tmp_path: Path) -> None:
 
 def test_run_records_overrides_and_open_run_exposes_tables_config_and_artifacts(tiny_run: Path) -> None:
     run = open_run(tiny_run)
-    assert type(run).__name__ == "Run"
+    assert type(run).__name__ == "MossaRun"
     assert run.config.tasks.n_inputs == 12 and run.config.control_seeds == 1
     assert run.manifest["overrides"] == ["tasks.n_inputs=12", "control_seeds=1"]
     assert isinstance(run.tables["mossa"], pd.DataFrame) and "cka" in run.tables["mossa"]

@@ -9,7 +9,6 @@ import yaml
 
 from taskscope.common.paths import UnsafePathError, component_problem, inside
 from taskscope.pipeline.config import ConfigError, config_from_dict
-from taskscope.pipeline.transfer_config import transfer_config_from_dict
 from taskscope.tasks import Instance, Task, TaskError, load_suite
 
 
@@ -17,8 +16,8 @@ from taskscope.tasks import Instance, Task, TaskError, load_suite
     ({"name": "../../x"}, "name"),
     ({"name": "/tmp/elsewhere"}, "name"),
     ({"name": ".."}, "name"),
-    ({"experimental_models": [{"name": "..", "kind": "pretrained"}]}, "experimental_models.0.name"),
-    ({"experimental_models": [{"name": ".", "kind": "pretrained"}]}, "experimental_models.0.name"),
+    ({"models": [{"name": "..", "kind": "pretrained"}]}, "models.0.name"),
+    ({"models": [{"name": ".", "kind": "pretrained"}]}, "models.0.name"),
 ])
 def test_mossa_config_rejects_names_that_leave_the_run_folder(data, field):
     with pytest.raises(ConfigError) as info:
@@ -34,14 +33,14 @@ def test_mossa_config_rejects_names_that_leave_the_run_folder(data, field):
 ])
 def test_transfer_config_rejects_names_that_leave_the_run_folder(data, field):
     with pytest.raises(ConfigError) as info:
-        transfer_config_from_dict(data, "bad.yaml")
+        config_from_dict({"study": "transfer", **data}, "bad.yaml")
     assert any(line.strip().startswith(f"{field}:") for line in str(info.value).splitlines())
 
 
 def test_ordinary_names_still_validate():
     config = config_from_dict({"name": "my-study_1.2",
-                               "experimental_models": [{"name": "pretrained", "kind": "pretrained"},
-                                                       {"name": "it.v2", "kind": "multitask"}],
+                               "models": [{"name": "pretrained", "kind": "pretrained"},
+                                          {"name": "it.v2", "kind": "multitask"}],
                                "layer_map": {"reference_model": "it.v2"}})
     assert config.name == "my-study_1.2"
 

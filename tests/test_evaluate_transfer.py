@@ -161,12 +161,12 @@ def test_icl_uses_a_named_format_and_k(loaded) -> None:
 
 
 def test_study_defaults_exemplars_from_positive_examples_and_k_3_everywhere() -> None:
-    from taskscope.pipeline.transfer_config import TransferStudyConfig
+    from taskscope.studies.transfer.config import TransferConfig
 
-    config = TransferStudyConfig(fewshot={"contexts": ["mueller_context"]},
-                                 context={"format": "mueller_context"}, icl={"format": "mueller_context"})
+    config = TransferConfig(fewshot={"contexts": ["mueller_context"]}, prompt_format={"format": "mueller_context"},
+                            icl={"format": "mueller_context"})
     assert config.icl.exemplars == "positive_examples" and config.icl.k == 3
-    assert config.fewshot.k == 3 and config.context_format().n_exemplars == 3
-    assert TransferStudyConfig(context={"kind": "exemplars"}).context_format().n_exemplars == 3
+    assert config.fewshot.k == 3 and config.prompt_format.n_exemplars == 3
+    assert TransferConfig(prompt_format={"kind": "exemplars"}).prompt_format.n_exemplars == 3
     with pytest.raises(ValueError, match="unknown context / prompt format 'fig5'"):
-        TransferStudyConfig(fewshot={"contexts": ["fig5"]})
+        TransferConfig(fewshot={"contexts": ["fig5"]})

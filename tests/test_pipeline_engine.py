@@ -172,15 +172,15 @@ def test_ray_executor_fans_out_and_resumes(config, tmp_path):
 
 def test_unknown_heldout_cluster_is_named(tmp_path):
     from taskscope.pipeline.config import config_from_dict
-    from taskscope.pipeline.study import study_stages
+    from taskscope.studies.mossa.stages import mossa_stages
 
     config = config_from_dict({
         "model": "tiny:llama", "tasks": {"options": {"n_instances": 12}, "clusters": ["nli", "sentiment"],
                                          "max_tasks_per_cluster": 1, "n_inputs": 4, "n_train": 4},
-        "experimental_models": [{"name": "instruction_tuned", "kind": "multitask", "heldout_clusters": ["nlii"]}], "layer_map": {"rule": "threshold"},
-        "report": {"baseline_model": "instruction_tuned"}})
-    stages = [s for s in study_stages() if s.name in ("tasks", "experimental")]
-    with pytest.raises(ValueError, match=r"experimental_models\['instruction_tuned'\].heldout_clusters: \['nlii'\]"):
+        "models": [{"name": "instruction_tuned", "kind": "multitask", "heldout_clusters": ["nlii"]}],
+        "layer_map": {"rule": "threshold"}, "baseline_model": "instruction_tuned"})
+    stages = [s for s in mossa_stages() if s.name in ("tasks", "experimental")]
+    with pytest.raises(ValueError, match=r"models\['instruction_tuned'\].heldout_clusters: \['nlii'\]"):
         run_stages(stages, config, tmp_path, get_executor("local"))
 
 

@@ -11,7 +11,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from taskscope.pipeline import load_config, run_study
-from taskscope.pipeline.study import STATES_FILE
+from taskscope.studies.mossa.extract import STATES_FILE
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +39,14 @@ def test_the_manifest_of_a_study_names_its_models_seeds_and_stages(finished_run,
     assert manifest["status"] == "succeeded" and manifest["study"] == {"kind": "mossa", "name": "tiny"}
     stages = {stage["name"]: stage for stage in manifest["stages"]}
     assert list(stages) == ["tasks", "controls", "control_scores", "experimental", "extract", "similarity", "ceiling", "analysis", "report"]
-    from taskscope.pipeline.study import study_stages
+    from taskscope.studies.mossa.stages import mossa_stages
 
-    declared = {stage.name: stage.version for stage in study_stages()}
+    declared = {stage.name: stage.version for stage in mossa_stages()}
     assert all(s["version"] == declared[name] and s["compute_seconds"] > 0 for name, s in stages.items())
     base = manifest["models"][0]
     assert base["spec"] == "tiny:llama" and len(base["fingerprint"]) == 64
     assert manifest["seeds"]["tasks.seed"] == tiny_config.tasks.seed
-    assert manifest["dtypes"]["extraction.dtype"] == "float32"
+    assert manifest["dtypes"]["extraction.load_dtype"] == "float32"
     # every extraction job decides on prefix sharing once per task: each control (one task, per seed) + 3 models x 4 tasks
     decisions = manifest["fast_paths"]["extract.share_prefix"]
     assert decisions["used"] + sum(decisions["skipped"].values()) == 4 * tiny_config.control_seeds + 3 * 4
@@ -98,7 +98,8 @@ def test_a_damaged_control_model_is_trained_again_and_the_tables_do_not_change(f
 def test_an_edited_task_definition_reruns_the_tasks_stage(tiny_config, tmp_path, write_sni, sni_data):
     from taskscope.pipeline.executors import get_executor
     from taskscope.pipeline.stages import run_stages
-    from taskscope.pipeline.study import read_tasks, study_stages
+    from taskscope.studies.common.tasks import read_tasks
+    from taskscope.studies.mossa.stages import mossa_stages
 
     for name in ("task1_a", "task2_b"):
         write_sni(name, sni_data(n_instances=6, Definition=f"Answer {name}."))
@@ -106,7 +107,7 @@ def test_an_edited_task_definition_reruns_the_tasks_stage(tiny_config, tmp_path,
     config = tiny_config.model_copy(update={"tasks": tiny_config.tasks.model_copy(update={
         "source": f"sni:{data}", "clusters": None, "max_tasks_per_cluster": None, "options": {}, "n_inputs": 2,
         "n_train": 2})})
-    stages = [s for s in study_stages() if s.name in ("tasks",)]  # nothing is trained: the key is what matters
+    stages = [s for s in mossa_stages() if s.name in ("tasks",)]  # nothing is trained: the key is what matters
     first = run_stages(stages, config, tmp_path / "run", get_executor("local"))["tasks"]
     assert run_stages(stages, config, tmp_path / "run", get_executor("local"))["tasks"].cached
     write_sni("task2_b", sni_data(n_instances=6, Definition="An edited definition that must reach the prompts."))

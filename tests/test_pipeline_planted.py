@@ -20,7 +20,10 @@ import pytest
 import torch
 
 from taskscope.pipeline import load_config, run_study
-from taskscope.pipeline import study as study_module
+from taskscope.studies.mossa import analysis as mossa_analysis
+from taskscope.studies.mossa import extract as mossa_extract
+from taskscope.studies.mossa import tasks as mossa_tasks
+from taskscope.studies.mossa import training as mossa_training
 
 N_BLOCKS = 6
 TOLERANCE = 1e-5
@@ -39,7 +42,7 @@ def _perturbed(base_spec: str, load: dict, first_block: int, seed: int, out_dir:
     weights = Path(out_dir) / "model"
     loaded.model.save_pretrained(weights, safe_serialization=True)
     loaded.tokenizer.save_pretrained(weights)
-    (Path(out_dir) / study_module.CHECKPOINT_FILE).write_text(json.dumps(
+    (Path(out_dir) / mossa_training.CHECKPOINT_FILE).write_text(json.dumps(
         {"base": base_spec, "kind": "full", "steps": 0, "stop_reason": "planted", "weights": "model"}))
 
 
@@ -53,7 +56,7 @@ def planted(tmp_path_factory):
     config = config.model_copy(update={
         "model": f"tiny:llama:{N_BLOCKS}",
         "tasks": config.tasks.model_copy(update={"clusters": ["arithmetic", "closed_book_qa", "sentiment"]}),
-        "experimental_models": [m for m in config.experimental_models if not (m.heldout_tasks or m.heldout_clusters)],
+        "models": [m for m in config.models if not (m.heldout_tasks or m.heldout_clusters)],
         "control_seeds": 2,
         "control_evaluation": config.control_evaluation.model_copy(update={"generate": False, "n_bootstrap": 0}),
         "similarity": config.similarity.model_copy(update={
@@ -63,17 +66,17 @@ def planted(tmp_path_factory):
     })
     run_dir = tmp_path_factory.mktemp("planted") / "run"
     patch = pytest.MonkeyPatch()
-    tasks = [t.name for t in study_module.select_suite(config)]
+    tasks = [t.name for t in mossa_tasks.select_suite(config)]
     k = _planted_k(tasks)
 
     def control_job(base_spec, load, train_config, task, records, validation, tracking, out_dir):
         _perturbed(base_spec, load, k[task], 1000 * k[task] + int(train_config.get("seed", 0)), out_dir)
 
-    def multitask_job(base_spec, load, train_config, data, tracking, out_dir):
+    def instruction_tune_job(base_spec, load, train_config, data, text_source, tracking, out_dir):
         _perturbed(base_spec, load, 3, 7, out_dir)
 
-    patch.setattr(study_module, "control_job", control_job)
-    patch.setattr(study_module, "multitask_job", multitask_job)
+    patch.setattr(mossa_training, "control_job", control_job)
+    patch.setattr(mossa_training, "instruction_tune_job", instruction_tune_job)
     try:
         run = run_study(config, run_dir)
     finally:
@@ -82,7 +85,7 @@ def planted(tmp_path_factory):
 
 
 def _states(run, item: str) -> dict:
-    return study_module.load_states(run.run_dir / run.stages["extract"]["folder"], item)
+    return mossa_extract.load_states(run.run_dir / run.stages["extract"]["folder"], item)
 
 
 def _onset(curve: np.ndarray) -> int:
@@ -147,7 +150,7 @@ def _rerun_similarity(run, config, tmp_path, monkeypatch, patch) -> object:
 def test_check_fails_when_tasks_meet_another_tasks_control(planted, tmp_path, monkeypatch):
     config, run, k = planted
     tasks = sorted(k)
-    real = study_module.load_states
+    real = mossa_extract.load_states
 
     def rotated(extract_dir, item):
         name = item.removeprefix("control-")
@@ -157,7 +160,7 @@ def test_check_fails_when_tasks_meet_another_tasks_control(planted, tmp_path, mo
         return real(extract_dir, item)
 
     broken = _rerun_similarity(run, config, tmp_path, monkeypatch,
-                               lambda mp: mp.setattr(study_module, "load_states", rotated))
+                               lambda mp: mp.setattr(mossa_analysis, "load_states", rotated))
     monkeypatch.undo()
     with pytest.raises(AssertionError):
         check_planted(broken, k)

@@ -7,8 +7,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from taskscope.pipeline import Run, load_config, run_study
-from taskscope.pipeline import study as study_module
+from taskscope.pipeline import load_config, run_study
+from taskscope.studies.mossa import extract as extract_module
+from taskscope.studies.mossa.run import MossaRun
 
 
 
@@ -90,7 +91,7 @@ def test_killed_mid_extract_resumes_without_redoing_finished_work(finished_run, 
     shutil.copytree(finished_run.run_dir, run_dir)
     for name in ("extract", "similarity", "ceiling", "analysis", "report"):  # as if stopped before extraction
         shutil.rmtree(run_dir / finished_run.stages[name]["folder"])
-    real_job = study_module.extract_job
+    real_job = extract_module.extract_job
     calls = []
 
     def crashing_job(*args):
@@ -99,7 +100,7 @@ def test_killed_mid_extract_resumes_without_redoing_finished_work(finished_run, 
         calls.append(args[0])
         return real_job(*args)
 
-    monkeypatch.setattr(study_module, "extract_job", crashing_job)
+    monkeypatch.setattr(extract_module, "extract_job", crashing_job)
     with pytest.raises(KeyboardInterrupt):
         run_study(tiny_config, run_dir)
     extract_dir = run_dir / finished_run.stages["extract"]["folder"]
@@ -109,7 +110,7 @@ def test_killed_mid_extract_resumes_without_redoing_finished_work(finished_run, 
     markers = {n: (run_dir / finished_run.stages[n]["folder"] / "_done.json").read_text() for n in trained}
 
     resumed = []
-    monkeypatch.setattr(study_module, "extract_job", lambda *args: (resumed.append(args[0]), real_job(*args)))
+    monkeypatch.setattr(extract_module, "extract_job", lambda *args: (resumed.append(args[0]), real_job(*args)))
     run = run_study(tiny_config, run_dir)
     assert all(run.stages[n]["cached"] for n in trained) and not run.stages["extract"]["cached"]
     assert {n: (run_dir / finished_run.stages[n]["folder"] / "_done.json").read_text() for n in trained} == markers
@@ -135,4 +136,4 @@ def test_cli_function_reuses_a_finished_run(finished_run):
     result = CliRunner().invoke(app, ["run", str(config_path), "--run-dir", str(finished_run.run_dir)])
     assert result.exit_code == 0, result.output
     assert "report.html" in result.output
-    assert all(info["cached"] for info in Run(finished_run.run_dir).stages.values())
+    assert all(info["cached"] for info in MossaRun(finished_run.run_dir).stages.values())

@@ -21,13 +21,14 @@ import torch
 import yaml
 
 from taskscope.pipeline.executors import EXECUTORS
+from taskscope.pipeline.kinds import STUDIES
 from taskscope.registry import Registry, RegistryError
 from taskscope.similarity import KERNELS, MEASURES
 from taskscope.tasks.registry import SOURCES
 from taskscope.train.samplers import SAMPLERS
 
 FAMILIES = {"sources": SOURCES, "samplers": SAMPLERS, "measures": MEASURES, "kernels": KERNELS,
-            "executors": EXECUTORS}
+            "executors": EXECUTORS, "studies": STUDIES}
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -146,15 +147,20 @@ PLUGIN_FILES = {
 }
 
 
-@pytest.fixture
-def plugin_package(tmp_path, monkeypatch):
-    root = tmp_path / "site"
-    for relative, text in PLUGIN_FILES.items():
+def install_plugin(root: Path, files: dict[str, str], monkeypatch) -> Path:
+    """Write a plug-in distribution (its files and ``.dist-info``) under ``root`` and put ``root`` on sys.path."""
+    for relative, text in files.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip())
     monkeypatch.syspath_prepend(str(root))
     importlib.invalidate_caches()
+    return root
+
+
+@pytest.fixture
+def plugin_package(tmp_path, monkeypatch):
+    root = install_plugin(tmp_path / "site", PLUGIN_FILES, monkeypatch)
     for registry in (MEASURES, SAMPLERS, SOURCES):
         registry.reload_plugins()
     yield root
@@ -180,15 +186,15 @@ def stage_dir(run, name: str) -> Path:
 def test_a_study_uses_a_plugin_measure_sampler_and_source(plugin_package, tmp_path):
     from taskscope.pipeline import run_study
     from taskscope.pipeline.config import config_from_dict
-    from taskscope.pipeline.study import load_states
+    from taskscope.studies.mossa.extract import load_states
 
     data = yaml.safe_load((CONFIG_DIR / "tiny.yaml").read_text())
     data["tasks"] = {**data["tasks"], "source": "subset",
                      "options": {"clusters": ["arithmetic", "nli", "sentiment"], "n_instances": 48}}
     data["tasks"].pop("clusters")
-    data["experimental_models"] = data["experimental_models"][:2]
+    data["models"] = data["models"][:2]
     data["control_seeds"] = 1
-    data["multitask_training"] = {**data["multitask_training"], "sampler": "first_task",
+    data["instruction_tuning"] = {**data["instruction_tuning"], "sampler": "first_task",
                                   "sampler_kwargs": {"weight": 2.0}, "log_every": 1}
     data["similarity"] = {**data["similarity"], "measures": ["gram_corr", {"name": "procrustes"}]}
     data["output_dir"] = str(tmp_path)
@@ -242,3 +248,104 @@ def test_a_plugin_cannot_take_a_builtin_name(tmp_path, monkeypatch):
     finally:
         sys.modules.pop("clash", None)
     assert KERNELS.lookup("linear").__name__ != "Impostor"
+
+
+# ------------------------------------------------------------------------------ a third-party study kind
+TOY_FILES = {
+    "toyplug/__init__.py": "",
+    # one file: a one-stage study kind whose stage writes a table of squares
+    "toyplug/toy.py": '''
+        from pathlib import Path
+        from typing import Literal
+
+        import pandas as pd
+        from pydantic import Field
+
+        from taskscope.common.files import atomic_write_text
+        from taskscope.pipeline.config import StudyConfigBase
+        from taskscope.pipeline.kinds import StudyKind
+        from taskscope.pipeline.stages import Stage
+        from taskscope.pipeline.view import RunView
+
+
+        class ToyConfig(StudyConfigBase):
+            study: Literal["toy"] = "toy"
+            n_rows: int = Field(3, ge=1)
+
+
+        def run_squares(ctx):
+            rows = pd.DataFrame({"i": range(ctx.config.n_rows)})
+            atomic_write_text(ctx.out_dir / "squares.csv", rows.assign(square=rows["i"] ** 2).to_csv(index=False))
+
+
+        def run_report(ctx):
+            total = int(pd.read_csv(ctx.inputs["squares"] / "squares.csv")["square"].sum())
+            atomic_write_text(ctx.out_dir / "report.html", f"<p>sum of squares {total}</p>")
+
+
+        class ToyRun(RunView):
+            """The toy study's run view."""
+
+
+        def stages(config):
+            return [Stage("squares", run_squares, lambda c: {"n_rows": c.n_rows}, publish=("squares.csv",)),
+                    Stage("report", run_report, lambda c: {}, needs=("squares",), publish=("report.html",))]
+
+
+        TOY = StudyKind(id="toy", config_model=ToyConfig, stages=stages, view=ToyRun,
+                        expected_tables=lambda config: ["squares"], report=run_report,
+                        presets_dir=Path(__file__).parent / "presets")
+    ''',
+    "toyplug/presets/toy_small.yaml": "# A toy preset: two squares.\nstudy: toy\nname: small\nmodel: tiny:llama\n"
+                                      "n_rows: 2\n",
+    # the registration line: one entry point
+    "toyplug-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: toyplug\nVersion: 0.1\n",
+    "toyplug-0.1.dist-info/entry_points.txt": "[taskscope.studies]\ntoy = toyplug.toy:TOY\n",
+}
+
+
+@pytest.fixture
+def toy_kind(tmp_path, monkeypatch):
+    install_plugin(tmp_path / "site", TOY_FILES, monkeypatch)
+    STUDIES.reload_plugins()
+    yield STUDIES.lookup("toy")
+    STUDIES.remove("toy")
+    for module in [m for m in sys.modules if m == "toyplug" or m.startswith("toyplug.")]:
+        del sys.modules[module]
+
+
+def test_a_plugin_study_kind_runs_from_yaml_and_opens_with_its_own_view(toy_kind, tmp_path):
+    from taskscope.pipeline import open_run, rebuild_report, run_study
+    from taskscope.pipeline.config import ConfigError, load_config
+
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump({"study": "toy", "name": "squares", "model": "tiny:llama", "n_rows": 5,
+                                    "output_dir": str(tmp_path / "runs")}))
+    run = run_study(path)
+    assert type(run) is toy_kind.view and run.run_dir == tmp_path / "runs" / "squares"
+    opened = open_run(run.run_dir)
+    assert type(opened) is toy_kind.view and opened.config == load_config(path)
+    squares = opened.tables["squares"]
+    assert isinstance(squares, pd.DataFrame) and list(squares.columns) == ["i", "square"]
+    assert squares["square"].tolist() == [i * i for i in range(5)] and list(opened.tables) == ["squares"]
+    assert opened.manifest["study"] == {"kind": "toy", "name": "squares"}
+
+    rebuilt = rebuild_report(run.run_dir, tmp_path / "again")  # the toy's own report stage, on the stored table
+    assert rebuilt.read_text() == "<p>sum of squares 30</p>" == (run.run_dir / "report.html").read_text()
+
+    path.write_text(yaml.safe_dump({"study": "toy", "n_rows": 0}))
+    with pytest.raises(ConfigError, match=r"n_rows: Input should be greater than or equal to 1"):
+        load_config(path)
+
+
+def test_a_plugin_study_kinds_presets_are_listed_and_found_by_name(toy_kind):
+    from typer.testing import CliRunner
+
+    from taskscope.cli import app
+    from taskscope.pipeline.config import load_config, presets
+
+    assert presets()["toy_small"] == "A toy preset" and "tiny" in presets()
+    config = load_config("toy_small")
+    assert isinstance(config, toy_kind.config_model) and config.n_rows == 2
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["configs", "list"])
+    assert result.exit_code == 0 and "toy_small" in result.output and "quickstart" in result.output

@@ -316,8 +316,8 @@ def test_extract_job_cuts_a_100k_character_instance_and_records_the_count(tmp_pa
     import json
     import logging
 
-    from taskscope.pipeline.config import ExtractionConfig
-    from taskscope.pipeline.study import TRUNCATION_FILE, extract_job
+    from taskscope.studies.mossa.config import ExtractionConfig
+    from taskscope.studies.mossa.extract import TRUNCATION_FILE, extract_job
 
     huge = "word " * 20_000  # 100k characters: 100k byte tokens, far past the tiny model's 512 positions
     prompts = {"long_task": [huge, "a short one", "another"], "short_task": ["x y", "z"]}
@@ -334,8 +334,8 @@ def test_extract_job_cuts_a_100k_character_instance_and_records_the_count(tmp_pa
 def test_explicit_max_length_overrides_the_context_length(tmp_path):
     import json
 
-    from taskscope.pipeline.config import ExtractionConfig
-    from taskscope.pipeline.study import TRUNCATION_FILE, extract_job
+    from taskscope.studies.mossa.config import ExtractionConfig
+    from taskscope.studies.mossa.extract import TRUNCATION_FILE, extract_job
 
     extraction = ExtractionConfig(max_length=8, truncation_side="right").model_dump()
     extract_job("tiny:llama", {"device": "cpu"}, extraction, {"t": ["0123456789abcdef", "ab"]}, tmp_path)

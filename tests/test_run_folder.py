@@ -227,7 +227,7 @@ def test_run_force_accepts_stage_names_and_rejects_unknown_ones():
 
     from taskscope.cli import app
     from taskscope.pipeline.stages import forced_stages
-    from taskscope.pipeline.study import study_stages
+    from taskscope.studies.mossa.stages import mossa_stages
 
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
     result = CliRunner().invoke(app, ["run", str(tiny), "--force", "reprot"])
@@ -238,9 +238,9 @@ def test_run_force_accepts_stage_names_and_rejects_unknown_ones():
     missing = CliRunner().invoke(app, ["run", str(tiny.parent / "no_such.yaml"), "--force", "report"])
     assert missing.exit_code == 1 and "Traceback" not in missing.output
     assert len(missing.output.strip().splitlines()) == 1 and "no_such.yaml" in missing.output
-    assert forced_stages(study_stages(), ["report"]) == {"report"}
-    assert forced_stages(study_stages(), ["extract"]) == {"extract", "similarity", "ceiling", "analysis", "report"}
-    assert forced_stages(study_stages(), ["controls", "all"]) == {s.name for s in study_stages()}
+    assert forced_stages(mossa_stages(), ["report"]) == {"report"}
+    assert forced_stages(mossa_stages(), ["extract"]) == {"extract", "similarity", "ceiling", "analysis", "report"}
+    assert forced_stages(mossa_stages(), ["controls", "all"]) == {s.name for s in mossa_stages()}
 
 
 # ---------------------------------------------------------------- CLI: one-line errors of the run folder

@@ -123,19 +123,19 @@ def test_a_run_writes_what_the_loader_dropped_and_counts_it_in_the_manifest(writ
     import warnings
 
     from taskscope.pipeline import load_config, run_study
-    from taskscope.pipeline.config import StudyConfig
-    from taskscope.pipeline.study import study_stages
+    from taskscope.studies.mossa.config import MossaConfig
+    from taskscope.studies.mossa.stages import mossa_stages
 
     write_sni("task1_en", sni_data(n_instances=12))
     write_sni("task2_fr", sni_data(n_instances=12, Output_language=["French"]))
     config = load_config("tiny").model_dump(mode="json")
     config["tasks"] = {"source": f"sni:{tmp_path / 'sni'}", "n_inputs": 4, "n_train": 4}
-    config["experimental_models"] = [{"name": "pretrained", "kind": "pretrained"},
-                                     {"name": "instruction_tuned", "kind": "multitask"}]
-    tasks_stage = [stage for stage in study_stages() if stage.name == "tasks"]
+    config["models"] = [{"name": "pretrained", "kind": "pretrained"},
+                        {"name": "instruction_tuned", "kind": "multitask"}]
+    tasks_stage = [stage for stage in mossa_stages() if stage.name == "tasks"]
     with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="taskscope.pipeline"):
         warnings.simplefilter("ignore", UserWarning)  # the loader's own warning is tested above
-        run = run_study(StudyConfig.model_validate(config), tmp_path / "run", stages=tasks_stage)
+        run = run_study(MossaConfig.model_validate(config), tmp_path / "run", stages=tasks_stage)
     folder = run.run_dir / run.stages["tasks"]["folder"]
     recorded = json.loads((folder / "dropped.json").read_text())
     assert (recorded["n_tasks"], recorded["n_records"]) == (1, 0)
@@ -147,5 +147,5 @@ def test_a_run_writes_what_the_loader_dropped_and_counts_it_in_the_manifest(writ
     (tmp_path / "sni" / "task2_fr.json").unlink()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        clean = run_study(StudyConfig.model_validate(config), tmp_path / "run", stages=tasks_stage)
+        clean = run_study(MossaConfig.model_validate(config), tmp_path / "run", stages=tasks_stage)
     assert clean.manifest["dropped"]["n_tasks"] == 0 and clean.stages["tasks"]["cached"] is False

@@ -8,11 +8,12 @@ import warnings
 import pytest
 
 from taskscope.models.tiny import byte_tokenizer
+from taskscope.pipeline.config import load_config
 from taskscope.pipeline.stages import StageContext
-from taskscope.pipeline.transfer_config import load_transfer_config
-from taskscope.pipeline.transfer_study import _examples, read_tasks, run_tasks
+from taskscope.studies.common.tasks import examples, read_tasks
+from taskscope.studies.transfer.tasks import run_tasks
 from taskscope.tasks.builtin import load_builtin
-from taskscope.tasks.formats import FormattedExample, PromptTruncationWarning, tk_punctuate
+from taskscope.tasks.formats import FormattedExample, PromptFormat, PromptTruncationWarning, tk_punctuate
 from taskscope.train.data import encode_tasks, fit_lengths, prompt_token_budget, truncation_counts, warn_truncation
 
 
@@ -47,10 +48,10 @@ def test_a_prompt_within_prompt_token_budget_is_never_cut() -> None:
 
 def test_seen_task_prompts_drop_exemplars_first_and_keep_definition_and_query(tmp_path) -> None:
     """Fails on the old code: seen prompts were formatted without a budget and cut from the left in training."""
-    base = load_transfer_config("transfer_tiny")
+    base = load_config("transfer_tiny")
     config = base.model_copy(update={
-        "context": {"kind": "definition_exemplars"},
-        "instruction_tuning": {**base.instruction_tuning, "max_length": 420, "max_target_length": 16},
+        "prompt_format": PromptFormat(kind="definition_exemplars", n_exemplars=3),
+        "instruction_tuning": base.instruction_tuning.model_copy(update={"max_length": 420, "max_target_length": 16}),
     })
     budget = config.seen_prompt_budget()
     assert budget == prompt_token_budget(420, 16)  # tighter than the evaluation's
@@ -74,6 +75,6 @@ def test_seen_task_prompts_drop_exemplars_first_and_keep_definition_and_query(tm
                 assert tk_punctuate(task.render(by_id[record["instance_id"]]).input) in record["prompt"]
                 dropped += record["dropped_exemplars"]
     assert dropped > 0  # the budget bit: exemplars, not the definition, paid for it
-    train = {name: _examples(info["train"]) for name, info in seen.items()}
+    train = {name: examples(info["train"]) for name, info in seen.items()}
     assert truncation_counts(encode_tasks(tokenizer, train), max_length=420, max_target_length=16,
                              is_encoder_decoder=False) == {}

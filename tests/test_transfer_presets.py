@@ -3,20 +3,19 @@ quickstart big enough to mean something (>= 8 unseen tasks x 20 test instances, 
 
 from __future__ import annotations
 
-from taskscope.pipeline.config import CONFIG_DIR
-from taskscope.pipeline.transfer_config import load_transfer_config
+from taskscope.pipeline.config import CONFIG_DIR, load_config
 from taskscope.train.config import TrainConfig
 
 SNI = ["tasks.source=sni:/data/natural-instructions"]  # the paper presets' required setting
 
 
 def test_paper_preset_has_the_papers_hyper_parameters() -> None:
-    config = load_transfer_config(CONFIG_DIR / "transfer_paper_t5.yaml", SNI)
+    config = load_config(CONFIG_DIR / "transfer_paper_t5.yaml", SNI)
     assert config.model == "google/t5-large-lm-adapt"
     it = TrainConfig.model_validate(config.train_config("proportional"))
     assert (it.lr, it.batch_size * it.grad_accum, it.epochs, it.warmup_steps, it.checkpoint_every, it.lora) == (
         5e-4, 16, 3.0, 500, 50_000, None)
-    limits = sorted(config.train_config(n)["data_limit"] for n in config.analyses.data_limit)
+    limits = sorted(config.train_config(n).data_limit for n in config.analyses.data_limit)
     assert limits[0] == 10 and limits[-1] == 5000
     assert config.tasks.options == {"preset": "mueller"} and (config.tasks.validation, config.tasks.test) == (0.1, 0.1)
     assert (config.tasks.unseen_test, config.tasks.fewshot_pool) == (100, 40)
@@ -29,8 +28,8 @@ def test_paper_preset_has_the_papers_hyper_parameters() -> None:
 
 
 def test_gpu_hour_preset_keeps_the_shape_at_a_smaller_size() -> None:
-    paper = load_transfer_config(CONFIG_DIR / "transfer_paper_t5.yaml", SNI)
-    gpu = load_transfer_config(CONFIG_DIR / "transfer_gpu_hour.yaml", SNI)
+    paper = load_config(CONFIG_DIR / "transfer_paper_t5.yaml", SNI)
+    gpu = load_config(CONFIG_DIR / "transfer_gpu_hour.yaml", SNI)
     assert gpu.model == paper.model and gpu.tasks.options == paper.tasks.options
     it = TrainConfig.model_validate(gpu.train_config("proportional"))
     assert it.max_steps <= 5000 and it.lr == 5e-4 and it.warmup_steps == 500
@@ -38,11 +37,11 @@ def test_gpu_hour_preset_keeps_the_shape_at_a_smaller_size() -> None:
 
 
 def test_quickstart_has_at_least_8_unseen_tasks_x_20_test_instances_and_2_seeds() -> None:
-    from taskscope.pipeline.transfer_study import _split_suite, _tasks_key, unseen_task
+    from taskscope.studies.transfer.tasks import split_seen_unseen, unseen_task
 
-    config = load_transfer_config(CONFIG_DIR / "transfer_quickstart.yaml")
+    config = load_config(CONFIG_DIR / "transfer_quickstart.yaml")
     tasks = config.tasks.model_dump(mode="json")
-    _, unseen = _split_suite(_tasks_key(tasks))
+    _, _, unseen = split_seen_unseen(tasks)
     assert len(unseen) >= 8
     for task in unseen:
         _, test, pool = unseen_task(tasks, task.name)

@@ -58,11 +58,11 @@ def test_fixed_warmup_steps_and_the_constant_fewshot_schedule(tmp_path: Path) ->
     # after step s the scheduler has stepped s times: warm-up 1e-2 * s / 2, then linear decay over 4 steps
     assert lrs[:2] == pytest.approx([5e-3, 1e-2]) and lrs[2] == pytest.approx(1e-2 * 3 / 4)
 
-    from taskscope.pipeline.transfer_config import TransferStudyConfig
+    from taskscope.studies.transfer.config import TransferConfig
 
-    fewshot = TrainConfig.model_validate(TransferStudyConfig().fewshot.train)
+    fewshot = TrainConfig.model_validate(TransferConfig().fewshot.train)
     assert fewshot.schedule == "constant" and fewshot.lr == 1e-3
-    assert TrainConfig.model_validate(TransferStudyConfig(fewshot={"train": {"epochs": 1}}).fewshot.train
+    assert TrainConfig.model_validate(TransferConfig(fewshot={"train": {"epochs": 1}}).fewshot.train
                                       ).schedule == "constant"
     config = TrainConfig.model_validate({**fewshot.model_dump(), "epochs": 3.0, "batch_size": 2, "log_every": 1,
                                          "lora": {"r": 2, "alpha": 4, "dropout": 0.0}})

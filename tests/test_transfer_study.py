@@ -11,33 +11,27 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from taskscope.pipeline.config import CONFIG_DIR, ConfigError, StudyConfig
-from taskscope.pipeline.transfer_config import (
-    TransferStudyConfig,
-    load_study_config,
-    load_transfer_config,
-    transfer_config_from_dict,
-)
-from taskscope.pipeline.transfer_study import (
-    TransferRun,
-    expected_tables,
-    run_transfer_study,
-)
+from taskscope.pipeline import run_study
+from taskscope.pipeline.config import CONFIG_DIR, ConfigError, config_from_dict, load_config
+from taskscope.studies.mossa.config import MossaConfig
+from taskscope.studies.transfer.analysis import expected_tables
+from taskscope.studies.transfer.config import TransferConfig
+from taskscope.studies.transfer.run import TransferRun
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_transfer_config("transfer_tiny")
+    return load_config("transfer_tiny")
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny, tmp_path_factory):
-    return run_transfer_study(tiny, tmp_path_factory.mktemp("transfer") / "run")
+    return run_study(tiny, tmp_path_factory.mktemp("transfer") / "run")
 
 
 @pytest.fixture(scope="module")
 def schemes_run(tmp_path_factory):
-    return run_transfer_study(CONFIG_DIR / "transfer_tiny_schemes.yaml", tmp_path_factory.mktemp("schemes") / "run")
+    return run_study(CONFIG_DIR / "transfer_tiny_schemes.yaml", tmp_path_factory.mktemp("schemes") / "run")
 
 
 def _rho(x, y) -> float:
@@ -128,7 +122,7 @@ def test_trajectory_covers_base_and_every_checkpoint_and_correlates_changes_arou
 
 
 def test_second_run_reuses_every_stage(tiny_run, tiny):
-    run = run_transfer_study(tiny, tiny_run.run_dir)
+    run = run_study(tiny, tiny_run.run_dir)
     assert all(info["cached"] for info in run.stages.values()) and len(run.stages) == 8
     pd.testing.assert_frame_equal(run.tables["per_task"], tiny_run.tables["per_task"])
 
@@ -137,7 +131,7 @@ def test_changed_fewshot_grid_reruns_only_dependent_stages_and_reuses_cached_eva
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run.run_dir, run_dir)
     changed = tiny.model_copy(update={"fewshot": tiny.fewshot.model_copy(update={"seeds": [0]})})
-    run = run_transfer_study(changed, run_dir)
+    run = run_study(changed, run_dir)
     cached = {name: info["cached"] for name, info in run.stages.items()}
     assert cached == {"tasks": True, "instruction_tune": True, "seen_eval": True, "icl": True, "fewshot": False,
                       "trajectory": True, "analysis": False, "report": False}
@@ -197,30 +191,31 @@ def _tiny_dict() -> dict:
     (lambda d: d["analyses"].update(sampling=["instruction_tuned", "nope"]), "analyses.sampling"),
     (lambda d: d["analyses"].update(data_limit=["instruction_tuned"]), "analyses.data_limit"),
     (lambda d: d["analyses"].update(unsupervised=["pretrained", "instruction_tuned"]), "analyses.unsupervised"),
-    (lambda d: d.update(study="mossa"), "study"),
+    (lambda d: d.update(study="layers"), "study: unknown study kind 'layers'"),
+    (lambda d: d.update(context={"kind": "none"}), "`context` was renamed `prompt_format`"),
 ])
 def test_config_errors_name_the_field(change, field):
     data = _tiny_dict()
     change(data)
     with pytest.raises(ConfigError) as info:
-        transfer_config_from_dict(data, "tiny.yaml")
+        config_from_dict(data, "tiny.yaml")
     assert field in str(info.value) and "tiny.yaml" in str(info.value)
 
 
-def test_load_study_config_dispatches_on_the_study_key(tmp_path):
-    assert isinstance(load_study_config(CONFIG_DIR / "tiny.yaml"), StudyConfig)
-    assert isinstance(load_study_config("transfer_tiny"), TransferStudyConfig)
+def test_load_config_dispatches_on_the_study_key(tmp_path):
+    assert isinstance(load_config(CONFIG_DIR / "tiny.yaml"), MossaConfig)
+    assert isinstance(load_config("transfer_tiny"), TransferConfig)
     mossa = tmp_path / "mossa.yaml"
     mossa.write_text((CONFIG_DIR / "tiny.yaml").read_text() + "\nstudy: mossa\n")
-    assert isinstance(load_study_config(mossa), StudyConfig)
+    assert isinstance(load_config(mossa), MossaConfig)
     other = tmp_path / "other.yaml"
     other.write_text("study: layers\n")
-    with pytest.raises(ConfigError, match="study: unknown study 'layers'"):
-        load_study_config(other)
+    with pytest.raises(ConfigError, match="study: unknown study kind 'layers'; known: mossa, transfer"):
+        load_config(other)
 
 
 def test_defaults_reproduce_the_paper_and_presets_validate():
-    config = TransferStudyConfig()
+    config = TransferConfig()
     assert config.fewshot.shots == [0, 5, 10, 20, 40] and config.icl.k == 3
     assert config.tasks.unseen_test == 100 and config.tasks.fewshot_pool == 40
     assert set(config.fewshot.contexts) == {"definition", "none"} and config.icl.with_definition == [True, False]
@@ -233,7 +228,7 @@ def test_defaults_reproduce_the_paper_and_presets_validate():
     assert {"transfer_quickstart.yaml", "transfer_paper_t5.yaml"} <= {p.name for p in presets}
     for path in presets:
         required = ["tasks.source=sni:/data/natural-instructions"] if "???" in path.read_text() else []
-        assert isinstance(load_study_config(path, required), TransferStudyConfig), path
+        assert isinstance(load_config(path, required), TransferConfig), path
 
 
 def test_the_run_command_dispatches_a_transfer_config(tiny_run, tmp_path):
@@ -241,8 +236,6 @@ def test_the_run_command_dispatches_a_transfer_config(tiny_run, tmp_path):
     from typer.testing import CliRunner
 
     from taskscope.cli import app
-    from taskscope.pipeline import run_study
-    from taskscope.pipeline.transfer_study import TransferRun
 
     config = CONFIG_DIR / "transfer_tiny.yaml"
     assert isinstance(run_study(config, tiny_run.run_dir), TransferRun)

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from taskscope.cli import app
 from taskscope.pipeline.config import CONFIG_DIR, ConfigError, config_from_dict
-from taskscope.pipeline.transfer_config import transfer_config_from_dict
 from taskscope.pipeline.validate import check_study, validate_study
 
 TINY = yaml.safe_load((CONFIG_DIR / "tiny.yaml").read_text())
@@ -37,11 +36,11 @@ def _problems(config) -> dict[str, str]:
 def test_the_tiny_presets_have_no_problems():
     assert check_study(config_from_dict(TINY)) == []
     transfer = {k: v for k, v in TRANSFER_TINY.items()}
-    assert check_study(transfer_config_from_dict(transfer)) == []
+    assert check_study(config_from_dict(transfer)) == []
 
 
 @pytest.mark.parametrize(("path", "value", "field", "hint"), [
-    ("multitask_training.sampler", "proportionl", "multitask_training.sampler", "did you mean 'proportional'?"),
+    ("instruction_tuning.sampler", "proportionl", "instruction_tuning.sampler", "did you mean 'proportional'?"),
     ("control_training.sampler_kwargs", {"temprature": 2}, "control_training.sampler_kwargs", ""),
     ("similarity.kernels", ["linear", "rbff"], "similarity.kernels.1", "did you mean 'rbf'?"),
     ("similarity.kernel_args", {"rbf": {"sigma": 1}}, "similarity.kernel_args.rbf", ""),
@@ -51,9 +50,9 @@ def test_the_tiny_presets_have_no_problems():
     ("tasks.source", "bultin", "tasks.source", "did you mean 'builtin'?"),
     ("tasks.options.n_instance", 3, "tasks.options.n_instance", "did you mean 'n_instances'?"),
     ("tasks.clusters", ["arithmetic", "nlii"], "tasks.clusters", "did you mean 'nli'?"),
-    ("experimental_models.2.heldout_clusters", ["sentimnt"], "experimental_models.2.heldout_clusters",
+    ("models.2.heldout_clusters", ["sentimnt"], "models.2.heldout_clusters",
      "did you mean 'sentiment'?"),
-    ("experimental_models.2.heldout_tasks", ["nli_hypernyms"], "experimental_models.2.heldout_tasks",
+    ("models.2.heldout_tasks", ["nli_hypernyms"], "models.2.heldout_tasks",
      "did you mean 'nli_hypernym'?"),
 ])
 def test_mossa_problems_name_the_field_and_a_fix(path, value, field, hint):
@@ -65,8 +64,8 @@ def test_mossa_problems_name_the_field_and_a_fix(path, value, field, hint):
 
 def test_a_model_holding_out_every_task_is_a_problem():
     clusters = TINY["tasks"]["clusters"]
-    problems = _problems(config_from_dict(_with(TINY, "experimental_models.2.heldout_clusters", clusters)))
-    assert "holds out every selected task" in problems["experimental_models.2"]
+    problems = _problems(config_from_dict(_with(TINY, "models.2.heldout_clusters", clusters)))
+    assert "holds out every selected task" in problems["models.2"]
 
 
 def test_an_unknown_executor_is_a_problem():
@@ -81,7 +80,7 @@ def test_an_unknown_executor_is_a_problem():
     ("tasks.split_dir", "/nonexistent/splits", "tasks.split_dir", "does not exist"),
 ])
 def test_transfer_problems_name_the_field_and_a_fix(path, value, field, hint):
-    problems = _problems(transfer_config_from_dict(_with(TRANSFER_TINY, path, value)))
+    problems = _problems(config_from_dict(_with(TRANSFER_TINY, path, value)))
     assert field in problems, problems
     assert hint in problems[field]
 
@@ -90,8 +89,8 @@ def test_run_study_stops_before_any_stage_on_a_misspelt_sampler(tmp_path: Path):
     """The sampler is used by the experimental stage, after every control is trained; the check comes first."""
     from taskscope.pipeline.run import run_study
 
-    data = _with(TINY, "multitask_training.sampler", "uniformm") | {"output_dir": str(tmp_path)}
-    with pytest.raises(ConfigError, match=r"multitask_training\.sampler: unknown sampler 'uniformm'; did you mean"):
+    data = _with(TINY, "instruction_tuning.sampler", "uniformm") | {"output_dir": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"instruction_tuning\.sampler: unknown sampler 'uniformm'; did you mean"):
         run_study(config_from_dict(data))
     assert list(tmp_path.iterdir()) == []  # no run folder, no study.yaml, no trained control
 
@@ -112,18 +111,18 @@ def _write(tmp_path: Path, data: dict) -> Path:
 
 
 def test_config_validate_prints_one_line_per_problem_with_file_and_field(tmp_path: Path):
-    path = _write(tmp_path, _with(_with(TINY, "model", "tiny:lama"), "multitask_training.sampler", "proportionl"))
+    path = _write(tmp_path, _with(_with(TINY, "model", "tiny:lama"), "instruction_tuning.sampler", "proportionl"))
     result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 2 and all(line.startswith("error: ") and str(path) in line for line in lines), lines
     assert "model: unknown tiny architecture 'lama'" in result.output
-    assert "multitask_training.sampler" in result.output and "Traceback" not in result.output
+    assert "instruction_tuning.sampler" in result.output and "Traceback" not in result.output
 
 
 def test_config_validate_accepts_a_good_config_and_a_preset(tmp_path: Path):
     result = runner.invoke(app, ["config", "validate", str(_write(tmp_path, TINY))])
-    assert result.exit_code == 0 and "valid MOSSA study config" in result.output
+    assert result.exit_code == 0 and "valid mossa study config" in result.output
     result = runner.invoke(app, ["config", "validate", "transfer_tiny"])
     assert result.exit_code == 0 and "valid transfer study config" in result.output
 

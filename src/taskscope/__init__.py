@@ -1,7 +1,8 @@
 """taskscope: where multi-task learning happens inside instruction-tuned language models.
 
 Sub-packages follow the data flow: ``tasks`` -> ``models`` -> ``train`` -> ``represent`` ->
-``similarity`` -> ``analysis`` -> ``evaluate`` -> ``report`` -> ``pipeline``.
+``similarity`` -> ``analysis`` -> ``evaluate`` -> ``report`` -> ``pipeline`` (the study engine) -> ``studies``
+(the study kinds, reached through the study registry).
 
 Notebook entry points (imported on first use, so ``import taskscope`` stays light): :func:`open_run` (any
 study's run folder), :func:`run_study`, :func:`similarity_frame` (similarity measures per layer as a DataFrame).

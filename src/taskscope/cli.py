@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -42,7 +41,8 @@ tasks_app = typer.Typer(help="Inspect task suites: sni:PATH, templated:PATH, bui
 app.add_typer(tasks_app, name="tasks")
 config_app = typer.Typer(help="Show or check a study config before running it.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-configs_app = typer.Typer(help="The study presets bundled with taskscope.", no_args_is_help=True)
+configs_app = typer.Typer(help="The study presets: bundled, and those of installed study-kind plug-ins.",
+                          no_args_is_help=True)
 app.add_typer(configs_app, name="configs")
 
 console = Console()
@@ -284,10 +284,11 @@ ConfigArg = Annotated[Path, typer.Argument(help="Study YAML (MOSSA or transfer),
 @configs_app.command("list")
 @user_errors
 def configs_list() -> None:
-    """The bundled presets: use a name wherever a config path goes (`taskscope run tiny`)."""
+    """The presets (bundled, and those of installed plug-in study kinds): use a name wherever a config path goes
+    (`taskscope run tiny`)."""
     from taskscope.pipeline.config import presets
 
-    table = Table("preset", "description", title="bundled presets (taskscope config show NAME prints one)")
+    table = Table("preset", "description", title="presets (taskscope config show NAME prints one)")
     table.columns[0].no_wrap = True
     for name, description in presets().items():
         table.add_row(name, description)
@@ -301,13 +302,10 @@ def config_show(config: ConfigArg, overrides: Overrides = None) -> None:
 
     Required settings (``???``) still unset are kept and named on stderr.
     """
-    from taskscope.pipeline.config import missing_settings, read_config_yaml
-    from taskscope.pipeline.transfer_config import study_config_from_dict
+    from taskscope.pipeline.config import config_from_dict, dump_config, missing_settings, read_config_yaml
 
     path, data = read_config_yaml(config, overrides or [], allow_missing=True)
-    study = study_config_from_dict(data, str(path))
-    dump = study.model_dump(mode="json")
-    typer.echo(yaml.safe_dump(dump if "study" in dump else {"study": "mossa", **dump}, sort_keys=False), nl=False)
+    typer.echo(dump_config(config_from_dict(data, str(path))), nl=False)
     for key in missing_settings(data):
         err_console.print(Text(f"warning: {path}: {key} is a required setting (???); set it with --set {key}=...",
                                style="yellow"), soft_wrap=True)
@@ -323,13 +321,12 @@ def config_validate(
     overrides: Overrides = None,
 ) -> None:
     """Check every field, plug-in name, model spec, path and task name of a study config; run nothing."""
-    from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config
+    from taskscope.pipeline.config import load_config
     from taskscope.pipeline.validate import validate_study
 
-    study = load_study_config(config, overrides or [])
+    study = load_config(config, overrides or [])
     validate_study(study, source=str(config), executor=executor, load_tasks=tasks)
-    kind = "transfer" if isinstance(study, TransferStudyConfig) else "MOSSA"
-    console.print(f"ok: {config} is a valid {kind} study config (name {study.name!r}, model {study.model!r})")
+    console.print(f"ok: {config} is a valid {study.study} study config (name {study.name!r}, model {study.model!r})")
 
 
 # --- further command groups (run, models) are attached below this line --------------------------

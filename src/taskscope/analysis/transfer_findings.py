@@ -1,7 +1,7 @@
 """The transfer study's claims T1-T6 as :class:`~taskscope.analysis.findings.Finding` s, and its sanity rule.
 
 `transfer_findings(tables, design)` reads the analysis tables of a run (``per_task``, ``seen_loss``,
-``icl``, ``trajectory``: the columns `pipeline.transfer_study` writes) and ``design`` (which models play which
+``icl``, ``trajectory``: the columns `studies.transfer` writes) and ``design`` (which models play which
 part: `FindingsDesign`).  Every claim's statistic rests on the unseen (or, T4, seen) *tasks* as units; its
 interval is a percentile bootstrap over tasks (``n_boot`` resamples, seeded), except T4, which compares
 sampling schemes and uses Spearman's exact p.  Verdicts follow `findings.interval_verdict`: a claim is

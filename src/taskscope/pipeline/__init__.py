@@ -1,6 +1,13 @@
-"""The study pipeline: config, cached stages, executors, and the run folder read back as :class:`Run`."""
+"""The study engine: configs of any registered study kind, cached stages, executors, run folders read back.
 
-from taskscope.pipeline.config import ConfigError, StudyConfig, load_config
-from taskscope.pipeline.run import Run, open_run, rebuild_report, run_command, run_study
+Study kinds (``mossa``, ``transfer``, plug-ins) are members of :data:`taskscope.pipeline.kinds.STUDIES`; their
+packages live in :mod:`taskscope.studies` and are imported through the registry only.
+"""
 
-__all__ = ["ConfigError", "Run", "StudyConfig", "load_config", "open_run", "rebuild_report", "run_command", "run_study"]
+from taskscope.pipeline.config import ConfigError, StudyConfigBase, config_from_dict, load_config
+from taskscope.pipeline.kinds import STUDIES, StudyKind
+from taskscope.pipeline.run import open_run, rebuild_report, run_command, run_study
+from taskscope.pipeline.view import RunView
+
+__all__ = ["STUDIES", "ConfigError", "RunView", "StudyConfigBase", "StudyKind", "config_from_dict", "load_config",
+           "open_run", "rebuild_report", "run_command", "run_study"]

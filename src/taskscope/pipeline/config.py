@@ -1,39 +1,34 @@
-"""`StudyConfig`: everything a MOSSA study needs, validated (pydantic, ``extra="forbid"``), read from YAML.
+"""Study configs of every kind: the shared base model, reading YAML, ``--set`` overrides and one-line errors.
 
-YAML is read with ``yaml.safe_load`` (no code execution).  :func:`load_config` turns validation
-errors into a :class:`ConfigError` whose message names the file and each bad field by its dotted
+A study YAML is read by :func:`read_config_yaml` (find it, ``yaml.safe_load``, resolve relative paths, apply the
+``--set`` overrides, refuse ``???`` settings) and validated by :func:`config_from_dict`, in this order: pick the
+study kind its ``study:`` key names (absent: ``mossa``) from the study registry
+(:data:`~taskscope.pipeline.kinds.STUDIES`); refuse a key the kind renamed, naming the new one (``study config
+x.yaml: `experimental_models` was renamed `models```); validate with the kind's pydantic model (``extra="forbid"``
+all the way down), turning errors into a :class:`ConfigError` that names the file and each bad field by its dotted
 path (``similarity.n_bootstrap: Input should be greater than or equal to 0``).
 
-Training and prompt-format sections are dicts handed to ``taskscope.train.config.TrainConfig`` and
-``taskscope.tasks.formats.PromptFormat``; when those packages are importable they are validated here
-too, so a typo fails before any work starts.
+Every kind's config derives from :class:`StudyConfigBase` (``study``, ``name``, ``model``, ``model_options``,
+``device``, ``output_dir``: what the engine itself reads).
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-import importlib
 import typing
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from taskscope.analysis.layer_map import LayerMapParams
 from taskscope.common.paths import check_component
+from taskscope.pipeline.kinds import DEFAULT_STUDY, STUDIES, StudyKind
+from taskscope.registry import RegistryError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # shipped in the package; ./configs links here
 
@@ -42,7 +37,9 @@ class ConfigError(ValueError):
     """A study config that does not validate; the message names the file and the fields."""
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """A config section: unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -51,26 +48,13 @@ class _Strict(BaseModel):
 FolderName = Annotated[str, AfterValidator(check_component)]
 
 
-class TaskSelection(_Strict):
-    """Which tasks, and how many instances of each for training and for the MOSSA inputs."""
-
-    source: str = "builtin"  # a task-source spec for taskscope.tasks.load_suite
-    options: dict[str, Any] = Field(default_factory=dict)  # keyword options of the source
-    tasks: list[str] | None = None  # keep only these (in this order)
-    clusters: list[str] | None = None  # keep only tasks in these clusters
-    max_tasks_per_cluster: int | None = Field(None, ge=1)
-    n_inputs: int = Field(48, ge=4)  # MOSSA inputs per task (the task's test split)
-    n_train: int | None = Field(64, ge=1)  # training instances per task (None: all the rest)
-    seed: int = 0
-
-
-class ModelOptions(_Strict):
+class ModelOptions(Strict):
     """How every model of a study is loaded (``taskscope.models.load_model``) for training and scoring.
 
     ``revision`` pins a hub id's branch, tag or commit (only for a hub ``model``); ``trust_remote_code`` lets
     transformers run Python code shipped with the checkpoint (off by default, warns when on); ``dtype`` is the
-    weights' dtype while training and scoring (``auto``: the checkpoint's own; hidden states use
-    ``extraction.dtype``).
+    weights' dtype while training and scoring (``auto``: the checkpoint's own; a MOSSA study loads the models it
+    extracts hidden states from in ``extraction.load_dtype``).
     """
 
     revision: str | None = Field(None, min_length=1)
@@ -84,181 +68,40 @@ class ModelOptions(_Strict):
                           "with the checkpoint; enable it only for checkpoints you trust", UserWarning, stacklevel=2)
         return self
 
-    def load_kwargs(self, device: str, *, dtype: str | None = None) -> dict[str, Any]:
-        """The keyword arguments of ``load_model``: these options, ``device`` and (for extraction) ``dtype``."""
-        return {"device": device, "dtype": dtype or self.dtype, "revision": self.revision,
+    def load_kwargs(self, device: str) -> dict[str, Any]:
+        """The keyword arguments of ``load_model``: these options and ``device``."""
+        return {"device": device, "dtype": self.dtype, "revision": self.revision,
                 "trust_remote_code": self.trust_remote_code}
 
 
-class ExperimentalModel(_Strict):
-    """An experimental model: the pre-trained base, or the base instruction-tuned on the suite minus held-out tasks."""
+class StudyConfigBase(Strict):
+    """What every study kind's config holds: the engine reads these fields (run folder, model, device)."""
 
-    name: FolderName = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Literal["pretrained", "multitask"]
-    heldout_tasks: list[str] = Field(default_factory=list)
-    heldout_clusters: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _heldout_needs_training(self) -> ExperimentalModel:
-        if self.kind == "pretrained" and (self.heldout_tasks or self.heldout_clusters):
-            raise ValueError("a 'pretrained' model sees no tasks; heldout_tasks/heldout_clusters apply to 'multitask'")
-        return self
-
-
-def _default_models() -> list[ExperimentalModel]:
-    return [ExperimentalModel(name="pretrained", kind="pretrained"),
-            ExperimentalModel(name="instruction_tuned", kind="multitask")]
-
-
-class ExtractionConfig(_Strict):
-    batch_size: int = Field(16, ge=1)
-    pooling: Literal["last", "mean"] = "last"
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    share_prefix: bool = True  # run a token prefix shared by a task's prompts once (taskscope.represent.prefix)
-    # prompts longer than this many tokens are cut (None: the model's context length, read from its config);
-    # "left" keeps the end (the last token is what MOSSA reads), as training's fit_lengths does
-    max_length: int | None = Field(None, ge=1)
-    truncation_side: Literal["left", "right"] = "left"
-    # the last layer after the stack's final norm (True: Hugging Face's last hidden_states entry) or before it
-    final_norm: bool = True
-
-
-class BootstrapConfig(_Strict):
-    n_resamples: int = Field(0, ge=0)
-    confidence: float = Field(0.95, gt=0, lt=1)
-    seed: int = 0
-
-
-class MeasureSpec(_Strict):
-    """One extra similarity measure of the measure registry and its parameters (``measures.csv``)."""
-
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-def _measure_entry(value: Any) -> Any:
-    return {"name": value} if isinstance(value, str) else value
-
-
-class SimilarityConfig(_Strict):
-    """CKA per kernel (``mossa.csv``, with intervals), plus any other registered measures (``measures.csv``).
-
-    ``measures`` entries are a registered name (``procrustes``) or ``{name, params}``; their parameters are
-    checked against the measure's own parameter model before any work starts, and the report says whether
-    the layer-wise conclusions agree with CKA's (``measure_agreement.csv``).
-    """
-
-    kernels: list[str] = Field(default_factory=lambda: ["linear"], min_length=1)
-    debiased: bool = False
-    kernel_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
-    measures: list[Annotated[MeasureSpec, BeforeValidator(_measure_entry)]] = Field(default_factory=list)
-
-
-class ControlEvaluationConfig(_Strict):
-    """How every control is scored against the base model on its task's validation split (``controls.csv``).
-
-    The validation split is the task's 10 % validation share of ``taskscope.tasks.splits.split_task``,
-    disjoint from the training examples and the MOSSA inputs.  The target loss is always computed;
-    ``generate`` adds greedy completions scored by ROUGE-L and exact match.  A control has ``learned`` its
-    task when its mean validation loss is more than ``learned_margin`` (nats per target token) below the
-    base model's.
-    """
-
-    max_examples: int | None = Field(None, ge=1)  # cap on validation examples per task
-    generate: bool = True
-    max_new_tokens: int = Field(16, ge=1)
-    batch_size: int = Field(16, ge=1)
-    learned_margin: float = Field(0.05, ge=0)
-    n_bootstrap: int = Field(1000, ge=0)  # paired resamples of the validation examples for the loss gain's interval
-    confidence: float = Field(0.95, gt=0, lt=1)
-
-
-class ReportConfig(_Strict):
-    title: str | None = None
-    figure_formats: list[Literal["png", "pdf"]] = Field(default_factory=lambda: ["png", "pdf"])
-    baseline_model: str = "pretrained"  # differences are reported against this model
-
-
-class StudyConfig(_Strict):
-    name: FolderName = "quickstart"  # the run folder is output_dir / name
+    study: str = DEFAULT_STUDY  # the study kind (taskscope.pipeline.kinds.STUDIES); each kind fixes its own
+    name: FolderName = "study"  # the run folder is output_dir / name
     model: str = "embedded"  # a taskscope.models.load_model spec
     model_options: ModelOptions = Field(default_factory=ModelOptions)
     device: str = "cpu"
-    tasks: TaskSelection = Field(default_factory=TaskSelection)
-    prompt_format: dict[str, Any] = Field(default_factory=lambda: {"kind": "definition"})
-    experimental_models: list[ExperimentalModel] = Field(default_factory=_default_models, min_length=1)
-    control_training: dict[str, Any] = Field(default_factory=dict)
-    control_seeds: int = Field(1, ge=1)  # replicate controls per task (training seed + s): the noise ceiling
-    control_evaluation: ControlEvaluationConfig = Field(default_factory=ControlEvaluationConfig)
-    multitask_training: dict[str, Any] = Field(default_factory=dict)
-    extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)
-    similarity: SimilarityConfig = Field(default_factory=SimilarityConfig)
-    layer_map: LayerMapParams = Field(default_factory=LayerMapParams)
-    report: ReportConfig = Field(default_factory=ReportConfig)
     output_dir: Path = Path("runs")
 
-    @field_validator("prompt_format")
-    @classmethod
-    def _prompt_format_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        validate_with("taskscope.tasks.formats", "PromptFormat", value)
-        return value
 
-    @field_validator("control_training", "multitask_training")
-    @classmethod
-    def _training_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        validate_with("taskscope.train.config", "TrainConfig", value)
-        return value
-
-    @model_validator(mode="after")
-    def _names_consistent(self) -> StudyConfig:
-        names = [m.name for m in self.experimental_models]
-        if len(set(names)) != len(names):
-            raise ValueError(f"experimental_models: names must be unique, got {names}")
-        if self.layer_map.reference_model not in names:
-            raise ValueError(f"layer_map.reference_model {self.layer_map.reference_model!r} is not one of the "
-                             f"experimental_models {names}")
-        if self.report.baseline_model not in names:
-            raise ValueError(f"report.baseline_model {self.report.baseline_model!r} is not one of the "
-                             f"experimental_models {names}")
-        return self
-
-    @model_validator(mode="after")
-    def _layer_map_baseline_known(self) -> StudyConfig:
-        names = [m.name for m in self.experimental_models]
-        if self.layer_map.rule == "changepoint" and self.layer_map.baseline_model not in names:
-            raise ValueError(f"layer_map.baseline_model {self.layer_map.baseline_model!r} is not one of the "
-                             f"experimental_models {names} (the changepoint rule needs it; or set rule: threshold)")
-        return self
-
-    def model_names(self) -> list[str]:
-        return [m.name for m in self.experimental_models]
-
-
-def load_kwargs(config: Any) -> dict[str, Any]:
-    """``load_model`` keyword arguments of every model of a study (MOSSA or transfer): device and ``model_options``."""
+def load_kwargs(config: StudyConfigBase) -> dict[str, Any]:
+    """``load_model`` keyword arguments of every model of a study: device and ``model_options``."""
     return config.model_options.load_kwargs(config.device)
 
 
-def model_options_slice(config: Any) -> dict[str, Any]:
+def model_options_slice(config: StudyConfigBase) -> dict[str, Any]:
     """``{"model_options": ...}`` for a stage's config slice, empty for the defaults (so runs made before the
     options existed keep their stage keys)."""
     options = config.model_options
     return {} if options == ModelOptions() else {"model_options": options.model_dump(mode="json")}
 
 
-def validate_with(module: str, cls_name: str, value: dict[str, Any]) -> BaseModel:
-    """``module.cls_name.model_validate(value)`` (errors keep their field names), the model imported on first use.
-
-    ``taskscope.train`` pulls in torch, transformers and PEFT (~4 s), which commands that never validate a
-    study config (``taskscope --help``, ``taskscope tasks list``) should not pay.
-    """
-    return getattr(importlib.import_module(module), cls_name).model_validate(value)
-
-
-# the models whose fields a study config's free-form sections hold (for "did you mean" on a misspelt key)
-_SECTION_MODELS = (("taskscope.train.config", "TrainConfig"), ("taskscope.tasks.formats", "PromptFormat"),
-                   ("taskscope.evaluate", "EvalSettings"))
+def section_slice(section: BaseModel) -> dict[str, Any]:
+    """A typed plug-in section (a ``TrainConfig``, ``PromptFormat``, ``EvalSettings``) as a stage's config slice or a
+    job's argument: the fields that differ from the section model's defaults, as JSON.  The same after a config is
+    dumped and read back, and unchanged when the section model gains a field."""
+    return section.model_dump(mode="json", exclude_defaults=True)
 
 
 def _field_names(model: type[BaseModel], seen: set[type] | None = None) -> set[str]:
@@ -277,15 +120,7 @@ def _field_names(model: type[BaseModel], seen: set[type] | None = None) -> set[s
     return names
 
 
-def _known_keys(model: type[BaseModel]) -> set[str]:
-    names = _field_names(model)
-    for module, cls_name in _SECTION_MODELS:
-        names |= _field_names(getattr(importlib.import_module(module), cls_name))
-    return names
-
-
-def format_errors(err: ValidationError, source: str, label: str = "study config",
-                  model: type[BaseModel] | None = None) -> str:
+def format_errors(err: ValidationError, source: str, model: type[BaseModel], label: str = "study config") -> str:
     """One line per invalid field, named by its dotted path: ``  tasks.n_inputs: Input should be ...``; a key
     no model takes gets ``did you mean ...?`` when it is close to one (``samplr`` -> ``sampler``)."""
     lines = [f"invalid {label} {source}:"]
@@ -294,32 +129,77 @@ def format_errors(err: ValidationError, source: str, label: str = "study config"
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden" and item["loc"]:
-            known = known if known is not None else _known_keys(model or StudyConfig)
+            known = known if known is not None else _field_names(model)
             close = difflib.get_close_matches(str(item["loc"][-1]), sorted(known), n=1)
             message += f"; did you mean {close[0]!r}?" if close else ""
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
 
 
-def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> StudyConfig:
+def study_kind_of(data: dict[str, Any], source: str = "<dict>") -> StudyKind:
+    """The registered study kind the mapping's ``study:`` key names (absent: ``mossa``)."""
+    name = data.get("study", DEFAULT_STUDY)
     try:
-        return StudyConfig.model_validate(data)
+        return STUDIES.lookup(str(name))
+    except RegistryError as err:
+        raise ConfigError(f"invalid study config {source}:\n  study: {err}") from None
+
+
+_ABSENT = object()
+
+
+def renamed_keys(data: dict[str, Any], renamed: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(old, new)`` for every dotted key of ``renamed`` that ``data`` still sets."""
+    found = []
+    for old, new in renamed.items():
+        node: Any = data
+        for part in old.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT:
+            found.append((old, new))
+    return found
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> StudyConfigBase:
+    """Validate a study mapping as the kind its ``study:`` key names (module docstring, in that order)."""
+    kind = study_kind_of(data, source)
+    old = renamed_keys(data, kind.renamed)
+    if old:
+        raise ConfigError(f"study config {source}: " + "; ".join(f"`{a}` was renamed `{b}`" for a, b in old))
+    try:
+        return kind.config_model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_errors(err, source)) from None
+        raise ConfigError(format_errors(err, source, kind.config_model)) from None
+
+
+def preset_files(kinds: bool = True) -> dict[str, Path]:
+    """Preset name -> file: the bundled ``configs/*.yaml`` (the built-in kinds' presets), then (with ``kinds``) the
+    ``presets_dir`` of every installed plug-in study kind (its entry point is loaded; the built-in kinds are not
+    imported)."""
+    found = {path.stem: path for path in sorted(CONFIG_DIR.glob("*.yaml"))}
+    for point in entry_points(group=STUDIES.entry_point_group) if kinds else ():
+        folder = getattr(point.load(), "presets_dir", None)
+        for path in sorted(Path(folder).glob("*.yaml")) if folder is not None else ():
+            found.setdefault(path.stem, path)
+    return found
 
 
 def preset_path(name: str | Path) -> Path:
-    """``name`` as a path; a bare name with no such file (``tiny``) is the bundled preset ``configs/tiny.yaml``."""
+    """``name`` as a path; a bare name with no such file (``tiny``) is the preset of that name (:func:`preset_files`:
+    the bundled ``configs/tiny.yaml`` first)."""
     path = Path(name)
-    if not path.exists() and not path.suffix and (CONFIG_DIR / f"{path}.yaml").exists():
+    if path.exists() or path.suffix:
+        return path
+    if (CONFIG_DIR / f"{path}.yaml").exists():  # the bundled presets need no study kind imported
         return CONFIG_DIR / f"{path}.yaml"
-    return path
+    return preset_files().get(str(path), path)
 
 
-def presets() -> dict[str, str]:
-    """Bundled preset name -> its one-line description (the first sentence of the file's opening comment)."""
+def presets(kinds: bool = True) -> dict[str, str]:
+    """Preset name -> its one-line description (the first sentence of the file's opening comment); ``kinds``: as
+    for :func:`preset_files`."""
     out = {}
-    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+    for path in preset_files(kinds).values():
         comment = []
         for line in path.read_text().splitlines():
             if not line.startswith("#"):
@@ -344,7 +224,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """A copy of ``data`` with every ``a.b=v`` of ``overrides`` set (missing mappings are created; a list
-    item is addressed by its index, ``experimental_models.1.name=x``).  Validation comes after, as for the file."""
+    item is addressed by its index, ``models.1.name=x``).  Validation comes after, as for the file."""
     data = copy.deepcopy(data)
     for item in overrides:
         keys, value = parse_override(item)
@@ -439,11 +319,13 @@ def read_config_yaml(path: str | Path, overrides: Sequence[str] = (), *,
     return path, data
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:
-    """Read a YAML MOSSA study config and validate it; a bare name looks in ``configs/``."""
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> StudyConfigBase:
+    """Read a study YAML of any kind (with ``--set`` ``overrides``, :func:`read_config_yaml`) and validate it as the
+    kind its ``study:`` key names; a bare name looks in ``configs/``."""
     path, data = read_config_yaml(path, overrides)
     return config_from_dict(data, str(path))
 
 
-def dump_config(config: StudyConfig) -> str:
+def dump_config(config: StudyConfigBase) -> str:
+    """The config as YAML (every default filled in): what a run folder's ``study.yaml`` holds."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -184,7 +184,7 @@ def build_manifest(config: Any, records: Mapping[str, Any], *, status: str, star
                    "platform": platform.platform()},
         "packages": {name: _version(name) for name in PACKAGES},
         "device": device_info(dump.get("device", "cpu")),
-        "dtypes": fields_named(dump, "dtype"),
+        "dtypes": {**fields_named(dump, "dtype"), **fields_named(dump, "load_dtype")},
         "seeds": fields_named(dump, "seed"),
         "threads": thread_info(),
         "models": [base_fingerprint(dump["model"])] if "model" in dump else [],

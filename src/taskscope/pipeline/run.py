@@ -1,191 +1,60 @@
-"""`run_study`: run (or resume) a study into a run folder; `Run`: read a run folder back from Python.
+"""`run_study`: run (or resume) a study of any kind into a run folder; `open_run`: read one back from Python.
 
 Order of operations in :func:`run_study`:
 
-1. resolve the config (``None`` -> the quickstart preset, a path -> read and dispatched on its ``study:``
-   key), then check it against the registries and the task source (:mod:`taskscope.pipeline.validate`), so a
-   misspelt plug-in or task name fails before any work; a transfer study goes on in
-   :func:`taskscope.pipeline.transfer_study.run_transfer_study`;
+1. resolve the config (``None`` -> the quickstart preset, a path -> read and validated as the study kind its
+   ``study:`` key names, :func:`~taskscope.pipeline.config.load_config`), then check it against the registries
+   and the task source (:mod:`taskscope.pipeline.validate`), so a misspelt plug-in or task name fails before
+   any work;
 2. resolve the run folder (``run_dir`` or ``config.output_dir / config.name``); then, in
    :func:`execute_stages`: take the folder's lock (:mod:`taskscope.pipeline.lock`; a second run on the folder
    stops with a message naming the first), remove temporaries a killed run left, record this attempt's
    config in ``attempts/{n:04d}-{UTC time}-pid{pid}/study.yaml`` and attach the log file ``logs/run.log``;
-3. run the stages of :func:`~taskscope.pipeline.study.study_stages` through the chosen executor
-   (verified cached stages are reused, see :mod:`taskscope.pipeline.stages`);
+3. run the stages of the kind (``STUDIES[kind].stages(config)``, :mod:`taskscope.pipeline.kinds`) through the
+   chosen executor (verified cached stages are reused, see :mod:`taskscope.pipeline.stages`);
 4. write the attempt's ``manifest.json`` (:mod:`taskscope.pipeline.manifest`; status ``succeeded`` or
    ``failed``); only when the run succeeded are ``study.yaml`` and ``manifest.json`` of the run folder
    replaced, so they always describe the tables beside them;
-5. return a :class:`Run` over the folder.
+5. return the kind's run view over the folder (``STUDIES[kind].view``, a :class:`~taskscope.pipeline.view.RunView`).
 
 :func:`superseded_stages` / :func:`clean_run` find and remove stage folders the last successful run did not use.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from functools import cached_property
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-import pandas as pd
 import typer
 import yaml
 
-from taskscope.analysis.layer_map import LayerMap
 from taskscope.common.files import atomic_write_text, remove_temporaries
 from taskscope.pipeline.cache import is_done
-from taskscope.pipeline.config import CONFIG_DIR, StudyConfig, apply_overrides, dump_config, preset_path, presets
+from taskscope.pipeline.config import (
+    CONFIG_DIR,
+    StudyConfigBase,
+    apply_overrides,
+    config_from_dict,
+    dump_config,
+    load_config,
+    preset_path,
+    presets,
+)
 from taskscope.pipeline.executors.base import get_executor
+from taskscope.pipeline.kinds import DEFAULT_STUDY, STUDIES, StudyKind
 from taskscope.pipeline.lock import run_lock
 from taskscope.pipeline.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from taskscope.pipeline.progress import attach_log_file, detach_log_file, logger
 from taskscope.pipeline.stages import Stage, StageContext, StageRecord, forced_stages, run_stages
-from taskscope.pipeline.transfer_config import TransferStudyConfig, load_study_config, study_config_from_dict
 from taskscope.pipeline.validate import validate_study
+from taskscope.pipeline.view import RunView
 
-TABLES = ("mossa", "layer_summary", "cluster_summary", "differences", "controls", "ceiling", "ceiling_comparison",
-          "measures", "measure_agreement")
 QUICKSTART = CONFIG_DIR / "quickstart.yaml"
-
-
-class RunTables(Mapping[str, pd.DataFrame]):
-    """``run.tables["mossa"]`` reads ``run_dir/mossa.csv`` (once) as a DataFrame; ``names`` are the tables listed."""
-
-    def __init__(self, run_dir: Path, names: Sequence[str] = TABLES):
-        self._run_dir = run_dir
-        self._names = tuple(names)
-        self._cache: dict[str, pd.DataFrame] = {}
-
-    def _path(self, name: str) -> Path:
-        return self._run_dir / f"{name}.csv"
-
-    def __getitem__(self, name: str) -> pd.DataFrame:
-        if name not in self._cache:
-            if not self._path(name).is_file():
-                raise KeyError(f"run {self._run_dir} has no table {name!r}; it has {list(self)}")
-            self._cache[name] = pd.read_csv(self._path(name))
-        return self._cache[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name in self._names if self._path(name).is_file())
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-class Artifacts(Mapping[str, Any]):
-    """Named files of a run: ``stage/item`` keys (``controls/qa_capitals``), also reachable by the bare item
-    name when only one stage has it (``run.models["qa_capitals"]``).  Values are made by ``value(folder)``."""
-
-    def __init__(self, entries: dict[str, Path], value: Any = lambda path: path):
-        self._entries = entries
-        self._value = value
-
-    def _key(self, name: str) -> str:
-        if name in self._entries:
-            return name
-        matches = [key for key in self._entries if key.split("/", 1)[-1] == name]
-        if len(matches) == 1:
-            return matches[0]
-        hint = f"it is ambiguous: {matches}" if matches else f"known: {list(self._entries)}"
-        raise KeyError(f"no artifact {name!r}; {hint}")
-
-    def __getitem__(self, name: str) -> Any:
-        return self._value(self._entries[self._key(name)])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __repr__(self) -> str:
-        return f"Artifacts({list(self._entries)})"
-
-
-class Run:
-    """A MOSSA run folder read back: ``tables`` (pandas DataFrames by name), ``layer_map``, ``config``,
-    ``manifest``, ``stages``, ``report_path``, and artifacts by name: ``models`` (a ``load_model`` spec per
-    trained model: controls and instruction-tuned models), ``states`` (hidden states per extracted model, as
-    tensors), ``figures`` (figure files by name).  :func:`open_run` picks the view for any study kind."""
-
-    TABLE_NAMES: tuple[str, ...] = TABLES
-
-    def __init__(self, run_dir: str | Path):
-        self.run_dir = Path(run_dir)
-        if not self.run_dir.is_dir():
-            raise FileNotFoundError(f"no run folder at {self.run_dir}")
-        self.tables: RunTables = RunTables(self.run_dir, self.TABLE_NAMES)
-
-    def _items_with(self, filename: str) -> dict[str, Path]:
-        """``stage/item -> item folder`` for the items of the last run's stages that hold ``filename``."""
-        stages = self.stages if (self.run_dir / "stages.json").is_file() else {}
-        return {f"{stage}/{item.name}": item for stage, info in stages.items()
-                for item in sorted((self.run_dir / info["folder"] / "items").glob("*"))
-                if (item / filename).is_file()}
-
-    @property
-    def models(self) -> Artifacts:
-        """Trained models by name, each a ``load_model`` spec: ``load_model(run.models["instruction_tuned"])``."""
-        from taskscope.pipeline.study import CHECKPOINT_FILE, trained_spec
-
-        return Artifacts(self._items_with(CHECKPOINT_FILE), trained_spec)
-
-    @property
-    def states(self) -> Artifacts:
-        """Stored hidden states by extraction item (``exp-pretrained``, ``control-TASK``): a dict task -> tensor
-        of shape (layers + 1, n, d)."""
-        from safetensors.torch import load_file
-
-        from taskscope.pipeline.study import STATES_FILE
-
-        return Artifacts(self._items_with(STATES_FILE), lambda folder: load_file(str(folder / STATES_FILE)))
-
-    @property
-    def figures(self) -> Artifacts:
-        """The report's figure files by name (``cluster_curves_linear.png``), each a Path."""
-        return Artifacts({p.name: p for p in sorted(self.figures_dir.glob("*")) if p.is_file()}
-                         if self.figures_dir.is_dir() else {})
-
-    @cached_property
-    def layer_map(self) -> LayerMap:
-        return LayerMap.from_dict(json.loads((self.run_dir / "layer_map.json").read_text()))
-
-    @property
-    def report_path(self) -> Path:
-        return self.run_dir / "report.html"
-
-    @property
-    def figures_dir(self) -> Path:
-        return self.run_dir / "figures"
-
-    @cached_property
-    def config(self) -> StudyConfig | TransferStudyConfig:
-        """The resolved config of the last successful run (``study.yaml``)."""
-        path = self.run_dir / "study.yaml"
-        return study_config_from_dict(yaml.safe_load(path.read_text()), str(path))
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        """Provenance of the last successful run (``manifest.json``, see :mod:`taskscope.pipeline.manifest`)."""
-        return json.loads((self.run_dir / MANIFEST_FILE).read_text())
-
-    @property
-    def stages(self) -> dict[str, Any]:
-        """What the last run did per stage: key, folder, ``cached`` and seconds (``stages.json``)."""
-        return json.loads((self.run_dir / "stages.json").read_text())
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.run_dir)!r})"
-
-
-# study kind -> "module:class" of its run view (imported on first use)
-RUN_VIEWS = {"mossa": "taskscope.pipeline.run:Run", "transfer": "taskscope.pipeline.transfer_study:TransferRun"}
 
 
 def study_kind(run_dir: str | Path) -> str:
@@ -194,18 +63,17 @@ def study_kind(run_dir: str | Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a finished run folder: it has no study.yaml")
     data = yaml.safe_load(path.read_text())
-    return data.get("study", "mossa") if isinstance(data, dict) else "mossa"
+    return data.get("study", DEFAULT_STUDY) if isinstance(data, dict) else DEFAULT_STUDY
 
 
-def open_run(run_dir: str | Path) -> Run:
-    """The run view of any study's run folder (MOSSA: :class:`Run`; transfer: ``TransferRun``)."""
+def open_run(run_dir: str | Path) -> RunView:
+    """The run view of any study's run folder: ``STUDIES[kind].view`` of the kind its ``study.yaml`` names."""
     if not Path(run_dir).is_dir():
         raise FileNotFoundError(f"no run folder at {run_dir}")
     kind = study_kind(run_dir)
-    if kind not in RUN_VIEWS:
-        raise ValueError(f"{run_dir}/study.yaml: unknown study kind {kind!r}; known: {sorted(RUN_VIEWS)}")
-    module, name = RUN_VIEWS[kind].split(":")
-    return getattr(importlib.import_module(module), name)(run_dir)
+    if kind not in STUDIES:
+        raise ValueError(f"{run_dir}/study.yaml: unknown study kind {kind!r}; {STUDIES.suggestion(kind)}")
+    return STUDIES.lookup(kind).view(run_dir)
 
 
 def compare_run_folders(run_a: str | Path, run_b: str | Path, out_dir: str | Path | None = None) -> Path:
@@ -221,12 +89,8 @@ def compare_run_folders(run_a: str | Path, run_b: str | Path, out_dir: str | Pat
 
 
 def report_stage(kind: str) -> Stage:
-    """The ``report`` stage of a study kind (what :func:`rebuild_report` runs again)."""
-    if kind == "transfer":
-        from taskscope.pipeline.transfer_study import run_report
-    else:
-        from taskscope.pipeline.study import run_report
-    return Stage("report", run_report, lambda c: {})
+    """The ``report`` stage of a registered study kind (what :func:`rebuild_report` runs again)."""
+    return Stage("report", STUDIES.lookup(kind).report, lambda c: {})
 
 
 def rebuild_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
@@ -244,19 +108,23 @@ def rebuild_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     out.mkdir(parents=True, exist_ok=True)
     ctx = StageContext(config=run.config, out_dir=out, inputs=inputs, executor=get_executor("local"),
                        run_dir=run.run_dir, records=records)
-    report_stage("transfer" if isinstance(run.config, TransferStudyConfig) else "mossa").run(ctx)
+    report_stage(run.config.study).run(ctx)
     return out / "report.html"
 
 
-def resolve_config(config: StudyConfig | TransferStudyConfig | str | Path | None,
-                   overrides: Sequence[str] = ()) -> StudyConfig | TransferStudyConfig:
-    """``None`` -> the quickstart preset; a config object as it is; a path or preset name -> read and dispatched
-    on ``study:``.  ``overrides`` (``a.b=v``) apply to the file's mapping (or the object's fields) before validation."""
-    if isinstance(config, (StudyConfig, TransferStudyConfig)):
+def resolve_config(config: StudyConfigBase | str | Path | None, overrides: Sequence[str] = ()) -> StudyConfigBase:
+    """``None`` -> the quickstart preset; a config object as it is; a path or preset name -> read and validated as
+    its kind.  ``overrides`` (``a.b=v``) apply to the file's mapping (or the object's fields) before validation."""
+    if isinstance(config, StudyConfigBase):
         if not overrides:
             return config
-        return study_config_from_dict(apply_overrides(config.model_dump(mode="json"), overrides), "<config object>")
-    return load_study_config(QUICKSTART if config is None else config, overrides)
+        return config_from_dict(apply_overrides(config.model_dump(mode="json"), overrides), "<config object>")
+    return load_config(QUICKSTART if config is None else config, overrides)
+
+
+def kind_of(config: StudyConfigBase) -> StudyKind:
+    """The registered study kind of a validated config."""
+    return STUDIES.lookup(config.study)
 
 
 ATTEMPTS = "attempts"
@@ -310,32 +178,27 @@ def config_source(config: Any) -> str:
                else "<config object>")
 
 
-def run_study(config: StudyConfig | str | Path | None = None, run_dir: str | Path | None = None, *,
+def run_study(config: StudyConfigBase | str | Path | None = None, run_dir: str | Path | None = None, *,
               executor: str = "local", force: bool | str | Sequence[str] = False,
               executor_options: dict | None = None, stages: Sequence[Stage] | None = None,
-              overrides: Sequence[str] = ()) -> Run:
-    """Run (or resume) a study and return its run view (:func:`open_run`); ``None`` runs the quickstart preset.
+              overrides: Sequence[str] = ()) -> RunView:
+    """Run (or resume) a study of any kind and return its run view (:func:`open_run`); ``None`` runs the
+    quickstart preset.
 
     ``overrides`` are ``a.b=v`` settings applied before validation (listed in the manifest).
 
     ``force=True`` (or ``"all"``) reruns every stage; a stage name or list of names reruns those and every
     stage downstream of them.  A run folder another run holds raises
-    :class:`~taskscope.pipeline.lock.RunLockedError`.  ``stages`` overrides the stage list (default:
-    :func:`taskscope.pipeline.study.study_stages`).
+    :class:`~taskscope.pipeline.lock.RunLockedError`.  ``stages`` overrides the stage list (default: the kind's,
+    ``STUDIES[kind].stages(config)``).
     """
-    from taskscope.pipeline.study import study_stages
-
     study = resolve_config(config, overrides)
     validate_study(study, source=config_source(config), executor=executor)  # plug-ins, paths, task names
-    if isinstance(study, TransferStudyConfig):
-        from taskscope.pipeline.transfer_study import run_transfer_study
-
-        return run_transfer_study(study, run_dir, executor=executor, force=force, executor_options=executor_options,
-                                  overrides=overrides)
+    kind = kind_of(study)
     folder = Path(run_dir) if run_dir is not None else study.output_dir / study.name
-    execute_stages(stages if stages is not None else study_stages(), study, dump_config(study), folder,
+    execute_stages(stages if stages is not None else kind.stages(study), study, dump_config(study), folder,
                    executor=executor, force=force, executor_options=executor_options, overrides=overrides)
-    return Run(folder)
+    return kind.view(folder)
 
 
 Overrides = Annotated[list[str] | None, typer.Option(
@@ -345,7 +208,7 @@ Overrides = Annotated[list[str] | None, typer.Option(
 
 def run_command(
     config: Annotated[Path | None, typer.Argument(
-        help=f"study YAML or a bundled preset name ({', '.join(presets())}; see `taskscope configs list`); "
+        help=f"study YAML or a bundled preset name ({', '.join(presets(kinds=False))}; see `taskscope configs list`); "
         "default: quickstart", show_default=False)] = None,
     run_dir: Annotated[Path | None, typer.Option(help="run folder (default: OUTPUT_DIR/NAME)")] = None,
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
@@ -355,7 +218,7 @@ def run_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only check the config (see `taskscope config "
                                           "validate`) and exit")] = False,
     overrides: Overrides = None,
-) -> Run | None:
+) -> RunView | None:
     """Body of ``taskscope run [CONFIG.yaml] [--run-dir DIR] [--executor local|ray] [--force STAGE|all ...]
     [--dry-run]``.
 
@@ -379,16 +242,8 @@ def run_command(
 
 def _check_force_option(config: Path | None, force: list[str], overrides: Sequence[str] = ()) -> None:
     """Reject unknown ``--force`` stage names before any work, listing the valid ones."""
-    from taskscope.pipeline.study import study_stages
-
     study = resolve_config(config, overrides)
-    if isinstance(study, TransferStudyConfig):
-        from taskscope.pipeline.transfer_study import transfer_stages
-
-        stages = transfer_stages(study)
-    else:
-        stages = study_stages()
-    forced_stages(stages, force)  # ValueError "--force: unknown stage ...": one line from the CLI's error handler
+    forced_stages(kind_of(study).stages(study), force)  # ValueError "--force: unknown stage ...": one line
 
 
 # ---------------------------------------------------------------- clean

@@ -1,14 +1,15 @@
 """Check a validated study config against the registries and the task source, before any work starts.
 
-Pydantic (``config.py``, ``transfer_config.py``) checks each field on its own.  What it cannot check, because
+Pydantic (each study kind's config model) checks each field on its own.  What it cannot check, because
 it needs the plug-in registries or the data, is checked here, so that ``taskscope run`` fails in the first
 second instead of after every control is trained:
 
-1. the executor, every model spec (``tiny:ARCH`` architectures, local model folders, GGUF files, LoRA
-   adapters), every sampler and its ``sampler_kwargs`` in every training section, every kernel and its
-   ``kernel_args``;
-2. the task source: its prefix, then the suite itself is loaded, and every task, cluster, held-out / unseen
-   name, per-task cap and split folder is checked against it.
+1. the executor, the model spec (``tiny:ARCH`` architectures, local model folders, GGUF files, LoRA
+   adapters) and ``model_options``, then the study kind's plug-ins (``STUDIES[kind].plugin_problems``: every
+   sampler and its ``sampler_kwargs`` in every training section, every kernel and its ``kernel_args``, ...);
+2. the task source (``STUDIES[kind].task_problems``, built from :func:`load_source` and :func:`name_problems`):
+   its prefix, then the suite itself is loaded, and every task, cluster, held-out / unseen name, per-task cap
+   and split folder is checked against it.
 
 Every problem is collected (not just the first); :func:`validate_study` raises one
 :class:`~taskscope.pipeline.config.ConfigError` with a line per problem, each naming the field and, for a name
@@ -23,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taskscope.pipeline.config import ConfigError, StudyConfig
-from taskscope.pipeline.transfer_config import TransferStudyConfig
+from taskscope.pipeline.config import ConfigError, StudyConfigBase
+from taskscope.pipeline.kinds import STUDIES
 from taskscope.registry import Registry, RegistryError
 
 
@@ -49,35 +50,22 @@ def suggestion(name: str, known: Iterable[str], what: str = "known") -> str:
     return f"; {what}: {shown}" if known else ""
 
 
-def validate_study(config: StudyConfig | TransferStudyConfig, *, source: str = "<config>", executor: str = "local",
+def validate_study(config: StudyConfigBase, *, source: str = "<config>", executor: str = "local",
                    load_tasks: bool = True) -> None:
     """Raise :class:`ConfigError` listing every problem :func:`check_study` finds (nothing when there is none)."""
     problems = check_study(config, executor=executor, load_tasks=load_tasks)
     if problems:
-        label = "transfer study config" if isinstance(config, TransferStudyConfig) else "study config"
-        raise ConfigError("\n".join([f"invalid {label} {source}:"] + [f"  {p}" for p in problems]))
+        raise ConfigError("\n".join([f"invalid study config {source}:"] + [f"  {p}" for p in problems]))
 
 
-def check_study(config: StudyConfig | TransferStudyConfig, *, executor: str = "local",
-                load_tasks: bool = True) -> list[Problem]:
+def check_study(config: StudyConfigBase, *, executor: str = "local", load_tasks: bool = True) -> list[Problem]:
     """Every problem of ``config`` (steps 1-2 of the module docstring); ``load_tasks=False`` skips step 2."""
+    kind = STUDIES.lookup(config.study)
     problems = executor_problems(executor) + model_problems("model", config.model)
     problems += model_option_problems(config.model, config.model_options)
-    if isinstance(config, TransferStudyConfig):
-        sections = {"instruction_tuning": config.instruction_tuning, "fewshot.train": config.fewshot.train}
-        sections |= {f"models.{i}.train": config.train_config(m.name) for i, m in enumerate(config.models)
-                     if m.kind == "multitask" and m.train}
-        if config.tasks.split_dir is not None and not Path(config.tasks.split_dir).is_dir():
-            problems.append(Problem("tasks.split_dir", f"folder {str(config.tasks.split_dir)!r} does not exist"))
-    else:
-        sections = {"control_training": config.control_training, "multitask_training": config.multitask_training}
-        problems += kernel_problems(config.similarity.kernels, config.similarity.kernel_args)
-        problems += measure_problems(config.similarity.measures)
-    for where, section in sections.items():
-        problems += sampler_problems(where, section)
+    problems += kind.plugin_problems(config)
     if load_tasks and not problems:  # loading the suite can take a while: only for an otherwise sound config
-        problems += (transfer_task_problems(config) if isinstance(config, TransferStudyConfig)
-                     else mossa_task_problems(config))
+        problems += kind.task_problems(config)
     return problems
 
 
@@ -144,61 +132,27 @@ def model_option_problems(spec: str, options: Any) -> list[Problem]:
     return []
 
 
-def sampler_problems(where: str, train: dict[str, Any]) -> list[Problem]:
-    """An unknown ``sampler``, or ``sampler_kwargs`` its class does not take (tried on two toy tasks)."""
-    name = train.get("sampler")
+def sampler_problems(where: str, train: Any) -> list[Problem]:
+    """An unknown ``sampler`` of a ``TrainConfig``, or ``sampler_kwargs`` its class does not take (tried on two toy
+    tasks)."""
+    name, kwargs = train.sampler, train.sampler_kwargs
     if name is None:
-        return [Problem(f"{where}.sampler_kwargs", "set without a sampler")] if train.get("sampler_kwargs") else []
+        return [Problem(f"{where}.sampler_kwargs", "set without a sampler")] if kwargs else []
     from taskscope.train.samplers import SAMPLERS, make_sampler
 
-    problems = plugin_problems(SAMPLERS, name, train.get("sampler_kwargs"), f"{where}.sampler", f"{where}.sampler_kwargs")
+    problems = plugin_problems(SAMPLERS, name, kwargs, f"{where}.sampler", f"{where}.sampler_kwargs")
     if problems:
         return problems
     try:  # values the parameter model cannot judge alone (e.g. a window < 1): build it on two toy tasks
-        make_sampler(name, [8, 16], seed=0, total_steps=10, **train.get("sampler_kwargs", {}))
+        make_sampler(name, [8, 16], seed=0, total_steps=10, **kwargs)
     except (TypeError, ValueError) as err:
         return [Problem(f"{where}.sampler_kwargs", f"sampler {name!r}: {err}")]
     return []
 
 
-def kernel_problems(kernels: list[str], kernel_args: dict[str, dict[str, Any]]) -> list[Problem]:
-    from taskscope.similarity.kernels import KERNELS, get_kernel
-
-    problems = []
-    for i, name in enumerate(kernels):
-        found = plugin_problems(KERNELS, name, kernel_args.get(name), f"similarity.kernels.{i}",
-                                f"similarity.kernel_args.{name}")
-        if found:
-            problems += found
-            continue
-        try:
-            get_kernel(name, **kernel_args.get(name, {}))
-        except (TypeError, ValueError) as err:
-            problems.append(Problem(f"similarity.kernel_args.{name}", str(err)))
-    for name in sorted(set(kernel_args) - set(kernels)):
-        problems.append(Problem(f"similarity.kernel_args.{name}",
-                                f"arguments for kernel {name!r}, which is not in similarity.kernels {kernels}"))
-    return problems
-
-
-def measure_problems(measures: list) -> list[Problem]:
-    """Every extra measure: a registered name, parameters its parameter model accepts, no label twice."""
-    from taskscope.analysis.measures import measure_label
-    from taskscope.similarity import MEASURES
-
-    problems, labels = [], set()
-    for i, spec in enumerate(measures):
-        problems += plugin_problems(MEASURES, spec.name, spec.params, f"similarity.measures.{i}.name",
-                                    f"similarity.measures.{i}.params")
-        label = measure_label(spec.name, spec.params)
-        if label in labels:
-            problems.append(Problem(f"similarity.measures.{i}", f"measure {label!r} is listed twice"))
-        labels.add(label)
-    return problems
-
-
 # ---------------------------------------------------------------- tasks
-def _load(source: str, options: dict[str, Any], where: str) -> tuple[Any, list[Problem]]:
+def load_source(source: str, options: dict[str, Any], where: str) -> tuple[Any, list[Problem]]:
+    """The suite a task source spec loads, or None and the problems of its prefix and options."""
     from taskscope.tasks import TaskError, load_suite
     from taskscope.tasks.registry import SOURCES, parse_spec
 
@@ -219,68 +173,16 @@ def _load(source: str, options: dict[str, Any], where: str) -> tuple[Any, list[P
         return None, [Problem(f"{where}.source", str(err))]
 
 
-def _name_problems(where: str, names: list[str] | None, known: Iterable[str], what: str) -> list[Problem]:
+def name_problems(where: str, names: list[str] | None, known: Iterable[str], what: str) -> list[Problem]:
     known = list(known)
     return [Problem(f"{where}", f"no {what} {name!r} in the task source{suggestion(name, known, f'{what}s')}")
             for name in names or () if name not in known]
 
 
-def _clusters_of(suite: Any) -> set[str]:
+def clusters_of(suite: Any) -> set[str]:
     """Every category of every task, and every ``A`` of a category ``A -> B`` (SNI's sub-categories)."""
     found = set()
     for task in suite:
         for cluster in task.clusters or (task.cluster,):
             found.update({cluster, cluster.split(" -> ")[0]})
     return found
-
-
-def mossa_task_problems(config: StudyConfig) -> list[Problem]:
-    """Load the suite, check ``tasks.tasks`` / ``tasks.clusters``, then each model's held-out names."""
-    from taskscope.pipeline.study import select_tasks
-
-    sel = config.tasks
-    suite, problems = _load(sel.source, sel.options, "tasks")
-    if suite is None:
-        return problems
-    problems += _name_problems("tasks.tasks", sel.tasks, suite.names, "task")
-    problems += _name_problems("tasks.clusters", sel.clusters, _clusters_of(suite), "cluster")
-    if problems:
-        return problems
-    try:
-        selected = select_tasks(suite, config)  # the suite loaded above: the source is read once
-    except ValueError as err:
-        return [Problem("tasks", str(err))]
-    primary = {task.cluster for task in selected}
-    for i, model in enumerate(config.experimental_models):
-        where = f"experimental_models.{i}"
-        problems += _name_problems(f"{where}.heldout_tasks", model.heldout_tasks, selected.names, "selected task")
-        problems += _name_problems(f"{where}.heldout_clusters", model.heldout_clusters, primary, "selected cluster")
-        held = set(model.heldout_tasks)
-        if model.kind == "multitask" and all(t.name in held or t.cluster in model.heldout_clusters for t in selected):
-            problems.append(Problem(where, f"model {model.name!r} holds out every selected task; it has nothing to "
-                                    "train on"))
-    return problems
-
-
-def transfer_task_problems(config: TransferStudyConfig) -> list[Problem]:
-    """Load the suite, check the task / cluster / unseen names and caps, then split it as the tasks stage will."""
-    from taskscope.pipeline.transfer_study import _split_suite, _tasks_key
-    from taskscope.tasks import TaskError
-
-    sel = config.tasks
-    suite, problems = _load(sel.source, sel.options, "tasks")
-    if suite is None:
-        return problems
-    clusters = _clusters_of(suite)
-    problems += _name_problems("tasks.tasks", sel.tasks, suite.names, "task")
-    problems += _name_problems("tasks.clusters", sel.clusters, clusters, "cluster")
-    problems += _name_problems("tasks.unseen_tasks", sel.unseen_tasks, suite.names, "task")
-    problems += _name_problems("tasks.unseen_clusters", sel.unseen_clusters, clusters, "cluster")
-    problems += _name_problems("tasks.caps", list(sel.caps), suite.names, "task")
-    if problems:
-        return problems
-    try:  # the same (cached) split the tasks stage uses, so it is not computed twice in one process
-        _split_suite(_tasks_key(sel.model_dump(mode="json")))
-    except (TaskError, KeyError, ValueError) as err:
-        problems.append(Problem("tasks", str(err).strip("\"'")))
-    return problems

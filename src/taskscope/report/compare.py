@@ -114,7 +114,7 @@ def render_compare_html(per_task: pd.DataFrame, summary: pd.DataFrame, maps: tup
 
 
 def compare_runs(run_a, run_b, out_dir: str | Path) -> Path:
-    """Compare two MOSSA run views (``taskscope.pipeline.run.Run``) into ``out_dir`` (module docstring);
+    """Compare two MOSSA run views (``taskscope.studies.mossa.run.MossaRun``) into ``out_dir`` (module docstring);
     returns the path of ``compare.html``."""
     names = (str(run_a.run_dir), str(run_b.run_dir))
     table_a, table_b = run_a.tables["mossa"], run_b.tables["mossa"]

@@ -1,9 +1,9 @@
-"""`TransferStudyConfig`: the transfer study of Mueller, Dredze and Andrews as one validated YAML config.
+"""`TransferConfig`: the transfer study of Mueller, Dredze and Andrews as one validated YAML config.
 
-A study config carries ``study: transfer``; :func:`load_study_config` reads any study YAML and dispatches on
-that key (absent or ``mossa``: the MOSSA :class:`~taskscope.pipeline.config.StudyConfig`).  YAML is read with
-``yaml.safe_load``; validation errors become a :class:`~taskscope.pipeline.config.ConfigError` naming the file
-and every bad field by its dotted path (``fewshot.shots.0: Input should be greater than or equal to 0``).
+A config carries ``study: transfer`` and is read and validated through the engine
+(:func:`taskscope.pipeline.config.load_config`); validation errors become a
+:class:`~taskscope.pipeline.config.ConfigError` naming the file and every bad field by its dotted path
+(``fewshot.shots.0: Input should be greater than or equal to 0``).
 
 Defaults reproduce the paper: 100 test instances and a 40-instance few-shot pool per unseen task, shots
 0 / 5 / 10 / 20 / 40 over three seeds with LoRA r 16, alpha 32, dropout 0.05, constant lr 1e-3, 5 epochs, batch 32,
@@ -12,48 +12,39 @@ with and without the task definition; in-context learning with k = 3 exemplars, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from taskscope.pipeline.config import (
-    ConfigError,
-    FolderName,
-    ModelOptions,
-    StudyConfig,
-    config_from_dict,
-    format_errors,
-    read_config_yaml,
-    validate_with,
+from taskscope.evaluate.examples import EvalSettings, eval_prompt_budget
+from taskscope.pipeline.config import FolderName, Strict, section_slice
+from taskscope.studies.common.config import (
+    ModelEntry,
+    ModelStudyConfig,
+    ReportConfig,
+    TaskSource,
+    count_or_fraction,
+    default_models,
+    prompt_format_field,
 )
+from taskscope.tasks.formats import NAMED_FORMATS, PromptFormat
+from taskscope.train.config import TrainConfig
+from taskscope.train.data import prompt_token_budget
+
+RENAMED = {"context": "prompt_format"}  # old keys of a transfer config and their new names
 
 ContextKind = str  # a prompt kind or a named format (taskscope.tasks.formats.NAMED_FORMATS)
 DEFAULT_K = 3  # exemplars wherever a context holds exemplars (the paper's 3)
 
 
 def _check_format_name(name: str) -> str:
-    from taskscope.tasks.formats import NAMED_FORMATS
-
     if name not in NAMED_FORMATS:
         raise ValueError(f"unknown context / prompt format {name!r}; known: {sorted(NAMED_FORMATS)}")
     return name
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TransferTasks(_Strict):
+class TransferTasks(TaskSource):
     """Which tasks are seen (instruction tuning) and unseen (transfer), and how each task is split.
 
     Seen / unseen, by the first given: ``split_dir`` (SNI ``splits/<name>/`` lists), ``unseen_clusters`` /
@@ -63,10 +54,6 @@ class TransferTasks(_Strict):
     ``unseen_test`` instances (SNI order with ``sni_test_first``) and a disjoint ``fewshot_pool``.
     """
 
-    source: str = "builtin"
-    options: dict[str, Any] = Field(default_factory=dict)
-    tasks: list[str] | None = None
-    clusters: list[str] | None = None
     split_dir: Path | None = None
     unseen_clusters: list[str] | None = None
     unseen_tasks: list[str] | None = None
@@ -79,15 +66,11 @@ class TransferTasks(_Strict):
     unseen_test: int = Field(100, ge=1)
     fewshot_pool: int = Field(40, ge=0)
     sni_test_first: bool = True
-    seed: int = 0
 
     @field_validator("validation", "test")
     @classmethod
     def _count_or_fraction(cls, value: int | float, info: Any) -> int | float:
-        if isinstance(value, float) and not 0.0 <= value < 1.0:
-            raise ValueError(f"a fraction must lie in [0, 1), got {value}")
-        if isinstance(value, int) and value < 0:
-            raise ValueError(f"a count must be >= 0, got {value}")
+        count_or_fraction(value, info.field_name)
         if info.field_name == "test" and value == 0:
             raise ValueError("seen tasks need test instances (a count >= 1 or a fraction > 0)")
         return value
@@ -101,7 +84,7 @@ class TransferTasks(_Strict):
         return value
 
 
-class TransferModel(_Strict):
+class TransferModel(ModelEntry):
     """A model compared in the study: the pre-trained base, or the base instruction-tuned on the seen tasks.
 
     ``train`` overrides fields of the study's ``instruction_tuning`` (e.g. ``sampler``, ``sampler_kwargs``,
@@ -109,8 +92,6 @@ class TransferModel(_Strict):
     ``unsupervised_every``) for this model only.
     """
 
-    name: FolderName = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Literal["pretrained", "multitask"]
     train: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -120,36 +101,35 @@ class TransferModel(_Strict):
         return self
 
 
-def _default_models() -> list[TransferModel]:
-    return [TransferModel(name="pretrained", kind="pretrained"),
-            TransferModel(name="instruction_tuned", kind="multitask")]
-
-
-def _default_instruction_tuning() -> dict[str, Any]:
-    return {"sampler": "proportional", "lora": None, "lr": 1e-4, "epochs": 2.0, "batch_size": 32,
-            "checkpoint_every": 0}
+def _default_instruction_tuning() -> TrainConfig:
+    return TrainConfig(sampler="proportional", lora=None, lr=1e-4, epochs=2.0, batch_size=32, checkpoint_every=0)
 
 
 FEWSHOT_SCHEDULE = "constant"  # the paper's constant 1e-3; TrainConfig's own default decays linearly
 
 
-def _default_fewshot_train() -> dict[str, Any]:
-    return {"schedule": FEWSHOT_SCHEDULE}  # the rest of TrainConfig's defaults are the paper's few-shot LoRA
-
-
-class FewshotGrid(_Strict):
+class FewshotGrid(Strict):
     """Few-shot LoRA fine-tuning on every unseen task: shot counts x seeds x task contexts."""
 
     shots: list[int] = Field(default_factory=lambda: [0, 5, 10, 20, 40], min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     contexts: list[ContextKind] = Field(default_factory=lambda: ["definition", "none"], min_length=1)
     k: int = Field(DEFAULT_K, ge=0)  # exemplars in a context that holds them
-    train: dict[str, Any] = Field(default_factory=_default_fewshot_train)
+    # the rest of TrainConfig's defaults are the paper's few-shot LoRA
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(schedule=FEWSHOT_SCHEDULE))
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _paper_schedule(cls, value: Any) -> Any:
+        """The schedule is constant unless the config names one."""
+        return {"schedule": FEWSHOT_SCHEDULE, **value} if isinstance(value, dict) else value
 
     @field_validator("train")
     @classmethod
-    def _paper_schedule(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return {"schedule": FEWSHOT_SCHEDULE, **value}  # constant unless the config names a schedule
+    def _lora(cls, value: TrainConfig) -> TrainConfig:
+        if value.lora is None:
+            raise ValueError("few-shot fine-tuning uses LoRA, train.lora cannot be null")
+        return value
 
     @field_validator("contexts")
     @classmethod
@@ -165,7 +145,7 @@ class FewshotGrid(_Strict):
         return sorted(set(value))
 
 
-class ICLConfig(_Strict):
+class ICLConfig(Strict):
     """In-context learning on every unseen task: ``k`` exemplars from the task's SNI positive examples (the
     paper's choice) or a seeded draw from its few-shot pool, laid out by ``format`` (a named format whose
     templates are used; ``with_definition`` picks its kind)."""
@@ -182,7 +162,7 @@ class ICLConfig(_Strict):
         return _check_format_name(value)
 
 
-class TrajectoryConfig(_Strict):
+class TrajectoryConfig(Strict):
     """Checkpoint trajectories: unseen ICL and few-shot loss at every checkpoint of ``model``, split at ``step``."""
 
     model: str
@@ -190,7 +170,7 @@ class TrajectoryConfig(_Strict):
     shots: int = Field(20, ge=1, le=40)
 
 
-class AnalysesConfig(_Strict):
+class AnalysesConfig(Strict):
     """Which analyses run; a model list names the models an analysis compares (None: the analysis is off)."""
 
     transfer_curves: bool = True
@@ -203,80 +183,44 @@ class AnalysesConfig(_Strict):
     trajectory: TrajectoryConfig | None = None
 
 
-class TransferEvaluation(_Strict):
+class TransferEvaluation(Strict):
     """Settings of every evaluation (`taskscope.evaluate.EvalSettings`) and of the seen-task loss."""
 
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: EvalSettings = Field(default_factory=EvalSettings)
     seen_train_instances: int = Field(20, ge=1)  # per seen task, for the train-loss side of the sampling study
 
-    @field_validator("settings")
-    @classmethod
-    def _settings_validate(cls, value: dict[str, Any]) -> dict[str, Any]:
-        validate_with("taskscope.evaluate", "EvalSettings", value)
-        return value
 
-
-class TransferReport(_Strict):
-    title: str | None = None
-    figure_formats: list[Literal["png", "pdf"]] = Field(default_factory=lambda: ["png", "pdf"])
-
-
-class TransferStudyConfig(_Strict):
+class TransferConfig(ModelStudyConfig):
     """Everything a transfer study needs (see docs/transfer.md for each field)."""
 
     study: Literal["transfer"] = "transfer"
     name: FolderName = "transfer"  # the run folder is output_dir / name
-    model: str = "embedded"
-    model_options: ModelOptions = Field(default_factory=ModelOptions)
-    device: str = "cpu"
     tasks: TransferTasks = Field(default_factory=TransferTasks)
-    context: dict[str, Any] = Field(default_factory=lambda: {"kind": "definition"})
-    instruction_tuning: dict[str, Any] = Field(default_factory=_default_instruction_tuning)
+    # the seen tasks' prompts: exemplars (where the kind has them) k = 3 unless the config says
+    prompt_format: prompt_format_field(n_exemplars=DEFAULT_K) = Field(
+        default_factory=lambda: PromptFormat(kind="definition", n_exemplars=DEFAULT_K))
+    instruction_tuning: TrainConfig = Field(default_factory=_default_instruction_tuning)
     unsupervised_text: Path | None = None  # default: the inputs of the seen training instances
-    models: list[TransferModel] = Field(default_factory=_default_models, min_length=1)
+    models: list[TransferModel] = Field(default_factory=lambda: default_models(TransferModel), min_length=1)
     fewshot: FewshotGrid = Field(default_factory=FewshotGrid)
     icl: ICLConfig = Field(default_factory=ICLConfig)
     evaluation: TransferEvaluation = Field(default_factory=TransferEvaluation)
     analyses: AnalysesConfig = Field(default_factory=AnalysesConfig)
-    report: TransferReport = Field(default_factory=TransferReport)
-    output_dir: Path = Path("runs")
-
-    @field_validator("context")
-    @classmethod
-    def _context_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from taskscope.tasks.formats import resolve_format
-
-        resolve_format(value, n_exemplars=DEFAULT_K)
-        return value
-
-    @field_validator("instruction_tuning")
-    @classmethod
-    def _instruction_tuning_validates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        validate_with("taskscope.train.config", "TrainConfig", value)
-        return value
-
-    @field_validator("fewshot")
-    @classmethod
-    def _fewshot_train_validates(cls, value: FewshotGrid) -> FewshotGrid:
-        if validate_with("taskscope.train.config", "TrainConfig", value.train).lora is None:
-            raise ValueError("train.lora: few-shot fine-tuning uses LoRA, it cannot be null")
-        return value
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
-    def _consistent(self) -> TransferStudyConfig:
+    def _consistent(self) -> TransferConfig:
         names = self.model_names()
-        if len(set(names)) != len(names):
-            raise ValueError(f"models: names must be unique, got {names}")
         for i, model in enumerate(self.models):
             try:
-                validate_with("taskscope.train.config", "TrainConfig", self.train_config(model.name))
+                train = self.train_config(model.name)
             except ValidationError as err:
                 raise ValueError(f"models.{i}.train ({model.name}): {err.errors()[0]['loc']}: "
                                  f"{err.errors()[0]['msg']}") from None
-            if self.train_config(model.name).get("unsupervised_every") and self.unsupervised_text is not None \
+            if train.unsupervised_every and self.unsupervised_text is not None \
                     and not Path(self.unsupervised_text).is_file():
                 raise ValueError(f"unsupervised_text {str(self.unsupervised_text)!r} does not exist")
-        multitask = [m.name for m in self.models if m.kind == "multitask"]
+        multitask = self.multitask_models()
         analyses = self.analyses
         named = {"analyses.change": analyses.change, "analyses.sampling": analyses.sampling,
                  "analyses.data_limit": analyses.data_limit, "analyses.unsupervised": analyses.unsupervised}
@@ -290,11 +234,11 @@ class TransferStudyConfig(_Strict):
                 raise ValueError(f"{where}: compares instruction-tuned models; {list(listed)} includes a "
                                  f"'pretrained' one")
         if analyses.data_limit is not None:
-            limits = [self.train_config(n).get("data_limit") for n in analyses.data_limit]
+            limits = [self.train_config(n).data_limit for n in analyses.data_limit]
             if None in limits or len(set(limits)) != len(limits):
                 raise ValueError(f"analyses.data_limit: every model needs its own train.data_limit, got {limits}")
         if analyses.unsupervised is not None:
-            mixing = [bool(self.train_config(n).get("unsupervised_every")) for n in analyses.unsupervised]
+            mixing = [bool(self.train_config(n).unsupervised_every) for n in analyses.unsupervised]
             if mixing != [False, True]:
                 raise ValueError("analyses.unsupervised: give (model without, model with) unsupervised_every")
         trajectory = analyses.trajectory
@@ -302,42 +246,26 @@ class TransferStudyConfig(_Strict):
             if trajectory.model not in multitask:
                 raise ValueError(f"analyses.trajectory.model {trajectory.model!r} is not a multitask model "
                                  f"{multitask}")
-            every = self.train_config(trajectory.model).get("checkpoint_every", 0)
+            every = self.train_config(trajectory.model).checkpoint_every
             if not every or trajectory.step % every:
                 raise ValueError(f"analyses.trajectory.step {trajectory.step} must be a multiple of the model's "
                                  f"checkpoint_every ({every})")
         return self
 
-    def context_format(self):
-        """The seen tasks' prompt format: ``context`` (``format: <name>`` + fields), k = 3 unless it says."""
-        from taskscope.tasks.formats import resolve_format
-
-        return resolve_format(self.context, n_exemplars=DEFAULT_K)
-
     def seen_prompt_budget(self) -> int:
         """Token budget of the seen tasks' prompts (instruction tuning and the seen-task loss): the smallest of
         every multitask model's training room (`taskscope.train.data.prompt_token_budget`) and the
         evaluation's (`taskscope.evaluate.examples.eval_prompt_budget`), so no later stage cuts a prompt."""
-        from taskscope.evaluate.examples import EvalSettings, eval_prompt_budget
-        from taskscope.train.config import TrainConfig
-        from taskscope.train.data import prompt_token_budget
-
-        budgets = [eval_prompt_budget(EvalSettings.model_validate(self.evaluation.settings))]
-        for model in self.models:
-            if model.kind == "multitask":
-                train = TrainConfig.model_validate(self.train_config(model.name))
-                budgets.append(prompt_token_budget(train.max_length, train.max_target_length))
+        budgets = [eval_prompt_budget(self.evaluation.settings)]
+        for name in self.multitask_models():
+            train = self.train_config(name)
+            budgets.append(prompt_token_budget(train.max_length, train.max_target_length))
         return min(budgets)
 
-    def model_names(self) -> list[str]:
-        return [m.name for m in self.models]
-
-    def model_named(self, name: str) -> TransferModel:
-        return next(m for m in self.models if m.name == name)
-
-    def train_config(self, name: str) -> dict[str, Any]:
-        """The instruction-tuning config of model ``name``: the study's, updated by the model's ``train``."""
-        return {**self.instruction_tuning, **self.model_named(name).train}
+    def train_config(self, name: str) -> TrainConfig:
+        """The instruction-tuning config of model ``name``: the study's, updated by the model's ``train`` (a partial
+        ``TrainConfig``: only the fields it overrides)."""
+        return TrainConfig.model_validate({**section_slice(self.instruction_tuning), **self.model_named(name).train})
 
     def change_pair(self) -> tuple[str, str] | None:
         """(before, after) of the change correlation: ``analyses.change``, else (first pretrained, first
@@ -349,37 +277,3 @@ class TransferStudyConfig(_Strict):
         if pretrained and multitask:
             return pretrained[0], multitask[0]
         return (self.models[0].name, self.models[1].name) if len(self.models) > 1 else None
-
-
-def transfer_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TransferStudyConfig:
-    try:
-        return TransferStudyConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_errors(err, source, "transfer study config", TransferStudyConfig)) from None
-
-
-def load_transfer_config(path: str | Path, overrides: Sequence[str] = ()) -> TransferStudyConfig:
-    """Read and validate a transfer study YAML; a bare name looks in ``configs/``."""
-    path, data = read_config_yaml(path, overrides)
-    return transfer_config_from_dict(data, str(path))
-
-
-def load_study_config(path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig | TransferStudyConfig:
-    """Read a study YAML (with ``--set`` ``overrides``, see :func:`~taskscope.pipeline.config.read_config_yaml`)
-    and dispatch on its ``study:`` key: ``transfer``, or ``mossa`` / absent (MOSSA)."""
-    path, data = read_config_yaml(path, overrides)
-    return study_config_from_dict(data, str(path))
-
-
-def study_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> StudyConfig | TransferStudyConfig:
-    """Validate a study mapping as the kind its ``study:`` key names (absent: MOSSA)."""
-    kind = data.get("study", "mossa")
-    if kind == "transfer":
-        return transfer_config_from_dict(data, source)
-    if kind == "mossa":
-        return config_from_dict({k: v for k, v in data.items() if k != "study"}, source)
-    raise ConfigError(f"invalid study config {source}:\n  study: unknown study {kind!r}; expected 'mossa' or 'transfer'")
-
-
-def dump_transfer_config(config: TransferStudyConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -20,7 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from taskscope.pipeline.manifest import manifest_table
+from taskscope.pipeline.config import dump_config
+from taskscope.pipeline.manifest import manifest_so_far, manifest_table
+from taskscope.pipeline.stages import StageContext
 from taskscope.train.logging import LOG_FILE, read_log
 
 ROLES = {"controls": "control", "experimental": "experimental"}
@@ -51,7 +53,6 @@ def mossa_report(config, *, similarity: Path, analysis: Path, control_scores: Pa
     """Write the MOSSA report of ``config`` into ``out_dir`` from the tables in the given folders (module docstring)."""
     from taskscope.analysis.findings import read_findings
     from taskscope.analysis.layer_map import LayerMap
-    from taskscope.pipeline.config import dump_config
     from taskscope.report import write_report
 
     analysis, similarity = Path(analysis), Path(similarity)
@@ -65,4 +66,11 @@ def mossa_report(config, *, similarity: Path, analysis: Path, control_scores: Pa
         controls=_csv(Path(control_scores) / "controls.csv"), comparison=_csv(analysis / "ceiling_comparison.csv"),
         differences=_csv(similarity / "differences.csv"), cluster_summary=_csv(analysis / "cluster_summary.csv"),
         training_logs=training_logs(stage_dirs), manifest=manifest_table(manifest) if manifest else None,
-        baseline=config.report.baseline_model)
+        baseline=config.baseline_model)
+
+
+def run_report(ctx: StageContext) -> None:
+    """The report stage: :func:`mossa_report` from the tables upstream, with the manifest of the stages so far."""
+    mossa_report(ctx.config, similarity=ctx.inputs["similarity"], analysis=ctx.inputs["analysis"],
+                 control_scores=ctx.inputs["control_scores"], out_dir=ctx.out_dir, stage_dirs=ctx.inputs,
+                 manifest=manifest_so_far(ctx))
