@@ -114,7 +114,7 @@ class CentredChunk:
 def _centred_chunk(grams: dict[int, torch.Tensor], products: Sequence[Pair]) -> CentredChunk:
     centred = {a: additive_centre(g) for a, g in grams.items()}
     return CentredChunk(grams=centred, diag={a: torch.diagonal(g, dim1=-2, dim2=-1) for a, g in centred.items()},
-                        rows={(a, b): torch.linalg.vecdot(centred[a], centred[b]) for a, b in products})
+                        rows={(a, b): torch.einsum('pij,pij->pi', centred[a], centred[b]) for a, b in products})
 
 
 def _closed_form_sums(chunk: CentredChunk, debiased: bool) -> tuple[WeightedSums, WeightedSums]:
@@ -150,15 +150,15 @@ def _closed_form_sums(chunk: CentredChunk, debiased: bool) -> tuple[WeightedSums
 
 
 def _stack(chunk: CentredChunk, dtype: torch.dtype) -> torch.Tensor:
-    """Every side's Gram, then every product ``G_a o G_b``, with the diagonal set to 0, in ``dtype`` ->
+    """Every side's Gram, then every product ``G_a o G_b`` (in float64), with the diagonal set to 0, in ``dtype`` ->
     ``(S, p, n, n)``."""
-    grams = chunk.grams
-    first = next(iter(grams.values()))
-    stack = torch.empty((len(grams) + len(chunk.rows), *first.shape), dtype=dtype, device=first.device)
-    for i, g in enumerate(grams.values()):
+    sides = list(chunk.grams)
+    first = chunk.grams[sides[0]]
+    stack = torch.empty((len(sides) + len(chunk.rows), *first.shape), dtype=dtype, device=first.device)
+    for i, g in enumerate(chunk.grams.values()):
         stack[i].copy_(g)
     for j, (a, b) in enumerate(chunk.rows):
-        torch.mul(grams[a], grams[b], out=stack[len(grams) + j])
+        stack[len(sides) + j].copy_(chunk.grams[a] * chunk.grams[b])
     torch.diagonal(stack, dim1=-2, dim2=-1).zero_()
     return stack
 
@@ -174,14 +174,14 @@ def _bootstrap_sums(stack: torch.Tensor, chunk: CentredChunk, counts: torch.Tens
     shift = root * (w - 1.0 if debiased else w)
     y = {a: summed[i].to(torch.float64).mul_(root).addcmul_(shift, diag[a].unsqueeze(-2))
          for i, a in enumerate(sides)}
-    sums = WeightedSums({}, {}, {}, {a: torch.linalg.vecdot(y[a], root) for a in sides}, w.sum(dim=-1))
+    sums = WeightedSums({}, {}, {}, {a: torch.einsum('pcn,cn->pc', y[a], root) for a in sides}, w.sum(dim=-1))
     w_squared = w.square().mT
     for j, (a, b) in enumerate(chunk.rows):
         product_diag = diag[a] * diag[b]                                                    # (p, n)
-        quadratic = torch.linalg.vecdot(summed[len(sides) + j], w_compute).to(torch.float64)
+        quadratic = torch.linalg.vecdot(summed[len(sides) + j], w_compute).to(torch.float64)   # pairwise sum
         sums.q[(a, b)] = quadratic + torch.matmul(product_diag, w_squared)
         sums.e[(a, b)] = torch.matmul(product_diag, w.mT)
-        sums.c[(a, b)] = torch.linalg.vecdot(y[a], y[b])
+        sums.c[(a, b)] = torch.einsum('pcn,pcn->pc', y[a], y[b])
     return sums
 
 
@@ -190,8 +190,8 @@ def _rounding(chunk: CentredChunk, sums: WeightedSums, counts: torch.Tensor, u: 
 
     An entry ``(M w)_i`` is off by about ``u (|M~| 1)_i`` (the counts average 1), bounded with
     Cauchy-Schwarz from the row sums of (2): ``|G~_i|_1 <= sqrt(n-1) |G~_i|_2`` and ``|(G_a o G_b)~_i|_1
-    <= |G~_a,i|_2 |G~_b,i|_2``; ``q`` is off by twice that summed (the product and its float32 dot
-    with ``w``), ``s`` by once, and ``c = sum w x_a x_b`` by at most ``sqrt(sum w dx_a^2) sqrt(c_bb) +
+    <= |G~_a,i|_2 |G~_b,i|_2``; ``q`` is off by twice that summed (the matrix product and its float32
+    dot with ``w``), ``s`` by once, and ``c = sum w x_a x_b`` by at most ``sqrt(sum w dx_a^2) sqrt(c_bb) +
     sqrt(sum w dx_b^2) sqrt(c_aa)``."""
     sides, diag = list(chunk.grams), chunk.diag
     n = diag[sides[0]].shape[-1]
