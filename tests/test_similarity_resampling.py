@@ -21,7 +21,7 @@ TOL = 1e-6
 
 
 def states(seed: int, n: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A control and two experimental models that share part of its structure, with a massive dimension and an offset."""
+    """A control and two models sharing part of its structure, with a massive dimension and an offset."""
     rng = np.random.default_rng(seed)
     control = rng.normal(size=(n, d)) * rng.uniform(0.3, 2.0, size=d)
     control[:, 0] *= 40.0

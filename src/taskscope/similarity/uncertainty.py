@@ -4,11 +4,13 @@ Everything works on the kernel (Gram) matrices of the full sample, computed once
 (:meth:`~.kernels.Kernel.gram`; the RBF bandwidth is the full sample's and is never re-estimated):
 a resample (or a leave-one-out sample) is a vector of row counts ``w``, and the centred inner
 products of its Gram matrix ``K[idx][:, idx]`` are sums of ``w' K``, ``w'(K o L) w`` and the diagonals
-(:func:`_weighted_cka`): one matrix product per side for all resamples at once, ``O(n^2)`` each
-instead of ``O(n^2 d)``, without gathering ``n x n`` copies.  Stacks ``(..., n, d)`` share the same draws at every leading position (paired across
-layers).  Draws: :func:`resample_indices` (``numpy.random.default_rng(seed)``); the same ``seed``
-gives the same resampled inputs in :func:`bootstrap_ci` and :func:`paired_difference`, so every
-model compared with one control sees the same resamples.
+(:func:`~.resampling.sample_cka`): one batched matrix product for all resamples at once, ``O(n^2)``
+per resample and matrix instead of ``O(n^2 d)``, without gathering ``n x n`` copies.  Stacks
+``(..., n, d)`` share the same draws at every leading position (paired across layers).  Draws:
+:func:`resample_indices` (``numpy.random.default_rng(seed)``); the same ``seed`` gives the same
+resampled inputs in :func:`bootstrap_ci`, :func:`bootstrap_grid` and :func:`paired_difference`, so
+every model compared with one control sees the same resamples (:func:`bootstrap_grid` computes the
+control's part once for all of them).
 
 The interval (``method="jackknife-centred percentile"``), in this order:
 
@@ -188,8 +190,9 @@ def _prepare_sides(sides: list[object], names: list[str], debiased: bool, nan_po
 
 
 def _prepared_grams(sides: list[object], names: list[str], kernel: str, debiased: bool, precision: Precision,
-                    nan_policy: NanPolicy, kernel_args: dict, what: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Check the sides (``sides[0]`` is ``Y``) -> peak-scaled Grams and, per side, bool ``(...)`` where it is constant."""
+                    nan_policy: NanPolicy, kernel_args: dict,
+                    what: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Check the sides (``sides[0]`` is ``Y``) -> peak-scaled Grams and, per side, bool ``(...)``: it is constant."""
     kern = get_kernel(kernel, **kernel_args)
     tensors = _prepare_sides(sides, names, debiased, nan_policy, what)
     grams, constants = [], []
@@ -250,8 +253,9 @@ def bootstrap_grid(
     _check(confidence, n_resamples)
     if len(Xs) == 0:
         raise ValueError("bootstrap_grid needs at least one X")
-    grams, constants = _prepared_grams([Y, *Xs], ["Y", *(["X"] if len(Xs) == 1 else [f"Xs[{i}]" for i in range(len(Xs))])],
-                                       kernel, debiased, precision, nan_policy, kernel_args, "CKA bootstrap")
+    names = ["X"] if len(Xs) == 1 else [f"Xs[{i}]" for i in range(len(Xs))]
+    grams, constants = _prepared_grams([Y, *Xs], ["Y", *names], kernel, debiased, precision, nan_policy, kernel_args,
+                                       "CKA bootstrap")
     n = grams[0].shape[-1]
     values = sample_cka(grams, [(i, 0) for i in range(1, len(grams))], _indices(n, n_resamples, seed, grams[0].device),
                         debiased, precision)
