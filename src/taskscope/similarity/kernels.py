@@ -12,9 +12,11 @@ operations (:func:`centred_data`, then :meth:`Kernel.gram_centred`):
    ``1e-9`` of the largest mean; only there the exact ``max == min`` test runs) and their centred
    rows set to 0, so a constant side gives a zero centred Gram (NaN CKA, with a warning) and never
    rounding residue scaled up to a value;
-3. each position is divided by its largest absolute centred value ``s`` and cast to the compute
-   dtype (float32 in ``precision="fast"``, float64 in ``"float64"``), so the products neither
-   overflow nor underflow (any ``|x|`` from about 1e-150 to 1e150 in float64);
+3. each position whose largest absolute centred value ``s`` lies outside :data:`SAFE_SCALES` is
+   divided by ``s`` (elsewhere ``s = 1``: the float32 products of such values neither overflow nor
+   underflow, and a division would only cost a pass over the data), then cast to the compute dtype
+   (float32 in ``precision="fast"``, float64 in ``"float64"``), so the products neither overflow
+   nor underflow (any ``|x|`` from about 1e-150 to 1e150 in float64);
 4. the dot products of the scaled centred rows are one batched matrix product in the compute
    dtype (the only ``O(n^2 d)`` step), cast to float64 and multiplied back by ``s^2``;
 5. the kernel is evaluated from ``G = Xc Xc^T`` in float64: linear uses ``G`` itself (a Gram matrix
@@ -42,6 +44,7 @@ from taskscope.similarity.inputs import Precision, largest_magnitude
 
 KERNELS: Registry[type[Kernel]] = Registry("kernel", entry_point_group="taskscope.kernels")
 K = TypeVar("K", bound=type["Kernel"])
+SAFE_SCALES = (2.0 ** -30, 2.0 ** 30)  # spreads whose float32 products (d <= 2^20 terms) need no rescaling
 
 
 def register_kernel(name: str) -> Callable[[K], K]:
@@ -71,7 +74,7 @@ class CentredData:
     """A stack after steps 1-3 of the module docstring.
 
     ``rows``: centred rows divided by ``scale``, in the compute dtype ``(..., n, d)``; ``scale``:
-    float64 ``(...)`` (1 where the position is constant); ``mean``: the subtracted column means,
+    float64 ``(...)`` (1 where the position is constant or its spread lies in :data:`SAFE_SCALES`); ``mean``: the subtracted column means,
     float64 ``(..., 1, d)``; ``constant``: bool ``(...)``, every column constant over the rows.
     """
 
@@ -83,7 +86,7 @@ class CentredData:
     def dots(self) -> torch.Tensor:
         """float64 ``Xc Xc^T (..., n, n)``: one batched product in the compute dtype, scaled back."""
         scaled = torch.matmul(self.rows, self.rows.mT).to(torch.float64)
-        return scaled.mul_(self.scale.square()[..., None, None])
+        return scaled.mul_(self.scale.square()[..., None, None]) if bool((self.scale != 1.0).any()) else scaled
 
 
 def centred_data(x: torch.Tensor, precision: Precision) -> CentredData:
@@ -108,9 +111,10 @@ def centred_data(x: torch.Tensor, precision: Precision) -> CentredData:
         constant = constant_columns.all(dim=(-2, -1))
         xc = xc.masked_fill(constant_columns, 0.0)
         scale = torch.where(suspicious, largest_magnitude(xc).to(torch.float64), scale)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    rows = xc.div_(scale.to(xc.dtype)[..., None, None]).to(dtype)   # xc is a new tensor here
-    return CentredData(rows=rows, scale=scale, mean=mean, constant=constant)
+    scale = torch.where((scale > 0) & ~((scale >= SAFE_SCALES[0]) & (scale <= SAFE_SCALES[1])), scale, 1.0)
+    if bool((scale != 1.0).any()):
+        xc = xc.div_(scale.to(xc.dtype)[..., None, None])    # xc is a new tensor here
+    return CentredData(rows=xc.to(dtype), scale=scale, mean=mean, constant=constant)
 
 
 class Kernel(ABC):
