@@ -8,9 +8,11 @@ Prints ratios (not a test).  Two workloads:
     the first ``--peer-tasks`` tasks (they are per-pair APIs; their per-pair time scales linearly).
 (b) one pair at ``--pair-n x --pair-d``.
 
-The MOSSA goal (issue 11) is the grid *with intervals*: ``bootstrap_ci`` per model on the peer subset
-(estimate, jackknife and ``--resamples`` resamples, as ``analysis/mossa.py`` calls it) against
-ckatorch's plain CKA per pair.
+The MOSSA goal (issue 11) is the grid *with intervals*: on the peer subset, per task,
+``bootstrap_grid`` of all models against the task's control (estimate, jackknife and ``--resamples``
+resamples seeded per task, as ``analysis/mossa.py`` calls it; the control's Gram matrix and resampled
+sums once per task) against ckatorch's plain CKA per pair.  ``bootstrap_ci`` per model and task (the
+control's part recomputed for every model) is timed alongside.
 
 Methods are interleaved inside each repeat (rotating order) so that load from other processes on a
 shared machine hits all of them alike; the best of ``--repeats`` per method is reported.  Accuracy:
@@ -30,7 +32,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from taskscope.similarity import bootstrap_ci, cka, cka_grid
+from taskscope.similarity import bootstrap_ci, bootstrap_grid, cka, cka_grid
 
 
 # ------------------------------------------------------------------ plain float64 reference
@@ -87,8 +89,12 @@ def grid_workload(args: argparse.Namespace) -> None:
     methods: dict[str, tuple[Callable[[], object], int]] = {
         "taskscope grid (full)": (lambda: cka_grid(models, [control])[:, 0], pairs_full),
         f"taskscope grid + {args.resamples}-resample CI": (
-            lambda: np.stack([bootstrap_ci(m[sub], control[sub], n_resamples=args.resamples).estimate
-                              for m in models]), pairs_sub),
+            lambda: np.stack([[b.estimate for b in bootstrap_grid([m[t] for m in models], control[t],
+                                                                  n_resamples=args.resamples, seed=t)]
+                              for t in range(args.peer_tasks)], axis=1), pairs_sub),
+        "  same, bootstrap_ci per model": (
+            lambda: np.stack([[bootstrap_ci(m[t], control[t], n_resamples=args.resamples, seed=t).estimate
+                               for t in range(args.peer_tasks)] for m in models]), pairs_sub),
         "taskscope grid (subset)": (lambda: cka_grid([m[sub] for m in models], [control[sub]])[:, 0], pairs_sub),
         "taskscope grid f64 (subset)": (lambda: cka_grid([m[sub] for m in models], [control[sub]],
                                                           precision="float64")[:, 0], pairs_sub),
@@ -104,7 +110,7 @@ def grid_workload(args: argparse.Namespace) -> None:
             best[name] = min(best[name], seconds / pairs)
             outputs[name] = np.asarray(out)
     reference = outputs["plain-numpy-f64"]
-    packages = [n for n in names if not n.startswith("taskscope") and n != "plain-numpy-f64"]
+    packages = [n for n in names if not n.startswith(("taskscope", " ")) and n != "plain-numpy-f64"]
     ours = best["taskscope grid (full)"]
     print(f"{'method':30s} {'ms/pair':>9s} {'x vs ours':>10s} {'max|err| vs f64':>16s}")
     for name in names:

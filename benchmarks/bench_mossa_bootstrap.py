@@ -1,4 +1,4 @@
-"""MOSSA bootstrap: the similarity bootstrap (Gram matrices once, resamples gathered) vs resampling the (n, d) states.
+"""MOSSA bootstrap: the similarity bootstrap (Gram matrices once, resamples as row counts on them) vs resampling the (n, d) states.
 
 Usage: PYTHONPATH=src python benchmarks/bench_mossa_bootstrap.py [--layers 19 --n 64 --d 640 --resamples 200]
 Prints both timings, the ratio and the largest difference between the two sets of resampled curves
@@ -43,7 +43,7 @@ def main() -> None:
     t2 = time.perf_counter()
     print(f"grid: {args.layers} layers x n {args.n} x d {args.d}, {args.resamples} resamples (one task, linear CKA)")
     print(f"naive resampling of (n, d) states:          {t1 - t0:.3f} s")
-    print(f"similarity.bootstrap_ci (gathered Grams, ours): {t2 - t1:.3f} s (includes the jackknife)")
+    print(f"similarity.bootstrap_ci (row counts on the Grams, ours): {t2 - t1:.3f} s (includes the jackknife)")
     print(f"speed-up: {(t1 - t0) / (t2 - t1):.1f}x   max |difference|: {np.abs(base - ours).max():.2e}")
 
 

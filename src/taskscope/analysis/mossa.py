@@ -6,11 +6,14 @@ last-token states ``E_l(x_1..x_n)`` with the control model's ``C_t,l(x_1..x_n)``
 ``n`` inputs of ``t``.  Order of operations per (task, kernel):
 
 1. check both stacks are ``(L+1, n, d)`` with the same ``n`` (row i is input i on both sides);
-2. ``cka(E_t, C_t)`` batched over layers -> ``(L+1,)``;
-3. interval (``n_bootstrap > 0``): :func:`taskscope.similarity.bootstrap_ci` (jackknife-centred
-   percentile interval for the population CKA; Gram matrices once, resamples gathered from them,
-   the RBF bandwidth the full sample's), seeded by ``(seed, task)`` so every experimental model
-   sees the *same* resampled inputs;
+2. per task and kernel, all experimental models at once against the task's control (its Gram
+   matrices once): ``cka_grid([E_t, ...], [C_t])`` batched over layers -> ``(L+1,)`` per model;
+3. interval (``n_bootstrap > 0``): :func:`taskscope.similarity.bootstrap_grid` (the interval of
+   :func:`~taskscope.similarity.bootstrap_ci` for every model, jackknife-centred percentile interval
+   for the population CKA; Gram matrices once, resamples as row counts on them, the RBF bandwidth
+   the full sample's; the control's resampled sums shared by the models), seeded by ``(seed, task)``
+   so every experimental model sees the *same* resampled inputs; the curve of (2) is then the
+   bootstrap's own estimate (the same CKA on the same Gram matrices);
 4. sensitivity (``top_k > 0``): :func:`taskscope.similarity.cka_without_top_directions`: the share of
    each side's variance on its top ``top_k`` principal directions and CKA with them removed.
 
@@ -30,7 +33,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from taskscope.similarity import SimilarityWarning, bootstrap_ci, cka, cka_without_top_directions, paired_difference
+from taskscope.similarity import (
+    SimilarityWarning,
+    bootstrap_grid,
+    cka_grid,
+    cka_without_top_directions,
+    paired_difference,
+)
 
 MOSSA_COLUMNS = [
     "experimental_model", "task", "cluster", "heldout", "layer", "kernel", "cka", "ci_low", "ci_high",
@@ -55,8 +64,30 @@ def _quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def _cka_curve(x: torch.Tensor, y: torch.Tensor, kernel: str, debiased: bool, kernel_args: Mapping) -> np.ndarray:
-    return np.asarray(_quiet(cka, x, y, kernel=kernel, debiased=debiased, **kernel_args), dtype=np.float64)
+def _task_columns(states: list[torch.Tensor], control: torch.Tensor, kernel: str, debiased: bool, n_bootstrap: int,
+                  confidence: float, seed: int, top_k: int, kernel_args: dict) -> list[tuple[np.ndarray, ...]]:
+    """Every experimental model's ``(cka, ci_low, ci_high, cka_without_topk, share_exp, share_ctrl)`` curves for one
+    task and kernel.  The control's Gram matrices, and with ``n_bootstrap > 0`` its resampled sums, are computed
+    once for all models (:func:`~taskscope.similarity.cka_grid`, :func:`~taskscope.similarity.bootstrap_grid`;
+    with intervals the curve is the bootstrap's estimate, the same CKA on the same Gram matrices)."""
+    if n_bootstrap > 0:
+        boots = _quiet(bootstrap_grid, states, control, kernel, debiased, n_resamples=n_bootstrap,
+                       confidence=confidence, seed=seed, **kernel_args)
+        curves = [np.atleast_1d(np.asarray(b.estimate, dtype=np.float64)) for b in boots]
+        intervals = [(np.where(np.isnan(c), np.nan, b.low), np.where(np.isnan(c), np.nan, b.high))
+                     for c, b in zip(curves, boots)]
+    else:
+        curves = list(_quiet(cka_grid, states, [control], kernel, debiased, **kernel_args)[:, 0])
+        intervals = [(np.full_like(c, np.nan), np.full_like(c, np.nan)) for c in curves]
+    out = []
+    for x, curve, (low, high) in zip(states, curves, intervals):
+        nan = np.full_like(curve, np.nan)
+        without = share_exp = share_ctrl = nan
+        if top_k > 0:
+            without, share_exp, share_ctrl = _quiet(cka_without_top_directions, x, control, top_k, kernel, debiased,
+                                                    **kernel_args)
+        out.append((curve, low, high, without, share_exp, share_ctrl))
+    return out
 
 
 def _check_pair(model: str, task: str, states: torch.Tensor, controls: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -104,23 +135,24 @@ def mossa_table(
         raise ValueError(f"top_k must be >= 0, got {top_k}")
     heldout = {m: set(t) for m, t in (heldout or {}).items()}
     kernel_args = kernel_args or {}
-    rows = []
     for model, by_task in experimental.items():
         for task, states in by_task.items():
-            control = _check_pair(model, task, states, controls)
+            _check_pair(model, task, states, controls)
+    tasks = list(dict.fromkeys(task for by_task in experimental.values() for task in by_task))
+    columns: dict[tuple[str, str, str], tuple[np.ndarray, ...]] = {}
+    for task in tasks:
+        models = [m for m in experimental if task in experimental[m]]
+        for kernel in kernels:
+            for model, values in zip(models, _task_columns([experimental[m][task] for m in models], controls[task],
+                                                           kernel, debiased, n_bootstrap, confidence,
+                                                           _task_seed(seed, task), top_k,
+                                                           dict(kernel_args.get(kernel, {})))):
+                columns[(model, task, kernel)] = values
+    rows = []
+    for model, by_task in experimental.items():
+        for task in by_task:
             for kernel in kernels:
-                args = dict(kernel_args.get(kernel, {}))
-                curve = _cka_curve(states, control, kernel, debiased, args)
-                nan = np.full_like(curve, np.nan)
-                low = high = nan
-                if n_bootstrap > 0:
-                    boot = _quiet(bootstrap_ci, states, control, kernel, debiased, n_resamples=n_bootstrap,
-                                  confidence=confidence, seed=_task_seed(seed, task), **args)
-                    low, high = np.where(np.isnan(curve), np.nan, boot.low), np.where(np.isnan(curve), np.nan, boot.high)
-                without = share_exp = share_ctrl = nan
-                if top_k > 0:
-                    without, share_exp, share_ctrl = _quiet(cka_without_top_directions, states, control, top_k,
-                                                            kernel, debiased, **args)
+                curve, low, high, without, share_exp, share_ctrl = columns[(model, task, kernel)]
                 for layer, value in enumerate(curve):
                     rows.append((model, task, clusters.get(task, "uncategorised"), task in heldout.get(model, ()),
                                  layer, kernel, float(value), float(low[layer]), float(high[layer]),

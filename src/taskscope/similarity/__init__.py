@@ -1,8 +1,9 @@
 """taskscope.similarity: representation similarity maths (numpy / torch / scipy only, nothing else of ours).
 
 Entry points: :func:`cka` (batched), :func:`cka_grid` (every stack of one list against every stack of
-another, each Gram once), :func:`hsic`, :class:`MinibatchCKA` (streaming), :func:`bootstrap_ci`,
-:func:`paired_difference`, :func:`permutation_test`, :func:`cka_sensitivity` (robustness), :func:`similarity` with the measure
+another, each Gram once), :func:`hsic`, :class:`MinibatchCKA` (streaming), :func:`bootstrap_ci` and
+:func:`bootstrap_grid` (several stacks against one on the same resamples), :func:`paired_difference`,
+:func:`permutation_test`, :func:`cka_sensitivity` (robustness), :func:`similarity` with the measure
 registry :data:`MEASURES` (``cka``, ``procrustes``, ``svcca``, ``pwcca``, ``rsa``, ``mutual_knn``) and
 the kernel registry :data:`KERNELS` (``linear``, ``rbf``, ``poly``).  See docs/similarity.md.
 """
@@ -30,6 +31,7 @@ from taskscope.similarity.uncertainty import (
     DifferenceResult,
     PermutationResult,
     bootstrap_ci,
+    bootstrap_grid,
     paired_difference,
     permutation_test,
     resample_indices,
@@ -47,6 +49,7 @@ __all__ = [
     "SensitivityReport",
     "SimilarityWarning",
     "bootstrap_ci",
+    "bootstrap_grid",
     "cka",
     "cka_grid",
     "cka_sensitivity",

@@ -40,6 +40,7 @@ from taskscope.similarity.inputs import (
     as_tensor,
     check_rows,
     finite_rows,
+    largest_magnitude,
     min_rows,
     prepare_pair,
     to_output,
@@ -68,7 +69,7 @@ def unit_centred_grams(
     """
     data = centred_data(x, precision)
     centred = centre(kernel.gram_centred(data), debiased, inplace=True)  # the kernel's Gram is ours to overwrite
-    peak = centred.abs().amax(dim=(-2, -1))
+    peak = largest_magnitude(centred)
     bad = data.constant | ~(torch.isfinite(peak) & (peak > 0))
     centred.div_(torch.where(bad, 1.0, peak)[..., None, None])
     norm = torch.linalg.vector_norm(centred, dim=(-2, -1))

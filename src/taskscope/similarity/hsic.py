@@ -39,6 +39,18 @@ def u_centre(gram: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def additive_centre(gram: torch.Tensor) -> torch.Tensor:
+    """Remove from every entry, the diagonal included, the row and column effects ``a_i + a_j`` that
+    U-centring removes (``a = r/(n-2) - s/(2(n-1)(n-2))``, ``r`` the zero-diagonal row sums, ``s = 1'r``):
+    off the diagonal the result is :func:`u_centre`'s, so its zero-diagonal row sums are 0; on the
+    diagonal it keeps ``gram_ii - 2 a_i``.  Every centring of every sample (subsets and resamples,
+    whose duplicate pairs hold diagonal entries) is unchanged by it, since each cancels such effects."""
+    n = gram.shape[-1]
+    rows = gram.sum(dim=-1, keepdim=True) - torch.diagonal(gram, dim1=-2, dim2=-1).unsqueeze(-1)
+    effect = rows / (n - 2) - rows.sum(dim=-2, keepdim=True) / (2 * (n - 1) * (n - 2))
+    return gram - effect - effect.mT
+
+
 def centre(gram: torch.Tensor, debiased: bool, inplace: bool = False) -> torch.Tensor:
     return u_centre(gram) if debiased else double_centre(gram, inplace)
 

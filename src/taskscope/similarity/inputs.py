@@ -113,6 +113,11 @@ def constant_positions(x: torch.Tensor) -> torch.Tensor:
     return (x.amax(dim=-2) == x.amin(dim=-2)).all(dim=-1)
 
 
+def largest_magnitude(x: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+    """``max |x|`` over the last two dimensions, without an ``|x|`` copy (two fast reductions)."""
+    return torch.maximum(x.amax(dim=(-2, -1), keepdim=keepdim), -x.amin(dim=(-2, -1), keepdim=keepdim))
+
+
 def warn_undefined(count: int, reason: str) -> None:
     warnings.warn(f"{count} value(s) undefined and returned as NaN: {reason}", SimilarityWarning, stacklevel=3)
 

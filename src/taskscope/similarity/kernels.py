@@ -3,16 +3,20 @@
 Every kernel maps a stack ``X (..., n, d)`` to float64 Gram matrices ``(..., n, n)``.  Order of
 operations (:func:`centred_data`, then :meth:`Kernel.gram_centred`):
 
-1. the column means are taken with float64 accumulation and subtracted in float64 for float64 input
-   (float32 for float32 / float16 / bfloat16 input, whose values the subtraction keeps exactly
-   enough: its error is relative to the *centred* value, not to the offset);
+1. the column means are subtracted: for float64 input (or ``precision="float64"``) taken with
+   float64 accumulation and subtracted in float64; for float32 / float16 / bfloat16 input in
+   float32 in two passes (subtract the float32 mean, then the mean of what is left, which is
+   small, so its rounding is relative to the spread, not to the offset; the mean kept is the sum
+   of both in float64), ~20x cheaper than a float64 reduction of the whole stack;
 2. exactly constant positions are found (a cheap screen: the spread left after centring is below
    ``1e-9`` of the largest mean; only there the exact ``max == min`` test runs) and their centred
    rows set to 0, so a constant side gives a zero centred Gram (NaN CKA, with a warning) and never
    rounding residue scaled up to a value;
-3. each position is divided by its largest absolute centred value ``s`` and cast to the compute
-   dtype (float32 in ``precision="fast"``, float64 in ``"float64"``), so the products neither
-   overflow nor underflow (any ``|x|`` from about 1e-150 to 1e150 in float64);
+3. each position whose largest absolute centred value ``s`` lies outside :data:`SAFE_SCALES` is
+   divided by ``s`` (elsewhere ``s = 1``: the float32 products of such values neither overflow nor
+   underflow, and a division would only cost a pass over the data), then cast to the compute dtype
+   (float32 in ``precision="fast"``, float64 in ``"float64"``), so the products neither overflow
+   nor underflow (any ``|x|`` from about 1e-150 to 1e150 in float64);
 4. the dot products of the scaled centred rows are one batched matrix product in the compute
    dtype (the only ``O(n^2 d)`` step), cast to float64 and multiplied back by ``s^2``;
 5. the kernel is evaluated from ``G = Xc Xc^T`` in float64: linear uses ``G`` itself (a Gram matrix
@@ -36,10 +40,11 @@ from typing import TypeVar
 import torch
 
 from taskscope.registry import Registry
-from taskscope.similarity.inputs import Precision
+from taskscope.similarity.inputs import Precision, largest_magnitude
 
 KERNELS: Registry[type[Kernel]] = Registry("kernel", entry_point_group="taskscope.kernels")
 K = TypeVar("K", bound=type["Kernel"])
+SAFE_SCALES = (2.0 ** -30, 2.0 ** 30)  # spreads whose float32 products (d <= 2^20 terms) need no rescaling
 
 
 def register_kernel(name: str) -> Callable[[K], K]:
@@ -69,7 +74,7 @@ class CentredData:
     """A stack after steps 1-3 of the module docstring.
 
     ``rows``: centred rows divided by ``scale``, in the compute dtype ``(..., n, d)``; ``scale``:
-    float64 ``(...)`` (1 where the position is constant); ``mean``: the subtracted column means,
+    float64 ``(...)`` (1 where the position is constant or its spread lies in :data:`SAFE_SCALES`); ``mean``: the subtracted column means,
     float64 ``(..., 1, d)``; ``constant``: bool ``(...)``, every column constant over the rows.
     """
 
@@ -81,16 +86,23 @@ class CentredData:
     def dots(self) -> torch.Tensor:
         """float64 ``Xc Xc^T (..., n, n)``: one batched product in the compute dtype, scaled back."""
         scaled = torch.matmul(self.rows, self.rows.mT).to(torch.float64)
-        return scaled.mul_(self.scale.square()[..., None, None])
+        return scaled.mul_(self.scale.square()[..., None, None]) if bool((self.scale != 1.0).any()) else scaled
 
 
 def centred_data(x: torch.Tensor, precision: Precision) -> CentredData:
     """``(..., n, d)`` -> :class:`CentredData` (steps 1-3 of the module docstring)."""
     dtype = compute_dtype(precision)
-    work = torch.float64 if x.dtype == torch.float64 or dtype == torch.float64 else torch.float32
-    mean = x.mean(dim=-2, keepdim=True, dtype=torch.float64)
-    xc = x.to(work) - mean.to(work)
-    scale = xc.abs().amax(dim=(-2, -1)).to(torch.float64)
+    if x.dtype == torch.float64 or dtype == torch.float64:
+        mean = x.mean(dim=-2, keepdim=True, dtype=torch.float64)
+        xc = x.to(torch.float64) - mean
+    else:
+        xc = x.to(torch.float32)
+        first = xc.mean(dim=-2, keepdim=True)
+        xc = xc - first
+        second = xc.mean(dim=-2, keepdim=True)
+        xc.sub_(second)
+        mean = first.to(torch.float64) + second.to(torch.float64)
+    scale = largest_magnitude(xc).to(torch.float64)
     largest_mean = mean.abs().amax(dim=(-2, -1))
     suspicious = ~(scale > 1e-9 * largest_mean)       # includes scale 0 and NaN
     constant = torch.zeros_like(suspicious)
@@ -98,10 +110,11 @@ def centred_data(x: torch.Tensor, precision: Precision) -> CentredData:
         constant_columns = x.amax(dim=-2, keepdim=True) == x.amin(dim=-2, keepdim=True)
         constant = constant_columns.all(dim=(-2, -1))
         xc = xc.masked_fill(constant_columns, 0.0)
-        scale = torch.where(suspicious, xc.abs().amax(dim=(-2, -1)).to(torch.float64), scale)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    rows = (xc / scale.to(work)[..., None, None]).to(dtype)
-    return CentredData(rows=rows, scale=scale, mean=mean, constant=constant)
+        scale = torch.where(suspicious, largest_magnitude(xc).to(torch.float64), scale)
+    scale = torch.where((scale > 0) & ~((scale >= SAFE_SCALES[0]) & (scale <= SAFE_SCALES[1])), scale, 1.0)
+    if bool((scale != 1.0).any()):
+        xc = xc.div_(scale.to(xc.dtype)[..., None, None])    # xc is a new tensor here
+    return CentredData(rows=xc.to(dtype), scale=scale, mean=mean, constant=constant)
 
 
 class Kernel(ABC):

@@ -4,11 +4,13 @@ Everything works on the kernel (Gram) matrices of the full sample, computed once
 (:meth:`~.kernels.Kernel.gram`; the RBF bandwidth is the full sample's and is never re-estimated):
 a resample (or a leave-one-out sample) is a vector of row counts ``w``, and the centred inner
 products of its Gram matrix ``K[idx][:, idx]`` are sums of ``w' K``, ``w'(K o L) w`` and the diagonals
-(:func:`_weighted_cka`): one matrix product per side for all resamples at once, ``O(n^2)`` each
-instead of ``O(n^2 d)``, without gathering ``n x n`` copies.  Stacks ``(..., n, d)`` share the same draws at every leading position (paired across
-layers).  Draws: :func:`resample_indices` (``numpy.random.default_rng(seed)``); the same ``seed``
-gives the same resampled inputs in :func:`bootstrap_ci` and :func:`paired_difference`, so every
-model compared with one control sees the same resamples.
+(:func:`~.resampling.sample_cka`): one batched matrix product for all resamples at once, ``O(n^2)``
+per resample and matrix instead of ``O(n^2 d)``, without gathering ``n x n`` copies.  Stacks
+``(..., n, d)`` share the same draws at every leading position (paired across layers).  Draws:
+:func:`resample_indices` (``numpy.random.default_rng(seed)``); the same ``seed`` gives the same
+resampled inputs in :func:`bootstrap_ci`, :func:`bootstrap_grid` and :func:`paired_difference`, so
+every model compared with one control sees the same resamples (:func:`bootstrap_grid` computes the
+control's part once for all of them).
 
 The interval (``method="jackknife-centred percentile"``), in this order:
 
@@ -34,13 +36,14 @@ the *population* CKA, so it need not contain a strongly biased ``estimate``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from taskscope.similarity.cka import CHUNK_BYTES, unit_centred_grams
-from taskscope.similarity.hsic import centre, double_centre
+from taskscope.similarity.hsic import centre
 from taskscope.similarity.inputs import (
     NanPolicy,
     Precision,
@@ -49,12 +52,14 @@ from taskscope.similarity.inputs import (
     as_tensor,
     check_rows,
     finite_rows,
+    largest_magnitude,
     min_rows,
     prepare_pair,
     to_output,
     warn_undefined,
 )
 from taskscope.similarity.kernels import Kernel, centred_data, get_kernel
+from taskscope.similarity.resampling import sample_cka
 
 METHOD = "jackknife-centred, jackknife-scaled percentile"
 
@@ -131,85 +136,8 @@ def _cosine(cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
 
 def _peak_scaled(gram: torch.Tensor) -> torch.Tensor:
     """Divide a Gram stack by its largest absolute entry (CKA is scale free; keeps sums of squares finite)."""
-    peak = gram.abs().amax(dim=(-2, -1), keepdim=True)
+    peak = largest_magnitude(gram, keepdim=True)
     return gram / torch.where(torch.isfinite(peak) & (peak > 0), peak, torch.ones_like(peak))
-
-
-def _weighted_cka(grams: list[torch.Tensor], weights: torch.Tensor | None, debiased: bool) -> list[torch.Tensor]:
-    """CKA of every ``grams[i]`` (``i >= 1``) with ``grams[0]`` on the samples given by row counts
-    ``weights (c, n)`` (a resample's multiplicities), or ``None`` for the ``n`` leave-one-out samples
-    (counts ``1 - e_i``) -> ``(c, ...)`` each.
-
-    Equal to gathering ``K[idx][:, idx]`` and centring it (duplicates kept as separate rows), but
-    computed from matrix products with the counts, ``O(c n^2)`` per position as one GEMM instead of
-    ``c`` gathered ``n x n`` copies (leave-one-out: closed forms, ``O(n^2)`` in all).  The full-sample
-    Grams are double-centred first (both centrings of a subsample are unchanged by that, and it keeps
-    the sums below free of cancellation).  With ``w`` the counts, ``m = sum w``, ``r_K = K w`` and
-    ``k = diag K``:
-
-    * biased: ``<HK'H, HL'H> = w'(K o L)w - 2/m sum_i w_i r_Ki r_Li + (w'r_K)(w'r_L)/m^2``;
-    * debiased (U-centring, zero diagonal of the *resampled* matrix): with ``t = w'(K o L)w - sum w k_K k_L``,
-      ``s_K = w'r_K - w'k_K``, ``q = sum_i w_i (r_Ki - k_Ki)(r_Li - k_Li)``:
-      ``<U(K'), U(L')> = t + s_K s_L / ((m-1)(m-2)) - 2 q / (m-2)``.
-
-    A side whose centred resampled norm is below ``1e-10`` of its uncentred one is constant there: NaN.
-    """
-    grams = [double_centre(g) for g in grams]
-    n = grams[0].shape[-1]
-    if weights is None:                                    # leave-one-out: w_i = 1 - e_i
-        w = 1.0 - torch.eye(n, dtype=torch.float64, device=grams[0].device)
-        rows = [g.sum(dim=-1).unsqueeze(-2) - g for g in grams]                # [i, j] = (K 1)_j - K_ij
-
-        def quad_of(product: torch.Tensor) -> torch.Tensor:                    # 1'P1 - 2 (P1)_i + P_ii
-            return (product.sum(dim=(-2, -1)).unsqueeze(-1) - 2.0 * product.sum(dim=-1)
-                    + torch.diagonal(product, dim1=-2, dim2=-1))
-    else:
-        w = weights.to(torch.float64)
-        rows = list(torch.matmul(w, torch.cat(grams, dim=-1)).split(n, dim=-1))  # (..., c, n) each: r_K
-
-        def quad_of(product: torch.Tensor) -> torch.Tensor:                    # w'(K o L)w
-            return (torch.matmul(w, product) * w).sum(dim=-1)
-    m = w.sum(dim=-1)                                                          # (c,)
-    diags = [torch.diagonal(g, dim1=-2, dim2=-1).unsqueeze(-2) for g in grams]  # (..., 1, n)
-
-    def inner(a: int, b: int) -> torch.Tensor:
-        quad = quad_of(grams[a] * grams[b])                                    # (..., c)
-        if not debiased:
-            return (quad - 2.0 / m * (w * rows[a] * rows[b]).sum(dim=-1)
-                    + (w * rows[a]).sum(dim=-1) * (w * rows[b]).sum(dim=-1) / m ** 2)
-        trace = quad - (w * diags[a] * diags[b]).sum(dim=-1)
-        s_a = (w * (rows[a] - diags[a])).sum(dim=-1)
-        s_b = (w * (rows[b] - diags[b])).sum(dim=-1)
-        q = (w * (rows[a] - diags[a]) * (rows[b] - diags[b])).sum(dim=-1)
-        return trace + s_a * s_b / ((m - 1) * (m - 2)) - 2.0 * q / (m - 2)
-
-    def norm(a: int) -> torch.Tensor:
-        squared = inner(a, a)
-        raw = quad_of(grams[a].square())
-        return torch.where(squared > 1e-10 * raw, squared, torch.nan).sqrt()
-
-    norm_y = norm(0)
-    return [(inner(i, 0) / (norm(i) * norm_y)).movedim(-1, 0) for i in range(1, len(grams))]
-
-
-def _leave_one_out(grams: list[torch.Tensor], debiased: bool) -> list[torch.Tensor]:
-    """Leave-one-out CKA of every ``grams[i]`` (``i >= 1``) with ``grams[0]`` -> ``(n, ...)`` each."""
-    return _weighted_cka(grams, None, debiased)
-
-
-def _bootstrap_values(grams: list[torch.Tensor], indices: torch.Tensor, debiased: bool) -> list[torch.Tensor]:
-    """CKA on the resamples ``indices (n_resamples, n)`` (duplicates kept) -> ``(n_resamples, ...)`` each,
-    in chunks of resamples (bounded working memory)."""
-    n, positions = grams[0].shape[-1], int(np.prod(grams[0].shape[:-2], dtype=np.int64))
-    step = max(1, CHUNK_BYTES // (8 * n * max(positions, 1) * (2 + 2 * len(grams))))
-    parts: list[list[torch.Tensor]] = [[] for _ in grams[1:]]
-    for s in range(0, indices.shape[0], step):
-        chunk = indices[s:s + step]
-        counts = torch.zeros(chunk.shape, dtype=torch.float64, device=grams[0].device)
-        counts.scatter_add_(1, chunk, torch.ones_like(counts))
-        for i, v in enumerate(_weighted_cka(grams, counts, debiased)):
-            parts[i].append(v)
-    return [torch.cat(p) for p in parts]
 
 
 def _interval(estimate: np.ndarray, loo: np.ndarray, dist: np.ndarray, confidence: float,
@@ -234,11 +162,6 @@ def _interval(estimate: np.ndarray, loo: np.ndarray, dist: np.ndarray, confidenc
 
 def _out(a: np.ndarray) -> float | np.ndarray:
     return float(a) if np.ndim(a) == 0 else a
-
-
-def _estimate(grams: list[torch.Tensor], debiased: bool) -> list[torch.Tensor]:
-    centred = [centre(g, debiased) for g in grams]
-    return [_cosine(c, centred[0]) for c in centred[1:]]
 
 
 def _prepare_sides(sides: list[object], names: list[str], debiased: bool, nan_policy: NanPolicy,
@@ -267,16 +190,21 @@ def _prepare_sides(sides: list[object], names: list[str], debiased: bool, nan_po
 
 
 def _prepared_grams(sides: list[object], names: list[str], kernel: str, debiased: bool, precision: Precision,
-                    nan_policy: NanPolicy, kernel_args: dict, what: str) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Check the sides (``sides[0]`` is ``Y``) -> peak-scaled Grams and bool ``(...)`` where any side is constant."""
+                    nan_policy: NanPolicy, kernel_args: dict,
+                    what: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Check the sides (``sides[0]`` is ``Y``) -> peak-scaled Grams and, per side, bool ``(...)``: it is constant."""
     kern = get_kernel(kernel, **kernel_args)
     tensors = _prepare_sides(sides, names, debiased, nan_policy, what)
-    grams, constant = [], torch.zeros(tensors[0].shape[:-2], dtype=torch.bool, device=tensors[0].device)
+    grams, constants = [], []
     for t in tensors:
         g, c = _gram(t, kern, precision)
         grams.append(_peak_scaled(g))
-        constant = constant | c
-    return grams, constant
+        constants.append(c)
+    return grams, constants
+
+
+def _indices(n: int, n_resamples: int, seed: int, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(resample_indices(n, n_resamples, seed)).to(device)
 
 
 def bootstrap_ci(
@@ -298,25 +226,54 @@ def bootstrap_ci(
     :func:`resample_indices` ``(n, n_resamples, seed)``; jackknife-centred percentile interval.
     Resamples with a constant side are NaN and left out of the quantiles with a warning.
     """
+    return bootstrap_grid([X], Y, kernel, debiased, n_resamples=n_resamples, confidence=confidence, seed=seed,
+                          precision=precision, nan_policy=nan_policy, **kernel_args)[0]
+
+
+def bootstrap_grid(
+    Xs: Sequence[object],
+    Y: object,
+    kernel: str = "linear",
+    debiased: bool = False,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    precision: Precision = "fast",
+    nan_policy: NanPolicy = "raise",
+    **kernel_args: object,
+) -> list[BootstrapResult]:
+    """:func:`bootstrap_ci` of every ``Xs[i] (..., n, d_i)`` with one ``Y (..., n, d)``, on the same resampled inputs.
+
+    ``Y``'s Gram matrix, its products and its resampled sums are computed once for all ``Xs`` (MOSSA:
+    every experimental model against one task's control), and each ``Xs[i]``'s once; result ``i``
+    equals ``bootstrap_ci(Xs[i], Y, ...)``.  ``nan_policy="drop_rows"`` drops a row non-finite in any
+    stack from all of them.
+    """
     _check(confidence, n_resamples)
-    grams, constant = _prepared_grams([Y, X], ["Y", "X"], kernel, debiased, precision, nan_policy,
-                                      kernel_args, "CKA bootstrap")
+    if len(Xs) == 0:
+        raise ValueError("bootstrap_grid needs at least one X")
+    names = ["X"] if len(Xs) == 1 else [f"Xs[{i}]" for i in range(len(Xs))]
+    grams, constants = _prepared_grams([Y, *Xs], ["Y", *names], kernel, debiased, precision, nan_policy, kernel_args,
+                                       "CKA bootstrap")
     n = grams[0].shape[-1]
-    estimate = _estimate(grams, debiased)[0]
-    estimate[constant] = torch.nan
-    loo = _leave_one_out(grams, debiased)[0]
-    indices = torch.from_numpy(resample_indices(n, n_resamples, seed)).to(grams[0].device)
-    values = _bootstrap_values(grams, indices, debiased)[0]
-    values[:, constant] = torch.nan
-    dist = values.cpu().numpy()
-    defined = ~constant.cpu().numpy()
-    if np.isnan(dist[:, defined]).any():
-        warn_undefined(int(np.isnan(dist[:, defined]).sum()),
-                       "bootstrap resamples with a constant side; left out of the interval")
-    est = estimate.cpu().numpy()
-    low, high, corrected = _interval(est, loo.cpu().numpy(), dist, confidence, 1.0)
-    return BootstrapResult(estimate=to_output(estimate), low=_out(low), high=_out(high), confidence=confidence,
-                           distribution=dist, bias_corrected=_out(corrected))
+    values = sample_cka(grams, [(i, 0) for i in range(1, len(grams))], _indices(n, n_resamples, seed, grams[0].device),
+                        debiased, precision)
+    results, resampled_undefined = [], 0
+    for i in range(len(Xs)):
+        constant = constants[0] | constants[i + 1]
+        estimate, resampled = values.estimate[i], values.resampled[:, i]
+        estimate[constant] = torch.nan
+        resampled[:, constant] = torch.nan
+        dist = resampled.cpu().numpy()
+        resampled_undefined += int(np.isnan(dist[:, ~constant.cpu().numpy()]).sum())
+        low, high, corrected = _interval(estimate.cpu().numpy(), values.leave_one_out[:, i].cpu().numpy(), dist,
+                                         confidence, 1.0)
+        results.append(BootstrapResult(estimate=to_output(estimate), low=_out(low), high=_out(high),
+                                       confidence=confidence, distribution=dist, bias_corrected=_out(corrected)))
+    if resampled_undefined:
+        warn_undefined(resampled_undefined, "bootstrap resamples with a constant side; left out of the interval")
+    return results
 
 
 def paired_difference(
@@ -350,23 +307,22 @@ def paired_difference(
     _check(confidence, n_resamples, minimum=0)
     if n_permutations < 0:
         raise ValueError(f"n_permutations must be >= 0, got {n_permutations}")
-    grams, constant = _prepared_grams([Y, X_a, X_b], ["Y", "X_a", "X_b"], kernel, debiased, precision, nan_policy,
-                                      kernel_args, "paired CKA difference")
+    grams, constants = _prepared_grams([Y, X_a, X_b], ["Y", "X_a", "X_b"], kernel, debiased, precision, nan_policy,
+                                       kernel_args, "paired CKA difference")
+    constant = constants[0] | constants[1] | constants[2]
     n = grams[0].shape[-1]
-    est_a, est_b = _estimate(grams, debiased)
-    estimate = est_a - est_b
+    values = sample_cka(grams, [(1, 0), (2, 0)], _indices(n, n_resamples, seed, grams[0].device), debiased, precision)
+    estimate = values.estimate[0] - values.estimate[1]
     estimate[constant] = torch.nan
     est = estimate.cpu().numpy()
     low = high = corrected = np.full(est.shape, np.nan)
     dist = np.empty((0, *est.shape))
     if n_resamples > 0:
-        loo_a, loo_b = _leave_one_out(grams, debiased)
-        indices = torch.from_numpy(resample_indices(n, n_resamples, seed)).to(grams[0].device)
-        boot_a, boot_b = _bootstrap_values(grams, indices, debiased)
-        values = boot_a - boot_b
-        values[:, constant] = torch.nan
-        dist = values.cpu().numpy()
-        low, high, corrected = _interval(est, (loo_a - loo_b).cpu().numpy(), dist, confidence, 2.0)
+        differences = values.resampled[:, 0] - values.resampled[:, 1]
+        differences[:, constant] = torch.nan
+        dist = differences.cpu().numpy()
+        loo = (values.leave_one_out[:, 0] - values.leave_one_out[:, 1]).cpu().numpy()
+        low, high, corrected = _interval(est, loo, dist, confidence, 2.0)
     null = np.empty((0, *est.shape))
     p_value = np.full(est.shape, np.nan)
     if n_permutations > 0:
