@@ -8,13 +8,20 @@ The fingerprint is a sha256 hex digest over
    weights themselves (every tensor of ``state_dict()`` in name order: name, dtype, shape and raw bytes) for
    models built or changed in memory (tiny models, LoRA-merged or trained models).
 
-So two loads of the same checkpoint share a fingerprint, and any training step changes it.
+After training that changed only some parameters (LoRA: the adapters; the base weights frozen),
+``refresh_fingerprint(changed=names)`` chains instead: sha256 over the previous fingerprint, the PEFT adapter
+configs (when the model has them) and those parameters (name, dtype, shape, bytes) in name order, so a
+control's fingerprint costs its adapters' bytes, not the base's 1 GB.
+
+So two loads of the same checkpoint share a fingerprint, the same training of the same model gives the same
+fingerprint, and any training step changes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +44,16 @@ class LoadedModel:
     hidden_size: int
     fingerprint: str
 
-    def refresh_fingerprint(self) -> str:
-        """Recompute the fingerprint from the weights in memory (call after training) and return it."""
-        self.fingerprint = fingerprint_from_weights(self.model)
+    def refresh_fingerprint(self, changed: Collection[str] | None = None) -> str:
+        """Recompute the fingerprint from the weights in memory (call after training) and return it.
+
+        ``changed``: the names of the only parameters that changed since ``fingerprint`` was set (e.g. the
+        trainable ones of a LoRA run): the new fingerprint chains the old one with those (module docstring).
+        """
+        if changed is None:
+            self.fingerprint = fingerprint_from_weights(self.model)
+        else:
+            self.fingerprint = fingerprint_after_update(self.fingerprint, self.model, changed)
         return self.fingerprint
 
 
@@ -59,14 +73,37 @@ def fingerprint_from_files(config: Any, checkpoint_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _hash_tensors(digest: Any, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Feed each tensor's name, dtype, shape and raw bytes (in name order) into ``digest``; the bytes go in
+    as a buffer view, without a copy."""
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+
+
 def fingerprint_from_weights(model: Any) -> str:
     """Hash the config and every tensor of ``model.state_dict()`` (name, dtype, shape, bytes), in name order."""
     digest = hashlib.sha256(_config_json(model.config).encode())
-    state = model.state_dict()
-    for name in sorted(state):
-        tensor = state[name].detach().to("cpu").contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    _hash_tensors(digest, model.state_dict())
+    return digest.hexdigest()
+
+
+def _json_fallback(value: Any) -> Any:
+    """Sets (e.g. LoRA's ``target_modules``) as sorted lists, so the JSON does not depend on hash order."""
+    return sorted(value) if isinstance(value, (set, frozenset)) else str(value)
+
+
+def fingerprint_after_update(previous: str, model: Any, changed: Collection[str]) -> str:
+    """Chain ``previous`` (the fingerprint before the update) with the adapter configs of a PEFT model and the
+    parameters named in ``changed`` (name, dtype, shape, bytes); an unknown name raises ``KeyError``."""
+    digest = hashlib.sha256(f"update of {previous}".encode())
+    adapters = getattr(model, "peft_config", None) or {}
+    digest.update(json.dumps({name: adapters[name].to_dict() for name in adapters}, sort_keys=True,
+                             default=_json_fallback).encode())
+    parameters = dict(model.named_parameters())
+    _hash_tensors(digest, {name: parameters[name] for name in changed})
     return digest.hexdigest()
 
 

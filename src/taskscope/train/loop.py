@@ -183,8 +183,13 @@ def _prepare_model(loaded: LoadedModel, config: TrainConfig) -> Any:
 def _reload_final(loaded: LoadedModel, model: Any, out_dir: Path) -> TrainResult:
     """A finished run: its final weights into ``model`` (a new fingerprint) and its recorded result."""
     ckpt.load_weights(model, out_dir / ckpt.FINAL)
-    loaded.refresh_fingerprint()
+    loaded.refresh_fingerprint(changed=_trainable_names(model))
     return TrainResult.from_final(out_dir)
+
+
+def _trainable_names(model: Any) -> list[str]:
+    """The names of the parameters training changes (the rest stay as loaded, so the fingerprint chains)."""
+    return [name for name, parameter in model.named_parameters() if parameter.requires_grad]
 
 
 def _check_arguments(config: TrainConfig, validation: Examples | None, text_source: Any) -> None:
@@ -609,6 +614,6 @@ def _finish(run: _Run, state: _LoopState, loaded: LoadedModel) -> TrainResult:
         ckpt.publish(staging, final)
     accelerator.wait_for_everyone()
     loaded.model = accelerator.unwrap_model(run.loss_module).model
-    loaded.refresh_fingerprint()
+    loaded.refresh_fingerprint(changed=_trainable_names(loaded.model))
     return TrainResult(run.out_dir, final, state.done, run.out_dir / LOG_FILE, result["stop_reason"],
                        stopper.last_loss, stopper.best_loss, stopper.best_step)
