@@ -277,3 +277,27 @@ def test_trained_fingerprint_names_the_weights_and_a_reload_gives_it_back(tmp_pa
     with torch.no_grad():                                              # any trained weight changed changes it
         next(p for p in reloaded.model.parameters() if p.requires_grad).add_(1e-3)
     assert fingerprint_after_update(base, reloaded.model, names) != runs["a"].fingerprint
+
+
+def test_the_loops_adamw_updates_equal_torchs_default_adamw() -> None:
+    """The loop's multi-tensor AdamW (``foreach=True``) gives bitwise the updates of the per-tensor default."""
+    from taskscope.models import add_lora
+    from taskscope.train.loop import _optimizer_and_scheduler
+
+    def lora_model():
+        torch.manual_seed(0)   # the same initial adapters
+        return add_lora(tiny_model("llama", seed=3).model, r=4, alpha=8, dropout=0.0)
+
+    models = [lora_model(), lora_model()]
+    assert_same_weights(weights(models[0]), weights(models[1]))
+    ours, _ = _optimizer_and_scheduler(models[0], config(lr=1e-2, weight_decay=0.1), steps=3)
+    trainable = [p for p in models[1].parameters() if p.requires_grad]
+    default = torch.optim.AdamW([{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": 0.1},
+                                 {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}], lr=1e-2)
+    ids = torch.arange(3, 19).reshape(2, 8)
+    for _ in range(3):
+        for model, optimizer in zip(models, (ours, default)):
+            model(input_ids=ids, labels=ids).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    assert_same_weights(weights(models[0]), weights(models[1]))

@@ -9,9 +9,9 @@ The fingerprint is a sha256 hex digest over
    models built or changed in memory (tiny models, LoRA-merged or trained models).
 
 After training that changed only some parameters (LoRA: the adapters; the base weights frozen),
-``refresh_fingerprint(changed=names)`` chains instead: sha256 over the previous fingerprint, the PEFT adapter
-configs (when the model has them) and those parameters (name, dtype, shape, bytes) in name order, so a
-control's fingerprint costs its adapters' bytes, not the base's 1 GB.
+``refresh_fingerprint(changed=names)`` chains instead: `taskscope.common.hashing.digest` of the previous
+fingerprint, the PEFT adapter configs (when the model has them) and the sha256 of those parameters (name, dtype,
+shape, bytes, in name order), so a control's fingerprint costs its adapters' bytes, not the base's 1 GB.
 
 So two loads of the same checkpoint share a fingerprint, the same training of the same model gives the same
 fingerprint, and any training step changes it.
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from taskscope.common.hashing import digest
 
 
 @dataclass
@@ -90,21 +92,20 @@ def fingerprint_from_weights(model: Any) -> str:
     return digest.hexdigest()
 
 
-def _json_fallback(value: Any) -> Any:
-    """Sets (e.g. LoRA's ``target_modules``) as sorted lists, so the JSON does not depend on hash order."""
-    return sorted(value) if isinstance(value, (set, frozenset)) else str(value)
+def _adapter_settings(model: Any) -> dict[str, Any]:
+    """The PEFT adapter configs of ``model`` as JSON-able dicts (sets, e.g. ``target_modules``, sorted); {} without."""
+    adapters = getattr(model, "peft_config", None) or {}
+    return {name: {key: sorted(value) if isinstance(value, (set, frozenset)) else value
+                   for key, value in adapters[name].to_dict().items()} for name in adapters}
 
 
 def fingerprint_after_update(previous: str, model: Any, changed: Collection[str]) -> str:
-    """Chain ``previous`` (the fingerprint before the update) with the adapter configs of a PEFT model and the
-    parameters named in ``changed`` (name, dtype, shape, bytes); an unknown name raises ``KeyError``."""
-    digest = hashlib.sha256(f"update of {previous}".encode())
-    adapters = getattr(model, "peft_config", None) or {}
-    digest.update(json.dumps({name: adapters[name].to_dict() for name in adapters}, sort_keys=True,
-                             default=_json_fallback).encode())
+    """``digest([previous, {"adapters": PEFT adapter configs, "changed": sha256 of the parameters named in
+    changed (name, dtype, shape, bytes, in name order)}])``; an unknown name raises ``KeyError``."""
     parameters = dict(model.named_parameters())
-    _hash_tensors(digest, {name: parameters[name] for name in changed})
-    return digest.hexdigest()
+    tensors = hashlib.sha256()
+    _hash_tensors(tensors, {name: parameters[name] for name in changed})
+    return digest([previous, {"adapters": _adapter_settings(model), "changed": tensors.hexdigest()}])
 
 
 def model_dimensions(config: Any) -> tuple[int, int]:
