@@ -14,7 +14,9 @@ seeded epoch permutation, given to the `Trainer` through a sequential sampler):
 * ours: `taskscope.train.train` - the task definition shared by a batch's prompts runs once per batch
   (`train/shared_prefix.py`), logits at target positions only, ``autocast_dtype="bfloat16"`` for bf16.
 
-Measured, per dtype (float32, bfloat16), in this order:
+Measured, per dtype (float32, bfloat16), in this order, after one untimed run of each side up to its first
+validation (``--eval-every`` steps; the first training and evaluation calls in a process pay one-off costs -
+kernel set-up, lazy imports, allocator growth - that would otherwise land on whichever side runs first):
 
 (a) tokens/s: ``--steps`` optimizer steps without validation; real (non-padding) prompt + target tokens
     divided by the wall time of the training call (and its process CPU time, less sensitive to other load); the per-step training losses of both sides are printed
@@ -187,6 +189,9 @@ def main() -> None:
 
     for dtype in args.dtypes.split(","):
         bf16 = dtype == "bfloat16"
+        # warm-up: one untimed run of each side up to its first validation
+        run_trainer(base, tokenizer, loss_rows, val_rows, args, bf16=bf16, steps=args.eval_every, target=args.target_loss)
+        run_ours(base, tokenizer, train_data, val, args, bf16=bf16, steps=args.eval_every, target=args.target_loss)
         # (a) tokens/s over the first `steps` steps (the same batches on both sides)
         hf_wall, hf_losses, _, _ = run_trainer(base, tokenizer, speed_rows, val_rows, args, bf16=bf16,
                                                steps=args.steps, target=None)

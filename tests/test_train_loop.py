@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from taskscope.models import ModelSpecError, load_adapter, load_model, tiny_model
+from taskscope.models.loaded import fingerprint_after_update
 from taskscope.tasks.formats import FormattedExample
 from taskscope.train import (
     TrainConfig,
@@ -253,3 +254,50 @@ def test_resume_with_a_changed_config_is_refused(tmp_path: Path) -> None:
         train(tiny_model("llama"), toy_data(), config(checkpoint_every=1), tmp_path, progress=False, on_step=stop)
     with pytest.raises(ValueError, match="config fields changed.*lr"):
         train(tiny_model("llama"), toy_data(), config(checkpoint_every=1, lr=0.5), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("lora", [{"r": 4, "alpha": 8}, None])
+def test_trained_fingerprint_names_the_weights_and_a_reload_gives_it_back(tmp_path: Path, lora) -> None:
+    cfg = config(lora=lora, epochs=1)
+    runs = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        loaded = tiny_model("llama", seed=1)
+        base = loaded.fingerprint
+        train(loaded, toy_data(4), cfg.model_copy(update={"seed": seed}), tmp_path / name, progress=False)
+        assert loaded.fingerprint != base
+        runs[name] = loaded
+    assert runs["a"].fingerprint == runs["b"].fingerprint != runs["c"].fingerprint
+    reloaded = tiny_model("llama", seed=1)
+    train(reloaded, toy_data(4), cfg, tmp_path / "a", progress=False)   # finished: its weights are loaded
+    assert_same_weights(weights(reloaded.model), weights(runs["a"].model))
+    assert reloaded.fingerprint == runs["a"].fingerprint
+    names = [name for name, p in reloaded.model.named_parameters() if p.requires_grad]
+    base = tiny_model("llama", seed=1).fingerprint                     # the chain: base, then trained weights
+    assert fingerprint_after_update(base, reloaded.model, names) == runs["a"].fingerprint
+    with torch.no_grad():                                              # any trained weight changed changes it
+        next(p for p in reloaded.model.parameters() if p.requires_grad).add_(1e-3)
+    assert fingerprint_after_update(base, reloaded.model, names) != runs["a"].fingerprint
+
+
+def test_the_loops_adamw_updates_equal_torchs_default_adamw() -> None:
+    """The loop's multi-tensor AdamW (``foreach=True``) gives bitwise the updates of the per-tensor default."""
+    from taskscope.models import add_lora
+    from taskscope.train.loop import _optimizer_and_scheduler
+
+    def lora_model():
+        torch.manual_seed(0)   # the same initial adapters
+        return add_lora(tiny_model("llama", seed=3).model, r=4, alpha=8, dropout=0.0)
+
+    models = [lora_model(), lora_model()]
+    assert_same_weights(weights(models[0]), weights(models[1]))
+    ours, _ = _optimizer_and_scheduler(models[0], config(lr=1e-2, weight_decay=0.1), steps=3)
+    trainable = [p for p in models[1].parameters() if p.requires_grad]
+    default = torch.optim.AdamW([{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": 0.1},
+                                 {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}], lr=1e-2)
+    ids = torch.arange(3, 19).reshape(2, 8)
+    for _ in range(3):
+        for model, optimizer in zip(models, (ours, default)):
+            model(input_ids=ids, labels=ids).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    assert_same_weights(weights(models[0]), weights(models[1]))

@@ -183,8 +183,13 @@ def _prepare_model(loaded: LoadedModel, config: TrainConfig) -> Any:
 def _reload_final(loaded: LoadedModel, model: Any, out_dir: Path) -> TrainResult:
     """A finished run: its final weights into ``model`` (a new fingerprint) and its recorded result."""
     ckpt.load_weights(model, out_dir / ckpt.FINAL)
-    loaded.refresh_fingerprint()
+    loaded.refresh_fingerprint(changed=_trainable_names(model))
     return TrainResult.from_final(out_dir)
+
+
+def _trainable_names(model: Any) -> list[str]:
+    """The names of the parameters training changes (the rest stay as loaded, so the fingerprint chains)."""
+    return [name for name, parameter in model.named_parameters() if parameter.requires_grad]
 
 
 def _check_arguments(config: TrainConfig, validation: Examples | None, text_source: Any) -> None:
@@ -282,12 +287,16 @@ def _validation_items(loaded: LoadedModel, validation: Examples | None,
 
 
 def _optimizer_and_scheduler(model: Any, config: TrainConfig, steps: int) -> tuple[torch.optim.AdamW, Any]:
-    """AdamW over the trainable parameters (weight decay on matrices only) and its learning-rate schedule."""
+    """AdamW over the trainable parameters (weight decay on matrices only) and its learning-rate schedule.
+
+    ``foreach=True`` on every device: torch picks the per-tensor loop on CPU, and a LoRA run's 250 small
+    tensors pay ~10 Python-dispatched ops each per step there; the multi-tensor ops give bitwise-equal updates
+    in half the time (0.12 -> 0.07 s per step for Gemma 3 270M's r 8 adapters, 2 cores)."""
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     decay = [p for name, p in trainable if p.ndim >= 2]
     no_decay = [p for name, p in trainable if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, foreach=True)
     scheduler = get_scheduler(config.schedule, optimizer, num_warmup_steps=warmup_count(config, steps),
                               num_training_steps=steps)
     return optimizer, scheduler
@@ -609,6 +618,6 @@ def _finish(run: _Run, state: _LoopState, loaded: LoadedModel) -> TrainResult:
         ckpt.publish(staging, final)
     accelerator.wait_for_everyone()
     loaded.model = accelerator.unwrap_model(run.loss_module).model
-    loaded.refresh_fingerprint()
+    loaded.refresh_fingerprint(changed=_trainable_names(loaded.model))
     return TrainResult(run.out_dir, final, state.done, run.out_dir / LOG_FILE, result["stop_reason"],
                        stopper.last_loss, stopper.best_loss, stopper.best_step)
