@@ -32,6 +32,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from taskscope.common.allocator import tune_allocator
 from taskscope.similarity import bootstrap_ci, bootstrap_grid, cka, cka_grid
 
 
@@ -170,14 +171,18 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=200, help="bootstrap resamples of the interval variant")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's mmap threshold alone (the taskscope command raises it: common/allocator.py)")
     args = parser.parse_args()
     if args.quick:
         args.layers, args.tasks, args.n, args.d, args.peer_tasks = 4, 4, 64, 96, 2
         args.pair_n, args.pair_d, args.repeats = 200, 512, 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    tuned = False if args.default_allocator else tune_allocator()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"cuda {'available' if torch.cuda.is_available() else 'not available'} (CPU run)")
+          f"cuda {'available' if torch.cuda.is_available() else 'not available'} (CPU run), "
+          f"heap reuse for large temporaries {'on' if tuned else 'off'} (both sides)")
     grid_workload(args)
     pair_workload(args)
 

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from taskscope.common.allocator import tune_allocator
 from taskscope.pipeline.lock import RunLockedError
 from taskscope.tasks import (
     FORMAT_KINDS,
@@ -390,6 +391,7 @@ def clean(
 
 
 def main() -> None:
+    tune_allocator()
     app()
 
 

@@ -48,7 +48,11 @@ def additive_centre(gram: torch.Tensor) -> torch.Tensor:
     n = gram.shape[-1]
     rows = gram.sum(dim=-1, keepdim=True) - torch.diagonal(gram, dim1=-2, dim2=-1).unsqueeze(-1)
     effect = rows / (n - 2) - rows.sum(dim=-2, keepdim=True) / (2 * (n - 1) * (n - 2))
-    return gram - effect - effect.mT
+    ones = torch.ones_like(effect)
+    # gram - (a 1' + 1 a') as one rank-2 update: a single pass over the matrix, no temporaries
+    left, right = torch.cat([effect, ones], dim=-1), torch.cat([ones, effect], dim=-1)
+    flat = torch.baddbmm(gram.reshape(-1, n, n), left.reshape(-1, n, 2), right.reshape(-1, n, 2).mT, alpha=-1.0)
+    return flat.reshape(gram.shape)
 
 
 def centre(gram: torch.Tensor, debiased: bool, inplace: bool = False) -> torch.Tensor:
