@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -391,6 +392,9 @@ def clean(
 
 
 def main() -> None:
+    # the command draws its own labelled progress bars; Hugging Face's per-load tqdm bars ("Loading weights")
+    # would interleave with them.  Read when transformers is first imported; HF_HUB_DISABLE_PROGRESS_BARS=0 keeps them.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     tune_allocator()
     app()
 
