@@ -13,6 +13,7 @@ from taskscope.models import (
     ModelSpec,
     ModelSpecError,
     add_lora,
+    load_adapter,
     load_model,
     merge,
     parse_spec,
@@ -278,6 +279,21 @@ def test_lora_adapter_spec_round_trip(arch, tmp_path):
     torch.testing.assert_close(logits(loaded), logits(base))
     assert not torch.allclose(logits(loaded), logits(untouched))
     assert loaded.fingerprint == load_model(spec).fingerprint != untouched.fingerprint
+
+
+def test_merge_writes_into_copies_not_into_the_loaded_weights(tmp_path):
+    base_dir = save_checkpoint(tiny_model("llama"), tmp_path / "base")
+    trained = add_lora(load_model(str(base_dir)).model, r=4, alpha=8, dropout=0.0)
+    train_one_step(trained, load_model(str(base_dir)).tokenizer)
+    adapter_dir = save_adapter(trained, tmp_path / "adapter")
+    base = load_model(str(base_dir))
+    loaded_weights = {name: p.data for name, p in base.model.named_parameters()}   # the checkpoint's tensors
+    values = {name: w.clone() for name, w in loaded_weights.items()}
+    merged = merge(load_adapter(base.model, adapter_dir))
+    changed = [name for name, p in merged.named_parameters() if not torch.equal(p.data, values[name])]
+    assert changed                                                   # the adapter was folded in ...
+    for name, weight in loaded_weights.items():                      # ... into copies: the loaded tensors kept
+        torch.testing.assert_close(weight, values[name], rtol=0, atol=0)
 
 
 def test_lora_adapter_errors(tmp_path):

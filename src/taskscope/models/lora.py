@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from peft.tuners.lora import LoraLayer
 
 from taskscope.common.files import atomic_dir
 
@@ -93,5 +94,13 @@ def load_adapter(model: Any, adapter_dir: str | Path, *, trainable: bool = False
 
 
 def merge(model: PeftModel) -> Any:
-    """Fold the adapter into the base weights and return the plain base model (no PEFT wrapper)."""
+    """Fold the adapter into the base weights and return the plain base model (no PEFT wrapper).
+
+    Each adapted weight is copied first: a checkpoint's weights are a private memory map of its file, where
+    the merge's in-place write would fault in every page copy-on-write (1.5 s for the embedded model's 100 M
+    adapted weights, against 0.5 s for the copy)."""
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            weight = module.get_base_layer().weight
+            weight.data = weight.data.clone()
     return model.merge_and_unload()
