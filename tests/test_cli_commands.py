@@ -210,3 +210,17 @@ def test_top_level_notebook_api(tiny_run: Path) -> None:
     assert frame.index.name == "layer" and len(frame) == 3
     assert frame.loc[0, "cka"] == pytest.approx(1.0) and frame.loc[2, "cka"] < 0.9
     assert frame["cka"].tolist() == pytest.approx(taskscope.similarity.similarity(x, y, "cka").tolist())
+
+
+def test_every_command_tunes_its_process_before_it_runs(monkeypatch):
+    import taskscope.cli as cli
+
+    calls = []
+    monkeypatch.setattr(cli, "tune_allocator", lambda: calls.append("tuned") or True)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    invoke("configs", "list")
+    assert calls == ["tuned"]
+    assert cli.os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"      # Hugging Face's load bars off ...
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")
+    invoke("configs", "list")
+    assert cli.os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "0"      # ... unless the user asked for them

@@ -67,6 +67,16 @@ def _global_options(
                                           help="Print the taskscope version and exit.")] = False,
 ) -> None:
     _OPTIONS["debug"] = debug
+    _prepare_process()
+
+
+def _prepare_process() -> None:
+    """Process settings of the command, before any command imports torch or transformers: heap reuse for large
+    temporaries (:func:`~taskscope.common.allocator.tune_allocator`), and no Hugging Face per-load tqdm bars
+    ("Loading weights"), which would interleave with the command's own labelled progress bars (read when
+    transformers is first imported; ``HF_HUB_DISABLE_PROGRESS_BARS=0`` keeps them)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    tune_allocator()
 
 
 def _message(err: BaseException) -> str:
@@ -392,10 +402,6 @@ def clean(
 
 
 def main() -> None:
-    # the command draws its own labelled progress bars; Hugging Face's per-load tqdm bars ("Loading weights")
-    # would interleave with them.  Read when transformers is first imported; HF_HUB_DISABLE_PROGRESS_BARS=0 keeps them.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    tune_allocator()
     app()
 
 
