@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from collections.abc import Callable
 
 from taskscope.common.fastpaths import note_fast_path
 
@@ -34,7 +35,8 @@ TRIM_THRESHOLD = 1 << 30
 _applied: bool | None = None
 
 
-def _mallopt():
+def _mallopt() -> tuple[Callable[[int, int], int] | None, str]:
+    """glibc's ``mallopt`` and ``""``, or ``None`` and why there is none."""
     if not sys.platform.startswith("linux"):
         return None, f"not Linux ({sys.platform})"
     name = ctypes.util.find_library("c") or "libc.so.6"
