@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import subprocess
 import sys
 import textwrap
@@ -16,12 +15,12 @@ from taskscope.common.fastpaths import collect_fast_paths
 # A fresh interpreter mallocs an 8 MiB block and reports whether glibc served it with its own memory map
 # (mallinfo2().hblks counts such blocks); TUNE decides whether tune_allocator() runs first.
 PROBE = textwrap.dedent("""
-    import ctypes, ctypes.util, sys
+    import ctypes, sys
     class Info(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in
                     ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
                      "keepcost")]
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc = ctypes.CDLL(None)
     libc.mallinfo2.restype = Info
     libc.malloc.restype = ctypes.c_void_p
     if sys.argv[1] == "1":
@@ -33,25 +32,15 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def _glibc() -> bool:
+def _libc_has(symbol: str) -> bool:
+    """The process's C library (as ``tune_allocator`` finds it) exports ``symbol``."""
     try:
-        return sys.platform.startswith("linux") and hasattr(ctypes.CDLL(ctypes.util.find_library("c")),
-                                                              "gnu_get_libc_version")
+        return sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), symbol)
     except OSError:
         return False
 
 
-def _glibc_with_mallinfo2() -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2  # noqa: B018
-    except (OSError, AttributeError):
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="needs glibc >= 2.33 (mallinfo2) to observe the allocator")
+@pytest.mark.skipif(not _libc_has("mallinfo2"), reason="needs glibc >= 2.33 (mallinfo2) to observe the allocator")
 def test_large_blocks_come_from_the_heap_once_tuned():
     mapped = {tune: int(subprocess.run([sys.executable, "-c", PROBE, tune], capture_output=True, text=True,
                                        check=True).stdout) for tune in ("0", "1")}
@@ -64,7 +53,7 @@ def test_tuning_is_recorded_as_a_fast_path(monkeypatch):
         applied = allocator.tune_allocator()
         assert allocator.tune_allocator() is applied          # idempotent, decided once
     assert record["allocator.heap_reuse"]["used"] == int(applied)
-    assert applied is _glibc()                                 # glibc: applied; elsewhere: skipped
+    assert applied is _libc_has("gnu_get_libc_version")       # glibc: applied; elsewhere: skipped
 
 
 def test_a_skip_names_its_reason(monkeypatch, caplog):

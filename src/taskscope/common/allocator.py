@@ -21,7 +21,6 @@ the benchmarks do; a script using the library can call it once at start.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from collections.abc import Callable
 
@@ -36,15 +35,13 @@ _applied: bool | None = None
 
 
 def _mallopt() -> tuple[Callable[[int, int], int] | None, str]:
-    """glibc's ``mallopt`` and ``""``, or ``None`` and why there is none."""
+    """The C library's ``mallopt`` and ``""``, or ``None`` and why there is none."""
     if not sys.platform.startswith("linux"):
         return None, f"not Linux ({sys.platform})"
-    name = ctypes.util.find_library("c") or "libc.so.6"
     try:
-        libc = ctypes.CDLL(name)
-        return libc.mallopt, ""
+        return ctypes.CDLL(None).mallopt, ""   # the process's own C library: no library search at start-up
     except (OSError, AttributeError) as err:
-        return None, f"no glibc mallopt in {name} ({err})"
+        return None, f"no mallopt in this process's C library ({err})"
 
 
 def tune_allocator() -> bool:
