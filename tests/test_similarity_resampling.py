@@ -54,20 +54,23 @@ def test_fast_resampled_jackknife_and_paired_values_equal_explicit_recomputation
     n, n_resamples = control.shape[0], 40
     sides = [control, a, b]
     sigma = {id(z): median_distance(z) for z in sides}
-    ref = lambda x, y, rows: reference_cka(x[rows], y[rows], kernel, debiased, (sigma[id(x)], sigma[id(y)]))
+    ref = lambda x, y, rows, estimator=debiased: reference_cka(x[rows], y[rows], kernel, estimator,
+                                                               (sigma[id(x)], sigma[id(y)]))
     grams, _ = _prepared_grams(sides, ["Y", "A", "B"], kernel, debiased, "fast", "raise", {}, "test")
     indices = resample_indices(n, n_resamples, seed=11)
     out = sample_cka(grams, [(1, 0), (2, 0)], torch.from_numpy(indices), debiased, "fast")
     everything = np.arange(n)
     for j, x in enumerate([a, b]):
         assert float(out.estimate[j]) == pytest.approx(ref(x, control, everything), abs=TOL)
+        assert float(out.biased[j]) == pytest.approx(ref(x, control, everything, False), abs=TOL)
         loo = [ref(x, control, np.delete(everything, i)) for i in range(n)]
         np.testing.assert_allclose(out.leave_one_out[:, j].numpy(), loo, atol=TOL)
         resampled = [ref(x, control, rows) for rows in indices]              # duplicates kept
         np.testing.assert_allclose(out.resampled[:, j].numpy(), resampled, atol=TOL)
     diff = paired_difference(a, b, control, kernel, debiased, n_resamples=n_resamples, n_permutations=0, seed=11)
-    explicit = [ref(a, control, rows) - ref(b, control, rows) for rows in indices]
+    explicit = [ref(a, control, rows, True) - ref(b, control, rows, True) for rows in indices]  # interval: debiased
     np.testing.assert_allclose(diff.distribution, explicit, atol=2 * TOL)
+    assert diff.estimate == pytest.approx(ref(a, control, everything) - ref(b, control, everything), abs=2 * TOL)
 
 
 @pytest.mark.parametrize("debiased", [False, True])

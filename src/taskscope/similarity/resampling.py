@@ -22,7 +22,8 @@ Order of operations in :func:`sample_cka` (per chunk of leading positions):
    of cancellation), in float64; a side shared by several pairs (MOSSA's control model) once;
 2. the row sums ``(G_a o G_b) 1`` each pair and each side's norm needs, in float64;
 3. full sample and leave-one-out: closed forms from (2), the diagonals and matrix-vector products
-   (``O(n^2)`` for all ``n`` leave-one-out samples);
+   (``O(n^2)`` for all ``n`` leave-one-out samples); with ``debiased=True`` also the biased estimator's
+   full-sample value (``SampleCKA.biased``);
 4. bootstrap: every side's Gram and every needed product ``G_a o G_b``, diagonals set to 0, stacked
    and multiplied by the counts of a chunk of resamples in one batched matrix product (float32 in
    ``precision="fast"``: the counts are exact, the matrices rounded once; float64 in ``"float64"``),
@@ -53,12 +54,15 @@ FAST_TOLERANCE = 1e-6  # largest estimated float32 rounding error of a resampled
 
 @dataclass(frozen=True)
 class SampleCKA:
-    """CKA of every pair ``(a, b)``: ``estimate (pairs, ...)`` on all inputs, ``leave_one_out (n, pairs, ...)``,
-    ``resampled (n_resamples, pairs, ...)``."""
+    """CKA of every pair ``(a, b)`` with the chosen estimator: ``estimate (pairs, ...)`` on all inputs,
+    ``leave_one_out (n, pairs, ...)``, ``resampled (n_resamples, pairs, ...)``; ``biased (pairs, ...)``: the
+    biased estimator on all inputs, whichever was chosen (the intervals of :mod:`.uncertainty` are built
+    from the debiased estimator and report the biased estimate beside them)."""
 
     estimate: torch.Tensor
     leave_one_out: torch.Tensor
     resampled: torch.Tensor
+    biased: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -275,11 +279,12 @@ def sample_cka(grams: Sequence[torch.Tensor], pairs: Sequence[Pair], indices: to
     counts = torch.zeros(indices.shape, dtype=torch.float64, device=grams[0].device)
     counts.scatter_add_(1, indices, torch.ones_like(counts))
     step, resample_step = _chunk_sizes(n, len(used), len(needed), indices.shape[0])
-    estimates, loos, boots = [], [], []
+    estimates, loos, boots, biased = [], [], [], []
     for start in range(0, flat[0].shape[0], step):
         chunk = _centred_chunk({a: flat[a][start:start + step] for a in used}, needed)
         full, loo = _closed_form_sums(chunk, debiased)
         estimates.append(_cosines(full, pairs, debiased)[0])
+        biased.append(_cosines(_closed_form_sums(chunk, False)[0], pairs, False)[0] if debiased else estimates[-1])
         loos.append(_cosines(loo, pairs, debiased))
         boots.append(_resampled(chunk, counts, pairs, debiased, precision, resample_step) if counts.shape[0] else
                      torch.empty((0, len(pairs), chunk.diag[used[0]].shape[0]), dtype=torch.float64,
@@ -287,5 +292,6 @@ def sample_cka(grams: Sequence[torch.Tensor], pairs: Sequence[Pair], indices: to
     shape = (len(pairs), *lead)
     return SampleCKA(estimate=torch.cat(estimates, dim=-1).reshape(shape),
                      leave_one_out=torch.cat(loos, dim=-1).reshape(n, *shape),
-                     resampled=torch.cat(boots, dim=-1).reshape(indices.shape[0], *shape))
+                     resampled=torch.cat(boots, dim=-1).reshape(indices.shape[0], *shape),
+                     biased=torch.cat(biased, dim=-1).reshape(shape))
 

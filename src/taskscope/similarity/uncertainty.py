@@ -12,14 +12,17 @@ resampled inputs in :func:`bootstrap_ci`, :func:`bootstrap_grid` and :func:`pair
 every model compared with one control sees the same resamples (:func:`bootstrap_grid` computes the
 control's part once for all of them).
 
-The interval (``method="jackknife-centred percentile"``), in this order:
+The interval (:data:`METHOD`), in this order:
 
-1. ``estimate``: CKA on all ``n`` inputs (biased or debiased estimator);
-2. jackknife: the ``n`` leave-one-out values ``t_(i)``; ``bias_corrected = n * estimate - (n - 1) *
+1. ``estimate``: CKA on all ``n`` inputs (the chosen estimator, biased or debiased); ``t``: the
+   *debiased* CKA on all inputs, the interval's statistic whichever estimator is chosen (both estimate
+   the same population value; the biased estimator's own interval under-covers when the states have
+   many dimensions next to ``n``: 42-83 % for 95 % in docs/similarity.md);
+2. jackknife: the ``n`` leave-one-out values ``t_(i)``; ``bias_corrected = n * t - (n - 1) *
    mean(t_(i))`` (Quenouille's bias correction);
 3. bootstrap: ``n_resamples`` with-replacement resamples of the inputs, duplicates kept (the plug-in
-   bootstrap; for ``debiased=True`` the resampled Gram is U-centred as it is, duplicate pairs
-   included), CKA on each -> ``distribution``;
+   bootstrap; the resampled Gram is U-centred as it is, duplicate pairs included), ``t`` on each ->
+   ``distribution``;
 4. ``[low, high] = bias_corrected + (quantiles(distribution, alpha/2, 1 - alpha/2) - mean(distribution))
    * se_jack / sd(distribution)``, clipped to ``[-1, 1]``, with ``se_jack = sqrt((n-1)/n sum (t_(i) -
    mean t_(.))^2)``: the bootstrap supplies the shape, the jackknife the centre and the scale.
@@ -61,14 +64,14 @@ from taskscope.similarity.inputs import (
 from taskscope.similarity.kernels import Kernel, centred_data, get_kernel
 from taskscope.similarity.resampling import sample_cka
 
-METHOD = "jackknife-centred, jackknife-scaled percentile"
+METHOD = "jackknife-centred, jackknife-scaled percentile of the debiased CKA"
 
 
 @dataclass(frozen=True)
 class BootstrapResult:
-    """``estimate`` on the full sample, interval ``[low, high]`` for the population value (see the
-    module docstring), the jackknife ``bias_corrected`` estimate, and the resampled values
-    ``distribution`` of shape ``(n_resamples, ...)``."""
+    """``estimate`` (the chosen estimator) on the full sample, interval ``[low, high]`` for the population value
+    (see the module docstring), the jackknife ``bias_corrected`` debiased estimate, and the resampled debiased
+    values ``distribution`` of shape ``(n_resamples, ...)``."""
 
     estimate: float | np.ndarray
     low: float | np.ndarray
@@ -185,7 +188,7 @@ def _prepare_sides(sides: list[object], names: list[str], debiased: bool, nan_po
                           stacklevel=3)
             tensors = [t[..., keep, :] for t in tensors]
     check_rows(first.shape[-2] if nan_policy != "drop_rows" else tensors[0].shape[-2],
-               max(min_rows(debiased), 3), what)
+               min_rows(True), what)   # the intervals use the debiased estimator whichever is reported
     return tensors
 
 
@@ -258,16 +261,17 @@ def bootstrap_grid(
                                        "CKA bootstrap")
     n = grams[0].shape[-1]
     values = sample_cka(grams, [(i, 0) for i in range(1, len(grams))], _indices(n, n_resamples, seed, grams[0].device),
-                        debiased, precision)
+                        True, precision)
     results, resampled_undefined = [], 0
     for i in range(len(Xs)):
         constant = constants[0] | constants[i + 1]
-        estimate, resampled = values.estimate[i], values.resampled[:, i]
-        estimate[constant] = torch.nan
+        estimate = values.estimate[i] if debiased else values.biased[i]
+        centre_, resampled = values.estimate[i], values.resampled[:, i]
+        estimate[constant] = centre_[constant] = torch.nan
         resampled[:, constant] = torch.nan
         dist = resampled.cpu().numpy()
         resampled_undefined += int(np.isnan(dist[:, ~constant.cpu().numpy()]).sum())
-        low, high, corrected = _interval(estimate.cpu().numpy(), values.leave_one_out[:, i].cpu().numpy(), dist,
+        low, high, corrected = _interval(centre_.cpu().numpy(), values.leave_one_out[:, i].cpu().numpy(), dist,
                                          confidence, 1.0)
         results.append(BootstrapResult(estimate=to_output(estimate), low=_out(low), high=_out(high),
                                        confidence=confidence, distribution=dist, bias_corrected=_out(corrected)))
@@ -294,8 +298,8 @@ def paired_difference(
     """``CKA(X_a, Y) - CKA(X_b, Y)`` with a paired interval and a paired permutation p-value
     (``n_resamples=0``: no interval, NaN; ``n_permutations=0``: no test, NaN).
 
-    Order: each side's Gram once; the difference of the two estimates; its jackknife and its
-    bootstrap on the *same* resampled inputs for both models (:func:`resample_indices` with
+    Order: each side's Gram once; the difference of the two estimates; the debiased statistic's
+    difference, its jackknife and its bootstrap on the *same* resampled inputs for both models (:func:`resample_indices` with
     ``seed``, the resamples :func:`bootstrap_ci` uses), jackknife-centred percentile interval;
     then the permutation test (``n_permutations > 0``, needs ``X_a`` and ``X_b`` of one width):
     under the null "the two models' states are exchangeable input by input", each permutation swaps
@@ -311,18 +315,21 @@ def paired_difference(
                                        kernel_args, "paired CKA difference")
     constant = constants[0] | constants[1] | constants[2]
     n = grams[0].shape[-1]
-    values = sample_cka(grams, [(1, 0), (2, 0)], _indices(n, n_resamples, seed, grams[0].device), debiased, precision)
-    estimate = values.estimate[0] - values.estimate[1]
+    values = sample_cka(grams, [(1, 0), (2, 0)], _indices(n, n_resamples, seed, grams[0].device), True, precision)
+    chosen = values.estimate if debiased else values.biased
+    estimate = chosen[0] - chosen[1]
     estimate[constant] = torch.nan
     est = estimate.cpu().numpy()
     low = high = corrected = np.full(est.shape, np.nan)
     dist = np.empty((0, *est.shape))
     if n_resamples > 0:
+        centre_ = values.estimate[0] - values.estimate[1]
+        centre_[constant] = torch.nan
         differences = values.resampled[:, 0] - values.resampled[:, 1]
         differences[:, constant] = torch.nan
         dist = differences.cpu().numpy()
         loo = (values.leave_one_out[:, 0] - values.leave_one_out[:, 1]).cpu().numpy()
-        low, high, corrected = _interval(est, loo, dist, confidence, 2.0)
+        low, high, corrected = _interval(centre_.cpu().numpy(), loo, dist, confidence, 2.0)
     null = np.empty((0, *est.shape))
     p_value = np.full(est.shape, np.nan)
     if n_permutations > 0:
