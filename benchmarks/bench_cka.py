@@ -9,6 +9,8 @@ Prints ratios (not a test).  Two workloads:
 (b) one pair at ``--pair-n x --pair-d``.
 
 The MOSSA goal (issue 11) is the grid *with intervals*: on the peer subset, per task,
+``bootstrap_grid(..., interval="normal")`` (estimate and jackknife, no resamples: the bias-corrected
+jackknife normal interval, whose simulated coverage equals the percentile interval's, docs/similarity.md) and
 ``bootstrap_grid`` of all models against the task's control (estimate, jackknife and ``--resamples``
 resamples seeded per task, as ``analysis/mossa.py`` calls it; the control's Gram matrix and resampled
 sums once per task) against ckatorch's plain CKA per pair.  ``bootstrap_ci`` per model and task (the
@@ -93,6 +95,10 @@ def grid_workload(args: argparse.Namespace) -> None:
             lambda: np.stack([[b.estimate for b in bootstrap_grid([m[t] for m in models], control[t],
                                                                   n_resamples=args.resamples, seed=t)]
                               for t in range(args.peer_tasks)], axis=1), pairs_sub),
+        "taskscope grid + normal CI": (
+            lambda: np.stack([[b.estimate for b in bootstrap_grid([m[t] for m in models], control[t],
+                                                                  interval="normal")]
+                              for t in range(args.peer_tasks)], axis=1), pairs_sub),
         "  same, bootstrap_ci per model": (
             lambda: np.stack([[bootstrap_ci(m[t], control[t], n_resamples=args.resamples, seed=t).estimate
                                for t in range(args.peer_tasks)] for m in models]), pairs_sub),
@@ -127,6 +133,8 @@ def grid_workload(args: argparse.Namespace) -> None:
         with_ci = best[f"taskscope grid + {args.resamples}-resample CI"]
         print(f"MOSSA grid with intervals (estimate + jackknife + {args.resamples} resamples per pair) vs ckatorch's "
               f"plain CKA: {best['ckatorch'] / with_ci:.2f}x (goal >= 3x)")
+        print(f"MOSSA grid with the jackknife normal interval (interval='normal', no resamples) vs ckatorch's plain "
+              f"CKA: {best['ckatorch'] / best['taskscope grid + normal CI']:.2f}x (goal >= 3x)")
     print(f"speed-up of taskscope grid over the plain per-pair float64 numpy loop: "
           f"{best['plain-numpy-f64'] / ours:.2f}x")
 

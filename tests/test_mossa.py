@@ -16,7 +16,8 @@ from taskscope.analysis.mossa import (
     mossa_differences,
     mossa_table,
 )
-from taskscope.similarity import bootstrap_ci, cka_sensitivity
+from taskscope.analysis.ceiling import ceiling_table
+from taskscope.similarity import bootstrap_ci, cka_sensitivity, paired_difference
 
 
 def reference_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -71,6 +72,23 @@ def test_table_intervals_are_the_similarity_bootstrap_with_the_task_seed():
     direct = bootstrap_ci(exp, ctrl, "rbf", True, n_resamples=25, seed=_task_seed(4, "t"))
     np.testing.assert_allclose(table.sort_values("layer").ci_low, direct.low, atol=1e-12)
     np.testing.assert_allclose(table.sort_values("layer").ci_high, direct.high, atol=1e-12)
+
+
+def test_normal_interval_reaches_the_table_differences_and_ceiling():
+    exp, ctrl = planted(n=16, d=30)
+    noisy = exp + 3.0 * torch.randn(exp.shape, generator=torch.Generator().manual_seed(1))
+    table = mossa_table({"m": {"t": exp}}, {"t": ctrl}, {"t": "c"}, n_bootstrap=25, interval="normal")
+    direct = bootstrap_ci(exp, ctrl, interval="normal")
+    np.testing.assert_allclose(table.sort_values("layer")[["ci_low", "ci_high"]].to_numpy().T,
+                               [direct.low, direct.high], atol=1e-12)
+    percentile = mossa_table({"m": {"t": exp}}, {"t": ctrl}, {"t": "c"}, n_bootstrap=25)
+    assert not np.allclose(percentile.ci_low, table.ci_low)
+    diffs = mossa_differences({"pre": {"t": noisy}, "it": {"t": exp}}, {"t": ctrl}, {"t": "c"}, "pre",
+                              n_bootstrap=25, interval="normal").sort_values("layer")
+    paired = paired_difference(exp, noisy, ctrl, n_permutations=0, interval="normal")
+    np.testing.assert_allclose(diffs[["ci_low", "ci_high"]].to_numpy().T, [paired.low, paired.high], atol=1e-12)
+    ceiling = ceiling_table({"t": [ctrl, exp]}, {"t": "c"}, n_bootstrap=25, interval="normal").sort_values("layer")
+    np.testing.assert_allclose(ceiling.ci_low, bootstrap_ci(exp, ctrl, interval="normal").low, atol=1e-12)
 
 
 def test_sensitivity_columns_expose_a_planted_dominating_direction():

@@ -53,12 +53,13 @@ def test_population_value_is_the_large_sample_limit():
     assert cka(x[0], y[0], precision="float64") == pytest.approx(population, abs=0.01)
 
 
+@pytest.mark.parametrize("interval", ["percentile", "normal"])
 @pytest.mark.parametrize("debiased", [False, True])
 @pytest.mark.parametrize("n", [50, 100])
-def test_interval_covers_the_population_cka_at_the_nominal_rate(n, debiased):
+def test_interval_covers_the_population_cka_at_the_nominal_rate(n, debiased, interval):
     population, draw = gaussian_model()
     x, y = draw(n, R, 1000 + n + debiased)
-    result = bootstrap_ci(x, y, debiased=debiased, n_resamples=B, confidence=0.95, seed=n)
+    result = bootstrap_ci(x, y, debiased=debiased, n_resamples=B, confidence=0.95, seed=n, interval=interval)
     covered = (result.low <= population) & (population <= result.high)
     assert 0.92 <= covered.mean() <= 0.97, f"coverage {covered.mean():.3f} (n={n}, debiased={debiased})"
     # the biased estimate itself is biased upwards here: the interval is about the population value
@@ -100,6 +101,8 @@ def test_interval_keeps_its_level_when_the_dimension_is_not_small_next_to_n():
     np.testing.assert_allclose([biased.low, biased.high], [debiased.low, debiased.high])
     assert not np.allclose(biased.estimate, debiased.estimate)
     assert 0.92 <= covers(biased.low, biased.high, population) <= 0.97
+    normal = bootstrap_ci(x, y, debiased=False, interval="normal")
+    assert 0.92 <= covers(normal.low, normal.high, population) <= 0.97
     _, _, own_low, own_high = biased_own_intervals(x, y, seed=100)
     assert covers(own_low, own_high, population) < 0.88
 

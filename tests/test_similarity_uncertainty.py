@@ -36,6 +36,35 @@ def test_bootstrap_equals_cka_on_explicitly_resampled_rows_and_the_written_out_i
     assert result.estimate == pytest.approx(ref_cka(x, y, kernel, debiased), abs=1e-10)
 
 
+def test_normal_interval_is_the_jackknife_normal_interval_written_out():
+    """``interval="normal"``: ``bias_corrected -/+ z se_jack`` of the debiased CKA, no resamples drawn; the paired
+    difference's the same from the paired leave-one-out differences."""
+    x, y = related_pair(3, 25, 4, 6, noise=2.0)
+    worse = x + 2.0 * np.random.default_rng(2).normal(size=x.shape)
+    result = bootstrap_ci(x, y, n_resamples=0, interval="normal", confidence=0.9, precision="float64")
+    z = 1.6448536269514722
+    n = 25
+
+    def jackknife(values, full):
+        values = np.asarray(values)
+        centre = n * full - (n - 1) * values.mean()
+        se = np.sqrt((n - 1) / n * np.sum((values - values.mean()) ** 2))
+        return centre - z * se, centre + z * se, centre
+
+    loo = [ref_cka(np.delete(x, i, 0), np.delete(y, i, 0), "linear", True) for i in range(n)]
+    low, high, centre = jackknife(loo, ref_cka(x, y, "linear", True))
+    assert (result.low, result.high, result.bias_corrected) == pytest.approx((low, high, centre), abs=1e-10)
+    assert result.estimate == pytest.approx(ref_cka(x, y), abs=1e-10) and result.distribution.shape == (0,)
+    assert result.method.startswith("jackknife bias-corrected normal")
+    diff = paired_difference(x, worse, y, n_resamples=0, n_permutations=0, interval="normal", confidence=0.9,
+                             precision="float64")
+    loo_worse = [ref_cka(np.delete(worse, i, 0), np.delete(y, i, 0), "linear", True) for i in range(n)]
+    expected = jackknife(np.subtract(loo, loo_worse), ref_cka(x, y, "linear", True) - ref_cka(worse, y, "linear", True))
+    assert (diff.low, diff.high, diff.bias_corrected) == pytest.approx(expected, abs=1e-10)
+    with pytest.raises(ValueError, match="interval must be one of"):
+        bootstrap_ci(x, y, interval="bca")
+
+
 def ref_cka_of_grams(k: np.ndarray, l: np.ndarray) -> float:
     return ref_hsic_unbiased(k, l) / np.sqrt(ref_hsic_unbiased(k, k) * ref_hsic_unbiased(l, l))
 

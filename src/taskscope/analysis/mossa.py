@@ -65,14 +65,15 @@ def _quiet(fn, *args, **kwargs):
 
 
 def _task_columns(states: list[torch.Tensor], control: torch.Tensor, kernel: str, debiased: bool, n_bootstrap: int,
-                  confidence: float, seed: int, top_k: int, kernel_args: dict) -> list[tuple[np.ndarray, ...]]:
+                  interval: str, confidence: float, seed: int, top_k: int,
+                  kernel_args: dict) -> list[tuple[np.ndarray, ...]]:
     """Every experimental model's ``(cka, ci_low, ci_high, cka_without_topk, share_exp, share_ctrl)`` curves for one
     task and kernel.  The control's Gram matrices, and with ``n_bootstrap > 0`` its resampled sums, are computed
     once for all models (:func:`~taskscope.similarity.cka_grid`, :func:`~taskscope.similarity.bootstrap_grid`;
     with intervals the curve is the bootstrap's estimate, the same CKA on the same Gram matrices)."""
     if n_bootstrap > 0:
         boots = _quiet(bootstrap_grid, states, control, kernel, debiased, n_resamples=n_bootstrap,
-                       confidence=confidence, seed=seed, **kernel_args)
+                       interval=interval, confidence=confidence, seed=seed, **kernel_args)
         curves = [np.atleast_1d(np.asarray(b.estimate, dtype=np.float64)) for b in boots]
         intervals = [(np.where(np.isnan(c), np.nan, b.low), np.where(np.isnan(c), np.nan, b.high))
                      for c, b in zip(curves, boots)]
@@ -110,6 +111,7 @@ def mossa_table(
     kernels: Sequence[str] = ("linear",),
     debiased: bool = False,
     n_bootstrap: int = 0,
+    interval: str = "percentile",
     confidence: float = 0.95,
     seed: int = 0,
     heldout: Mapping[str, Collection[str]] | None = None,
@@ -121,8 +123,9 @@ def mossa_table(
     ``experimental[model][task]`` and ``controls[task]`` are ``(L+1, n, d)`` stacks of the same
     inputs; ``clusters[task]`` names the task's cluster; ``heldout[model]`` lists the tasks that
     model never saw in training (column ``heldout``).  ``kernel_args[kernel]`` holds extra kernel
-    parameters (e.g. ``{"rbf": {"sigma_scale": 1.0}}``).  Without bootstrap ``ci_low``/``ci_high``
-    are NaN; with it they bound the population CKA (docs/similarity.md).  ``top_k`` (0: off, columns
+    parameters (e.g. ``{"rbf": {"sigma_scale": 1.0}}``).  Without bootstrap (``n_bootstrap=0``) ``ci_low``/``ci_high``
+    are NaN; with it they bound the population CKA (docs/similarity.md), by the ``interval`` method of
+    :func:`~taskscope.similarity.bootstrap_ci` (``"normal"`` draws no resamples).  ``top_k`` (0: off, columns
     NaN) sets the sensitivity columns ``topk_var_share_exp``, ``topk_var_share_ctrl`` (share of each
     side's variance on its top ``top_k`` principal directions) and ``cka_without_topk`` (CKA, same
     kernel and estimator, with those directions removed from both sides).  Where CKA is undefined
@@ -144,7 +147,7 @@ def mossa_table(
         models = [m for m in experimental if task in experimental[m]]
         for kernel in kernels:
             for model, values in zip(models, _task_columns([experimental[m][task] for m in models], controls[task],
-                                                           kernel, debiased, n_bootstrap, confidence,
+                                                           kernel, debiased, n_bootstrap, interval, confidence,
                                                            _task_seed(seed, task), top_k,
                                                            dict(kernel_args.get(kernel, {})))):
                 columns[(model, task, kernel)] = values
@@ -178,6 +181,7 @@ def mossa_differences(
     debiased: bool = False,
     n_bootstrap: int = 0,
     n_permutations: int = 0,
+    interval: str = "percentile",
     confidence: float = 0.95,
     seed: int = 0,
     kernel_args: Mapping[str, Mapping] | None = None,
@@ -213,8 +217,8 @@ def mossa_differences(
             for kernel in kernels:
                 args = dict(kernel_args.get(kernel, {}))
                 result = _quiet(paired_difference, states, base, control, kernel, debiased, n_resamples=n_bootstrap,
-                                n_permutations=permutations, confidence=confidence, seed=_task_seed(seed, task),
-                                **args)
+                                n_permutations=permutations, interval=interval if n_bootstrap > 0 else "percentile",
+                                confidence=confidence, seed=_task_seed(seed, task), **args)
                 diff, low, high, p = (np.atleast_1d(np.asarray(v, dtype=np.float64))
                                       for v in (result.estimate, result.low, result.high, result.p_value))
                 for layer in range(diff.shape[0]):

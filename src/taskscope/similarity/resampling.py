@@ -118,37 +118,45 @@ class CentredChunk:
 def _centred_chunk(grams: dict[int, torch.Tensor], products: Sequence[Pair]) -> CentredChunk:
     centred = {a: additive_centre(g) for a, g in grams.items()}
     return CentredChunk(grams=centred, diag={a: torch.diagonal(g, dim1=-2, dim2=-1) for a, g in centred.items()},
-                        rows={(a, b): torch.einsum('pij,pij->pi', centred[a], centred[b]) for a, b in products})
+                        rows={(a, b): torch.linalg.vecdot(centred[a], centred[b]) for a, b in products})
+
+
+def _full_sums(chunk: CentredChunk, debiased: bool) -> tuple[WeightedSums, dict, dict]:
+    """Step 3, full sample (``c = 1``) -> its sums and, per side, ``u = G 1`` and ``x = u - debiased * k``."""
+    grams, diag = chunk.grams, chunk.diag
+    first = next(iter(grams.values()))
+    row = {a: g.sum(dim=-1) for a, g in grams.items()}                              # u = G 1
+    x = {a: row[a] - diag[a] if debiased else row[a] for a in grams}
+    full = WeightedSums({}, {}, {}, {a: x[a].sum(dim=-1, keepdim=True) for a in grams},
+                        torch.full((1,), float(first.shape[-1]), dtype=torch.float64, device=first.device))
+    for (a, b), product_rows in chunk.rows.items():
+        full.q[(a, b)] = product_rows.sum(dim=-1, keepdim=True)
+        full.c[(a, b)] = (x[a] * x[b]).sum(dim=-1, keepdim=True)
+        full.e[(a, b)] = (diag[a] * diag[b]).sum(dim=-1, keepdim=True)
+    return full, row, x
 
 
 def _closed_form_sums(chunk: CentredChunk, debiased: bool) -> tuple[WeightedSums, WeightedSums]:
-    """Step 3: the sums of the full sample (``c = 1``) and of the ``n`` leave-one-out samples.
+    """Step 3: the sums of the full sample (:func:`_full_sums`) and of the ``n`` leave-one-out samples.
 
     With ``u = G 1``, ``x = u - debiased * k`` and ``w = 1 - e_i``:
     ``s(i) = 1'x - u_i - (x_i - G_ii)``, ``q(i) = 1'A1 - 2 (A1)_i + A_ii`` and
     ``c(i) = x_a'x_b - (G_a x_b)_i - (G_b x_a)_i + (A 1)_i - (x_ai - G_a,ii)(x_bi - G_b,ii)``.
     """
     grams, diag = chunk.grams, chunk.diag
-    first = next(iter(grams.values()))
-    n, device = first.shape[-1], first.device
-    row = {a: g.sum(dim=-1) for a, g in grams.items()}                              # u = G 1
-    x = {a: row[a] - diag[a] if debiased else row[a] for a in grams}
+    full, row, x = _full_sums(chunk, debiased)
+    n, device = diag[next(iter(grams))].shape[-1], full.m.device
     partners = {a: list(dict.fromkeys(b for pair in chunk.rows for b in pair if a in pair and
                                       (b != a or pair == (a, a)))) for a in grams}
     applied = {a: torch.matmul(grams[a], torch.stack([x[b] for b in partners[a]], dim=-1)) for a in grams}
     gx = {(a, b): applied[a][..., partners[a].index(b)] for a in grams for b in partners[a]}   # G_a x_b
-    full_s = {a: x[a].sum(dim=-1, keepdim=True) for a in grams}
-    full = WeightedSums({}, {}, {}, full_s, torch.full((1,), float(n), dtype=torch.float64, device=device))
-    loo = WeightedSums({}, {}, {}, {a: full_s[a] - row[a] - (x[a] - diag[a]) for a in grams},
+    loo = WeightedSums({}, {}, {}, {a: full.s[a] - row[a] - (x[a] - diag[a]) for a in grams},
                        torch.full((n,), n - 1.0, dtype=torch.float64, device=device))
     for (a, b), product_rows in chunk.rows.items():
         product_diag = diag[a] * diag[b]
-        full.q[(a, b)] = product_rows.sum(dim=-1, keepdim=True)
         loo.q[(a, b)] = full.q[(a, b)] - 2.0 * product_rows + product_diag
-        full.c[(a, b)] = (x[a] * x[b]).sum(dim=-1, keepdim=True)
         loo.c[(a, b)] = (full.c[(a, b)] - gx[(a, b)] - gx[(b, a)] + product_rows
                          - (x[a] - diag[a]) * (x[b] - diag[b]))
-        full.e[(a, b)] = product_diag.sum(dim=-1, keepdim=True)
         loo.e[(a, b)] = full.e[(a, b)] - product_diag
     return full, loo
 
@@ -284,7 +292,7 @@ def sample_cka(grams: Sequence[torch.Tensor], pairs: Sequence[Pair], indices: to
         chunk = _centred_chunk({a: flat[a][start:start + step] for a in used}, needed)
         full, loo = _closed_form_sums(chunk, debiased)
         estimates.append(_cosines(full, pairs, debiased)[0])
-        biased.append(_cosines(_closed_form_sums(chunk, False)[0], pairs, False)[0] if debiased else estimates[-1])
+        biased.append(_cosines(_full_sums(chunk, False)[0], pairs, False)[0] if debiased else estimates[-1])
         loos.append(_cosines(loo, pairs, debiased))
         boots.append(_resampled(chunk, counts, pairs, debiased, precision, resample_step) if counts.shape[0] else
                      torch.empty((0, len(pairs), chunk.diag[used[0]].shape[0]), dtype=torch.float64,

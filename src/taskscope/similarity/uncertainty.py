@@ -41,6 +41,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Literal
 
 import numpy as np
 import torch
@@ -64,7 +66,12 @@ from taskscope.similarity.inputs import (
 from taskscope.similarity.kernels import Kernel, centred_data, get_kernel
 from taskscope.similarity.resampling import sample_cka
 
-METHOD = "jackknife-centred, jackknife-scaled percentile of the debiased CKA"
+IntervalMethod = Literal["percentile", "normal"]
+METHODS: dict[str, str] = {
+    "percentile": "jackknife-centred, jackknife-scaled percentile of the debiased CKA",
+    "normal": "jackknife bias-corrected normal interval of the debiased CKA",
+}
+METHOD = METHODS["percentile"]
 
 
 @dataclass(frozen=True)
@@ -113,9 +120,13 @@ def resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
 
 
-def _check(confidence: float, n_resamples: int, minimum: int = 1) -> None:
+def _check(confidence: float, n_resamples: int, minimum: int = 1, interval: str = "percentile") -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if interval not in METHODS:
+        raise ValueError(f"interval must be one of {sorted(METHODS)}, got {interval!r}")
+    if interval == "normal":
+        minimum = 0
     if n_resamples < minimum:
         raise ValueError(f"n_resamples must be >= {minimum}, got {n_resamples}")
 
@@ -137,27 +148,41 @@ def _cosine(cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vecdot(a, b) / torch.where(norms > 0, norms, torch.nan)
 
 
+SAFE_PEAKS = (2.0 ** -40, 2.0 ** 40)  # Gram peaks whose products G_a o G_b and sums of squares fit float32 / float64
+
+
 def _peak_scaled(gram: torch.Tensor) -> torch.Tensor:
-    """Divide a Gram stack by its largest absolute entry (CKA is scale free; keeps sums of squares finite)."""
+    """Divide a Gram stack by its largest absolute entry per position (CKA is scale free; keeps the float32
+    products of the resampling stack and the float64 sums of squares finite); a stack whose every peak lies in
+    :data:`SAFE_PEAKS` is returned as it is (no pass over it)."""
     peak = largest_magnitude(gram, keepdim=True)
-    return gram / torch.where(torch.isfinite(peak) & (peak > 0), peak, torch.ones_like(peak))
+    usable = torch.isfinite(peak) & (peak > 0)
+    if bool((~usable | ((peak >= SAFE_PEAKS[0]) & (peak <= SAFE_PEAKS[1]))).all()):
+        return gram
+    return gram / torch.where(usable, peak, torch.ones_like(peak))
 
 
 def _interval(estimate: np.ndarray, loo: np.ndarray, dist: np.ndarray, confidence: float,
-              bound: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Steps 2 and 4 of the module docstring -> ``(low, high, bias_corrected)``."""
+              bound: float, method: IntervalMethod = "percentile") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 2 and 4 of the module docstring (``method="normal"``: ``bias_corrected -/+ z se_jack``, no
+    ``dist``) -> ``(low, high, bias_corrected)``."""
     n = loo.shape[0]
+    alpha = 1.0 - confidence
     with warnings.catch_warnings():  # all-NaN positions (undefined CKA) stay NaN; reported once by the caller
         warnings.simplefilter("ignore", RuntimeWarning)
         loo_mean = np.nanmean(loo, axis=0)
         corrected = n * estimate - (n - 1) * loo_mean
         jackknife_se = np.sqrt((n - 1) / n * np.nansum((loo - loo_mean) ** 2, axis=0))
-        alpha = 1.0 - confidence
-        low_q, high_q = np.nanquantile(dist, [alpha / 2, 1 - alpha / 2], axis=0)
-        centre_, spread = np.nanmean(dist, axis=0), np.nanstd(dist, axis=0)
-        scale = np.where(spread > 0, jackknife_se / np.where(spread > 0, spread, 1.0), 0.0)
-    low = np.clip(corrected + (low_q - centre_) * scale, -bound, bound)
-    high = np.clip(corrected + (high_q - centre_) * scale, -bound, bound)
+        if method == "normal":
+            z = NormalDist().inv_cdf(1 - alpha / 2)
+            low_step, high_step = -z * jackknife_se, z * jackknife_se
+        else:
+            low_q, high_q = np.nanquantile(dist, [alpha / 2, 1 - alpha / 2], axis=0)
+            centre_, spread = np.nanmean(dist, axis=0), np.nanstd(dist, axis=0)
+            scale = np.where(spread > 0, jackknife_se / np.where(spread > 0, spread, 1.0), 0.0)
+            low_step, high_step = (low_q - centre_) * scale, (high_q - centre_) * scale
+    low = np.clip(corrected + low_step, -bound, bound)
+    high = np.clip(corrected + high_step, -bound, bound)
     undefined = np.isnan(estimate)
     return (np.where(undefined, np.nan, low), np.where(undefined, np.nan, high),
             np.where(undefined, np.nan, corrected))
@@ -221,16 +246,18 @@ def bootstrap_ci(
     seed: int = 0,
     precision: Precision = "fast",
     nan_policy: NanPolicy = "raise",
+    interval: IntervalMethod = "percentile",
     **kernel_args: object,
 ) -> BootstrapResult:
     """Interval for the population CKA of ``X (..., n, d1)`` and ``Y (..., n, d2)`` (rows resampled jointly).
 
     Order (module docstring): Grams once; estimate; jackknife; ``n_resamples`` resamples from
-    :func:`resample_indices` ``(n, n_resamples, seed)``; jackknife-centred percentile interval.
-    Resamples with a constant side are NaN and left out of the quantiles with a warning.
+    :func:`resample_indices` ``(n, n_resamples, seed)``; jackknife-centred percentile interval
+    (``interval="normal"``: no resamples, ``bias_corrected -/+ z se_jack``; same coverage in simulation,
+    docs/similarity.md).  Resamples with a constant side are NaN and left out of the quantiles with a warning.
     """
     return bootstrap_grid([X], Y, kernel, debiased, n_resamples=n_resamples, confidence=confidence, seed=seed,
-                          precision=precision, nan_policy=nan_policy, **kernel_args)[0]
+                          precision=precision, nan_policy=nan_policy, interval=interval, **kernel_args)[0]
 
 
 def bootstrap_grid(
@@ -244,6 +271,7 @@ def bootstrap_grid(
     seed: int = 0,
     precision: Precision = "fast",
     nan_policy: NanPolicy = "raise",
+    interval: IntervalMethod = "percentile",
     **kernel_args: object,
 ) -> list[BootstrapResult]:
     """:func:`bootstrap_ci` of every ``Xs[i] (..., n, d_i)`` with one ``Y (..., n, d)``, on the same resampled inputs.
@@ -251,16 +279,17 @@ def bootstrap_grid(
     ``Y``'s Gram matrix, its products and its resampled sums are computed once for all ``Xs`` (MOSSA:
     every experimental model against one task's control), and each ``Xs[i]``'s once; result ``i``
     equals ``bootstrap_ci(Xs[i], Y, ...)``.  ``nan_policy="drop_rows"`` drops a row non-finite in any
-    stack from all of them.
+    stack from all of them.  ``interval="normal"`` draws no resamples (``n_resamples`` unused).
     """
-    _check(confidence, n_resamples)
+    _check(confidence, n_resamples, interval=interval)
+    n_drawn = n_resamples if interval == "percentile" else 0
     if len(Xs) == 0:
         raise ValueError("bootstrap_grid needs at least one X")
     names = ["X"] if len(Xs) == 1 else [f"Xs[{i}]" for i in range(len(Xs))]
     grams, constants = _prepared_grams([Y, *Xs], ["Y", *names], kernel, debiased, precision, nan_policy, kernel_args,
                                        "CKA bootstrap")
     n = grams[0].shape[-1]
-    values = sample_cka(grams, [(i, 0) for i in range(1, len(grams))], _indices(n, n_resamples, seed, grams[0].device),
+    values = sample_cka(grams, [(i, 0) for i in range(1, len(grams))], _indices(n, n_drawn, seed, grams[0].device),
                         True, precision)
     results, resampled_undefined = [], 0
     for i in range(len(Xs)):
@@ -272,9 +301,10 @@ def bootstrap_grid(
         dist = resampled.cpu().numpy()
         resampled_undefined += int(np.isnan(dist[:, ~constant.cpu().numpy()]).sum())
         low, high, corrected = _interval(centre_.cpu().numpy(), values.leave_one_out[:, i].cpu().numpy(), dist,
-                                         confidence, 1.0)
+                                         confidence, 1.0, interval)
         results.append(BootstrapResult(estimate=to_output(estimate), low=_out(low), high=_out(high),
-                                       confidence=confidence, distribution=dist, bias_corrected=_out(corrected)))
+                                       confidence=confidence, distribution=dist, bias_corrected=_out(corrected),
+                                       method=METHODS[interval]))
     if resampled_undefined:
         warn_undefined(resampled_undefined, "bootstrap resamples with a constant side; left out of the interval")
     return results
@@ -293,10 +323,12 @@ def paired_difference(
     seed: int = 0,
     precision: Precision = "fast",
     nan_policy: NanPolicy = "raise",
+    interval: IntervalMethod = "percentile",
     **kernel_args: object,
 ) -> DifferenceResult:
     """``CKA(X_a, Y) - CKA(X_b, Y)`` with a paired interval and a paired permutation p-value
-    (``n_resamples=0``: no interval, NaN; ``n_permutations=0``: no test, NaN).
+    (``n_resamples=0``: no interval, NaN, unless ``interval="normal"``, which needs no resamples;
+    ``n_permutations=0``: no test, NaN).
 
     Order: each side's Gram once; the difference of the two estimates; the debiased statistic's
     difference, its jackknife and its bootstrap on the *same* resampled inputs for both models (:func:`resample_indices` with
@@ -308,28 +340,29 @@ def paired_difference(
     |T_obs|}) / (1 + n_permutations)`` (two-sided, never 0), with ``T`` the difference computed from
     the pooled Gram matrix.
     """
-    _check(confidence, n_resamples, minimum=0)
+    _check(confidence, n_resamples, minimum=0, interval=interval)
+    n_drawn = n_resamples if interval == "percentile" else 0
     if n_permutations < 0:
         raise ValueError(f"n_permutations must be >= 0, got {n_permutations}")
     grams, constants = _prepared_grams([Y, X_a, X_b], ["Y", "X_a", "X_b"], kernel, debiased, precision, nan_policy,
                                        kernel_args, "paired CKA difference")
     constant = constants[0] | constants[1] | constants[2]
     n = grams[0].shape[-1]
-    values = sample_cka(grams, [(1, 0), (2, 0)], _indices(n, n_resamples, seed, grams[0].device), True, precision)
+    values = sample_cka(grams, [(1, 0), (2, 0)], _indices(n, n_drawn, seed, grams[0].device), True, precision)
     chosen = values.estimate if debiased else values.biased
     estimate = chosen[0] - chosen[1]
     estimate[constant] = torch.nan
     est = estimate.cpu().numpy()
     low = high = corrected = np.full(est.shape, np.nan)
     dist = np.empty((0, *est.shape))
-    if n_resamples > 0:
+    if n_drawn > 0 or interval == "normal":
         centre_ = values.estimate[0] - values.estimate[1]
         centre_[constant] = torch.nan
         differences = values.resampled[:, 0] - values.resampled[:, 1]
         differences[:, constant] = torch.nan
         dist = differences.cpu().numpy()
         loo = (values.leave_one_out[:, 0] - values.leave_one_out[:, 1]).cpu().numpy()
-        low, high, corrected = _interval(centre_.cpu().numpy(), loo, dist, confidence, 2.0)
+        low, high, corrected = _interval(centre_.cpu().numpy(), loo, dist, confidence, 2.0, interval)
     null = np.empty((0, *est.shape))
     p_value = np.full(est.shape, np.nan)
     if n_permutations > 0:
@@ -338,7 +371,7 @@ def paired_difference(
         p_value = np.where(np.isnan(est), np.nan, p_value)
     return DifferenceResult(estimate=to_output(estimate), low=_out(low), high=_out(high), confidence=confidence,
                             p_value=_out(p_value), distribution=dist, null_distribution=null,
-                            bias_corrected=_out(corrected))
+                            bias_corrected=_out(corrected), method=METHODS[interval])
 
 
 def _swap_test(X_a: object, X_b: object, gram_y: torch.Tensor, kernel: str, debiased: bool, precision: Precision,

@@ -24,15 +24,11 @@ def run_similarity(ctx: StageContext) -> None:
                for m in config.models if m.kind == "multitask"}
     sim = config.similarity
     table = mossa_table(experimental, controls, {t: info["cluster"] for t, info in tasks.items()},
-                        kernels=sim.kernels, debiased=sim.debiased, n_bootstrap=sim.bootstrap.n_resamples,
-                        confidence=sim.bootstrap.confidence, seed=sim.bootstrap.seed, heldout=heldout,
-                        kernel_args=sim.kernel_args)
+                        heldout=heldout, **_mossa_options(config))
     atomic_write_text(ctx.out_dir / "mossa.csv", table.to_csv(index=False))
     baseline = config.baseline_model
     diffs = (mossa_differences(experimental, controls, {t: info["cluster"] for t, info in tasks.items()}, baseline,
-                               kernels=sim.kernels, debiased=sim.debiased, n_bootstrap=sim.bootstrap.n_resamples,
-                               n_permutations=sim.bootstrap.n_resamples, confidence=sim.bootstrap.confidence,
-                               seed=sim.bootstrap.seed, kernel_args=sim.kernel_args)
+                               n_permutations=sim.bootstrap.n_resamples, **_mossa_options(config))
              if len(experimental) > 1 and baseline in experimental else pd.DataFrame(columns=DIFFERENCE_COLUMNS))
     atomic_write_text(ctx.out_dir / "differences.csv", diffs.to_csv(index=False))
     measures = measure_table(experimental, controls, {t: info["cluster"] for t, info in tasks.items()},
@@ -43,7 +39,8 @@ def run_similarity(ctx: StageContext) -> None:
 def _mossa_options(config: MossaConfig) -> dict:
     sim = config.similarity
     return {"kernels": sim.kernels, "debiased": sim.debiased, "n_bootstrap": sim.bootstrap.n_resamples,
-            "confidence": sim.bootstrap.confidence, "seed": sim.bootstrap.seed, "kernel_args": sim.kernel_args}
+            "interval": sim.bootstrap.interval, "confidence": sim.bootstrap.confidence, "seed": sim.bootstrap.seed,
+            "kernel_args": sim.kernel_args}
 
 
 def run_ceiling(ctx: StageContext) -> None:

@@ -76,7 +76,13 @@ class ExtractionConfig(Strict):
 
 
 class BootstrapConfig(Strict):
+    """CKA intervals (``n_resamples > 0`` switches them on; it also sets the paired differences' resamples and
+    permutations).  ``interval``: ``percentile`` (jackknife-centred, jackknife-scaled bootstrap percentile) or
+    ``normal`` (jackknife bias-corrected normal: no resamples for the MOSSA and ceiling tables, the same simulated
+    coverage, ~2x faster; docs/similarity.md)."""
+
     n_resamples: int = Field(0, ge=0)
+    interval: Literal["percentile", "normal"] = "percentile"
     confidence: float = Field(0.95, gt=0, lt=1)
     seed: int = 0
 
