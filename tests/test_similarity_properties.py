@@ -131,3 +131,15 @@ def test_cuda_matches_cpu():
     x, y = related_pair(4, 64, 16, 8)
     gpu = cka(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda(), "rbf", True)
     assert gpu == pytest.approx(cka(x, y, "rbf", True), abs=1e-6)
+
+
+@pytest.mark.parametrize("n", [7, 99, 100, 201, 1000])
+def test_symmetric_gram_is_the_full_product(n):
+    """The blocked symmetric product (every block against the rows from its start on, mirrored) against one
+    float64 product, for block counts 1 (n < 100), 2, 4 and 8 with uneven edges."""
+    from taskscope.similarity.kernels import symmetric_gram
+
+    x = torch.randn(3, n, 17, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
+    gram = symmetric_gram(x)
+    torch.testing.assert_close(gram, x @ x.mT, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gram, gram.mT, rtol=0, atol=1e-12)
