@@ -136,7 +136,7 @@ def _model_panels(table: pd.DataFrame, kernel: str) -> tuple[pd.DataFrame, list[
 
 
 def task_curves_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str) -> go.Figure:
-    """Per model, every task's CKA curve with its bootstrap interval (``ci_low``..``ci_high``)."""
+    """Per model, every task's CKA curve with its interval (``ci_low``..``ci_high``)."""
     rows, models, fig = _model_panels(table, kernel)
     tasks = list(dict.fromkeys(rows["task"]))
     layers = np.arange(layer_map.num_layers)
@@ -152,7 +152,7 @@ def task_curves_figure(table: pd.DataFrame, layer_map: LayerMap, kernel: str) ->
                 fig.add_trace(trace, row=1, col=col)
         layer_axes(fig, layer_map, row=1, col=col)
     fig.update_yaxes(title_text="CKA", row=1, col=1)
-    fig.update_layout(title=f"CKA per task with its bootstrap interval ({kernel} kernel)", height=440)
+    fig.update_layout(title=f"CKA per task with its interval ({kernel} kernel)", height=440)
     return fig
 
 
