@@ -331,8 +331,9 @@ def paired_difference(
     ``n_permutations=0``: no test, NaN).
 
     Order: each side's Gram once; the difference of the two estimates; the debiased statistic's
-    difference, its jackknife and its bootstrap on the *same* resampled inputs for both models (:func:`resample_indices` with
-    ``seed``, the resamples :func:`bootstrap_ci` uses), jackknife-centred percentile interval;
+    difference, its jackknife and its bootstrap on the *same* resampled inputs for both models
+    (:func:`resample_indices` with ``seed``, the resamples :func:`bootstrap_ci` uses), the interval of
+    ``interval``;
     then the permutation test (``n_permutations > 0``, needs ``X_a`` and ``X_b`` of one width):
     under the null "the two models' states are exchangeable input by input", each permutation swaps
     ``a_i`` and ``b_i`` for a random half of the inputs (a gather of the pooled Gram matrix of
