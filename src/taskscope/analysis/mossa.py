@@ -10,9 +10,9 @@ last-token states ``E_l(x_1..x_n)`` with the control model's ``C_t,l(x_1..x_n)``
    matrices once): ``cka_grid([E_t, ...], [C_t])`` batched over layers -> ``(L+1,)`` per model;
 3. interval (``n_bootstrap > 0``): :func:`taskscope.similarity.bootstrap_grid` (the interval of
    :func:`~taskscope.similarity.bootstrap_ci` for every model: ``interval="percentile"`` or ``"normal"``,
-   built from the debiased statistic, for the population CKA; Gram matrices once, resamples as row counts on them, the RBF bandwidth
-   the full sample's; the control's resampled sums shared by the models), seeded by ``(seed, task)``
-   so every experimental model sees the *same* resampled inputs; the curve of (2) is then the
+   built from the debiased statistic, for the population CKA; Gram matrices once, resamples as row
+   counts on them, the RBF bandwidth the full sample's; the control's resampled sums shared by the
+   models), seeded by ``(seed, task)`` so every experimental model sees the *same* resampled inputs; the curve of (2) is then the
    bootstrap's own estimate (the same CKA on the same Gram matrices);
 4. sensitivity (``top_k > 0``): :func:`taskscope.similarity.cka_without_top_directions`: the share of
    each side's variance on its top ``top_k`` principal directions and CKA with them removed.

@@ -108,24 +108,26 @@ def _cosines(sums: WeightedSums, pairs: Sequence[Pair], debiased: bool) -> torch
 @dataclass(frozen=True)
 class CentredChunk:
     """Step 1-2 for a chunk of ``p`` positions: ``grams[a] (p, n, n)`` (float64, additively centred),
-    ``diag[a] (p, n)`` their diagonals, ``rows[(a, b)] (p, n)`` the row sums of ``G_a o G_b``."""
+    ``diag[a] (p, n)`` their diagonals, ``sums[a] (p, n)`` their row sums ``u = G 1``, ``rows[(a, b)] (p, n)``
+    the row sums of ``G_a o G_b``."""
 
     grams: dict[int, torch.Tensor]
     diag: dict[int, torch.Tensor]
+    sums: dict[int, torch.Tensor]
     rows: dict[Pair, torch.Tensor]
 
 
 def _centred_chunk(grams: dict[int, torch.Tensor], products: Sequence[Pair]) -> CentredChunk:
     centred = {a: additive_centre(g) for a, g in grams.items()}
     return CentredChunk(grams=centred, diag={a: torch.diagonal(g, dim1=-2, dim2=-1) for a, g in centred.items()},
+                        sums={a: g.sum(dim=-1) for a, g in centred.items()},
                         rows={(a, b): torch.linalg.vecdot(centred[a], centred[b]) for a, b in products})
 
 
-def _full_sums(chunk: CentredChunk, debiased: bool) -> tuple[WeightedSums, dict, dict]:
-    """Step 3, full sample (``c = 1``) -> its sums and, per side, ``u = G 1`` and ``x = u - debiased * k``."""
-    grams, diag = chunk.grams, chunk.diag
+def _full_sums(chunk: CentredChunk, debiased: bool) -> tuple[WeightedSums, dict]:
+    """Step 3, full sample (``c = 1``) -> its sums and, per side, ``x = u - debiased * k``."""
+    grams, diag, row = chunk.grams, chunk.diag, chunk.sums
     first = next(iter(grams.values()))
-    row = {a: g.sum(dim=-1) for a, g in grams.items()}                              # u = G 1
     x = {a: row[a] - diag[a] if debiased else row[a] for a in grams}
     full = WeightedSums({}, {}, {}, {a: x[a].sum(dim=-1, keepdim=True) for a in grams},
                         torch.full((1,), float(first.shape[-1]), dtype=torch.float64, device=first.device))
@@ -133,7 +135,7 @@ def _full_sums(chunk: CentredChunk, debiased: bool) -> tuple[WeightedSums, dict,
         full.q[(a, b)] = product_rows.sum(dim=-1, keepdim=True)
         full.c[(a, b)] = (x[a] * x[b]).sum(dim=-1, keepdim=True)
         full.e[(a, b)] = (diag[a] * diag[b]).sum(dim=-1, keepdim=True)
-    return full, row, x
+    return full, x
 
 
 def _closed_form_sums(chunk: CentredChunk, debiased: bool) -> tuple[WeightedSums, WeightedSums]:
@@ -143,8 +145,8 @@ def _closed_form_sums(chunk: CentredChunk, debiased: bool) -> tuple[WeightedSums
     ``s(i) = 1'x - u_i - (x_i - G_ii)``, ``q(i) = 1'A1 - 2 (A1)_i + A_ii`` and
     ``c(i) = x_a'x_b - (G_a x_b)_i - (G_b x_a)_i + (A 1)_i - (x_ai - G_a,ii)(x_bi - G_b,ii)``.
     """
-    grams, diag = chunk.grams, chunk.diag
-    full, row, x = _full_sums(chunk, debiased)
+    grams, diag, row = chunk.grams, chunk.diag, chunk.sums
+    full, x = _full_sums(chunk, debiased)
     n, device = diag[next(iter(grams))].shape[-1], full.m.device
     partners = {a: list(dict.fromkeys(b for pair in chunk.rows for b in pair if a in pair and
                                       (b != a or pair == (a, a)))) for a in grams}
@@ -238,6 +240,7 @@ def _resampled(chunk: CentredChunk, counts: torch.Tensor, pairs: Sequence[Pair],
             if bool(redo.any()):
                 exact = CentredChunk({a: g[redo] for a, g in chunk.grams.items()},
                                      {a: d[redo] for a, d in chunk.diag.items()},
+                                     {a: u[redo] for a, u in chunk.sums.items()},
                                      {ab: r[redo] for ab, r in chunk.rows.items()})
                 values[:, :, redo] = _cosines(_bootstrap_sums(_stack(exact, torch.float64), exact, part, debiased),
                                               pairs, debiased)
