@@ -147,6 +147,7 @@ class Kernel(ABC):
     """A positive-definite kernel evaluated on all row pairs of a stack."""
 
     name: str = ""
+    bounded_by_diagonal: bool = False   # every |k(x, y)| <= max(k(x, x), k(y, y)) (positive semidefinite)
 
     def gram(self, x: torch.Tensor, precision: Precision = "fast") -> torch.Tensor:
         """``(..., n, d)`` -> float64 ``(..., n, n)`` (up to terms removed by centring, see module doc)."""
@@ -164,6 +165,8 @@ class Kernel(ABC):
 @register_kernel("linear")
 class LinearKernel(Kernel):
     """``k(x, y) = x . y``; returned as the Gram matrix of the centred rows."""
+
+    bounded_by_diagonal = True
 
     def gram_centred(self, data: CentredData) -> torch.Tensor:
         return data.dots()
@@ -201,6 +204,8 @@ class RBFKernel(Kernel):
     and never re-estimates it.  Distances are taken in the scaled units of :class:`CentredData`
     (``sigma`` is scaled alike), so huge or tiny inputs neither overflow nor underflow.
     """
+
+    bounded_by_diagonal = True
 
     def __init__(self, sigma_scale: float = 1.0, sigma: float | None = None) -> None:
         if sigma_scale <= 0 or (sigma is not None and sigma <= 0):

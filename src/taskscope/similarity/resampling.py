@@ -21,9 +21,10 @@ Order of operations in :func:`sample_cka` (per chunk of leading positions):
    every sample is unchanged by it; its off-diagonal rows sum to 0, which keeps the sums below free
    of cancellation), in float64; a side shared by several pairs (MOSSA's control model) once;
 2. the row sums ``(G_a o G_b) 1`` each pair and each side's norm needs, in float64;
-3. full sample and leave-one-out: closed forms from (2), the diagonals and matrix-vector products
-   (``O(n^2)`` for all ``n`` leave-one-out samples); with ``debiased=True`` also the biased estimator's
-   full-sample value (``SampleCKA.biased``);
+3. full sample and leave-one-out: closed forms from (2) and the diagonals (a Gram's row sums are its
+   diagonal after step 1), plus, for the biased estimator's leave-one-out samples, one matrix-vector
+   product per side (``O(n^2)`` for all ``n`` leave-one-out samples); with ``debiased=True`` also the
+   biased estimator's full-sample value (``SampleCKA.biased``);
 4. bootstrap: every side's Gram and every needed product ``G_a o G_b``, diagonals set to 0, stacked
    and multiplied by the counts of a chunk of resamples in one batched matrix product (float32 in
    ``precision="fast"``: the counts are exact, the matrices rounded once; float64 in ``"float64"``),
@@ -108,27 +109,27 @@ def _cosines(sums: WeightedSums, pairs: Sequence[Pair], debiased: bool) -> torch
 @dataclass(frozen=True)
 class CentredChunk:
     """Step 1-2 for a chunk of ``p`` positions: ``grams[a] (p, n, n)`` (float64, additively centred),
-    ``diag[a] (p, n)`` their diagonals, ``sums[a] (p, n)`` their row sums ``u = G 1``, ``rows[(a, b)] (p, n)``
-    the row sums of ``G_a o G_b``."""
+    ``diag[a] (p, n)`` their diagonals, ``rows[(a, b)] (p, n)`` the row sums of ``G_a o G_b``.  An
+    additively centred Gram's off-diagonal rows sum to 0, so its row sums ``u = G 1`` are its diagonal
+    ``k``: the sums below use ``u = k`` (no pass over the matrix, and no rounding residue of a zero)."""
 
     grams: dict[int, torch.Tensor]
     diag: dict[int, torch.Tensor]
-    sums: dict[int, torch.Tensor]
     rows: dict[Pair, torch.Tensor]
 
 
 def _centred_chunk(grams: dict[int, torch.Tensor], products: Sequence[Pair]) -> CentredChunk:
     centred = {a: additive_centre(g) for a, g in grams.items()}
     return CentredChunk(grams=centred, diag={a: torch.diagonal(g, dim1=-2, dim2=-1) for a, g in centred.items()},
-                        sums={a: g.sum(dim=-1) for a, g in centred.items()},
                         rows={(a, b): torch.linalg.vecdot(centred[a], centred[b]) for a, b in products})
 
 
 def _full_sums(chunk: CentredChunk, debiased: bool) -> tuple[WeightedSums, dict]:
-    """Step 3, full sample (``c = 1``) -> its sums and, per side, ``x = u - debiased * k``."""
-    grams, diag, row = chunk.grams, chunk.diag, chunk.sums
+    """Step 3, full sample (``c = 1``) -> its sums and, per side, ``x = u - debiased * k`` (``u = k``:
+    :class:`CentredChunk`, so ``x = 0`` debiased and ``k`` biased)."""
+    grams, diag = chunk.grams, chunk.diag
     first = next(iter(grams.values()))
-    x = {a: row[a] - diag[a] if debiased else row[a] for a in grams}
+    x = {a: torch.zeros_like(diag[a]) if debiased else diag[a] for a in grams}
     full = WeightedSums({}, {}, {}, {a: x[a].sum(dim=-1, keepdim=True) for a in grams},
                         torch.full((1,), float(first.shape[-1]), dtype=torch.float64, device=first.device))
     for (a, b), product_rows in chunk.rows.items():
@@ -141,26 +142,32 @@ def _full_sums(chunk: CentredChunk, debiased: bool) -> tuple[WeightedSums, dict]
 def _closed_form_sums(chunk: CentredChunk, debiased: bool) -> tuple[WeightedSums, WeightedSums]:
     """Step 3: the sums of the full sample (:func:`_full_sums`) and of the ``n`` leave-one-out samples.
 
-    With ``u = G 1``, ``x = u - debiased * k`` and ``w = 1 - e_i``:
-    ``s(i) = 1'x - u_i - (x_i - G_ii)``, ``q(i) = 1'A1 - 2 (A1)_i + A_ii`` and
-    ``c(i) = x_a'x_b - (G_a x_b)_i - (G_b x_a)_i + (A 1)_i - (x_ai - G_a,ii)(x_bi - G_b,ii)``.
+    With ``u = G 1 = k`` (:class:`CentredChunk`), ``x = u - debiased * k`` and ``w = 1 - e_i``:
+    ``s(i) = 1'x - x_i``, ``q(i) = 1'A1 - 2 (A1)_i + A_ii`` and
+    ``c(i) = x_a'x_b - (G_a x_b)_i - (G_b x_a)_i + (A 1)_i - (x_ai - G_a,ii)(x_bi - G_b,ii)``
+    (debiased, ``x = 0``: ``c(i) = (A 1)_i - G_a,ii G_b,ii``, no matrix-vector product).
     """
-    grams, diag, row = chunk.grams, chunk.diag, chunk.sums
+    grams, diag = chunk.grams, chunk.diag
     full, x = _full_sums(chunk, debiased)
     n, device = diag[next(iter(grams))].shape[-1], full.m.device
-    partners = {a: list(dict.fromkeys(b for pair in chunk.rows for b in pair if a in pair and
-                                      (b != a or pair == (a, a)))) for a in grams}
-    applied = {a: torch.matmul(grams[a], torch.stack([x[b] for b in partners[a]], dim=-1)) for a in grams}
-    gx = {(a, b): applied[a][..., partners[a].index(b)] for a in grams for b in partners[a]}   # G_a x_b
-    loo = WeightedSums({}, {}, {}, {a: full.s[a] - row[a] - (x[a] - diag[a]) for a in grams},
+    gx = {} if debiased else _applied(chunk, x)
+    loo = WeightedSums({}, {}, {}, {a: full.s[a] - x[a] for a in grams},
                        torch.full((n,), n - 1.0, dtype=torch.float64, device=device))
     for (a, b), product_rows in chunk.rows.items():
         product_diag = diag[a] * diag[b]
         loo.q[(a, b)] = full.q[(a, b)] - 2.0 * product_rows + product_diag
-        loo.c[(a, b)] = (full.c[(a, b)] - gx[(a, b)] - gx[(b, a)] + product_rows
-                         - (x[a] - diag[a]) * (x[b] - diag[b]))
+        loo.c[(a, b)] = product_rows - product_diag if debiased else (
+            full.c[(a, b)] - gx[(a, b)] - gx[(b, a)] + product_rows - (x[a] - diag[a]) * (x[b] - diag[b]))
         loo.e[(a, b)] = full.e[(a, b)] - product_diag
     return full, loo
+
+
+def _applied(chunk: CentredChunk, x: dict[int, torch.Tensor]) -> dict[Pair, torch.Tensor]:
+    """``G_a x_b`` for every side ``a`` and every partner ``b`` of ``a`` in a product, one matrix product per side."""
+    partners = {a: list(dict.fromkeys(b for pair in chunk.rows for b in pair if a in pair and
+                                      (b != a or pair == (a, a)))) for a in chunk.grams}
+    applied = {a: torch.matmul(g, torch.stack([x[b] for b in partners[a]], dim=-1)) for a, g in chunk.grams.items()}
+    return {(a, b): applied[a][..., partners[a].index(b)] for a in chunk.grams for b in partners[a]}
 
 
 def _stack(chunk: CentredChunk, dtype: torch.dtype) -> torch.Tensor:
@@ -240,7 +247,6 @@ def _resampled(chunk: CentredChunk, counts: torch.Tensor, pairs: Sequence[Pair],
             if bool(redo.any()):
                 exact = CentredChunk({a: g[redo] for a, g in chunk.grams.items()},
                                      {a: d[redo] for a, d in chunk.diag.items()},
-                                     {a: u[redo] for a, u in chunk.sums.items()},
                                      {ab: r[redo] for ab, r in chunk.rows.items()})
                 values[:, :, redo] = _cosines(_bootstrap_sums(_stack(exact, torch.float64), exact, part, debiased),
                                               pairs, debiased)

@@ -132,9 +132,10 @@ def _check(confidence: float, n_resamples: int, minimum: int = 1, interval: str 
 
 
 def _gram(x: torch.Tensor, kern: Kernel, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:
-    """Full-sample Gram ``(..., n, n)`` and bool ``(...)`` where the side is exactly constant."""
+    """Full-sample Gram ``(..., n, n)``, peak-scaled (:func:`_peak_scaled`), and bool ``(...)`` where the side is
+    exactly constant."""
     data = centred_data(x, precision)
-    return kern.gram_centred(data), data.constant
+    return _peak_scaled(kern.gram_centred(data), kern.bounded_by_diagonal), data.constant
 
 
 def _chunk(n: int, positions: int, sides: int = 2) -> int:
@@ -151,11 +152,15 @@ def _cosine(cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
 SAFE_PEAKS = (2.0 ** -40, 2.0 ** 40)  # Gram peaks whose products G_a o G_b and sums of squares fit float32 / float64
 
 
-def _peak_scaled(gram: torch.Tensor) -> torch.Tensor:
+def _peak_scaled(gram: torch.Tensor, bounded_by_diagonal: bool) -> torch.Tensor:
     """Divide a Gram stack by its largest absolute entry per position (CKA is scale free; keeps the float32
     products of the resampling stack and the float64 sums of squares finite); a stack whose every peak lies in
-    :data:`SAFE_PEAKS` is returned as it is (no pass over it)."""
-    peak = largest_magnitude(gram, keepdim=True)
+    :data:`SAFE_PEAKS` is returned as it is (no pass over it).  ``bounded_by_diagonal`` (a positive-semidefinite
+    kernel, ``|G_ij| <= max(G_ii, G_jj)``): the peak is read off the diagonal instead of the whole matrix."""
+    if bounded_by_diagonal:
+        peak = torch.diagonal(gram, dim1=-2, dim2=-1).amax(dim=-1)[..., None, None]
+    else:
+        peak = largest_magnitude(gram, keepdim=True)
     usable = torch.isfinite(peak) & (peak > 0)
     if bool((~usable | ((peak >= SAFE_PEAKS[0]) & (peak <= SAFE_PEAKS[1]))).all()):
         return gram
@@ -226,7 +231,7 @@ def _prepared_grams(sides: list[object], names: list[str], kernel: str, debiased
     grams, constants = [], []
     for t in tensors:
         g, c = _gram(t, kern, precision)
-        grams.append(_peak_scaled(g))
+        grams.append(g)
         constants.append(c)
     return grams, constants
 
@@ -387,7 +392,7 @@ def _swap_test(X_a: object, X_b: object, gram_y: torch.Tensor, kernel: str, debi
     if xa.shape[-2] != n:
         raise ValueError("paired permutation test: X_a/X_b and Y lost different rows to nan_policy='drop_rows'")
     pooled, _ = _gram(torch.cat([xa, xb.to(xa.device)], dim=-2), get_kernel(kernel, **kernel_args), precision)
-    pooled = _peak_scaled(pooled).to(gram_y.device)
+    pooled = pooled.to(gram_y.device)
     rng = np.random.default_rng([seed, 1])  # a stream apart from the bootstrap's resamples
     swaps = rng.integers(0, 2, size=(n_permutations, n))
     base = np.arange(n)
