@@ -133,11 +133,15 @@ def test_cuda_matches_cpu():
     assert gpu == pytest.approx(cka(x, y, "rbf", True), abs=1e-6)
 
 
-@pytest.mark.parametrize("n", [7, 99, 100, 201, 1000])
+@pytest.mark.parametrize("n", [7, 47, 48, 50, 100, 201, 1000])
 def test_symmetric_gram_is_the_full_product(n):
     """The blocked symmetric product (every block against the rows from its start on, mirrored) against one
-    float64 product, for block counts 1 (n < 100), 2, 4 and 8 with uneven edges."""
-    from taskscope.similarity.kernels import symmetric_gram
+    float64 product, for block counts 1 (n < 48), 2, 4 and 8 with uneven last blocks."""
+    from taskscope.similarity.kernels import gram_block_edges, symmetric_gram
+
+    edges = gram_block_edges(n)
+    assert edges[0] == 0 and edges[-1] == n and all(a < b for a, b in zip(edges, edges[1:]))
+    assert len(edges) - 1 == max(1, min(8, n // 24))
 
     x = torch.randn(3, n, 17, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
     gram = symmetric_gram(x)
